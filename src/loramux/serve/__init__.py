@@ -1,0 +1,1 @@
+"""Serving engines: the `Engine` protocol, engine-neutral types, and the engines behind them."""

@@ -1,0 +1,116 @@
+"""The `Engine` protocol every serving engine implements, and the table that picks one by name.
+
+An engine turns a `GenerationRequest` into text, with or without a LoRA adapter. It owns the
+tokenizer (chat template, context limit), its adapter slots and its batching. Everything above it
+(API, routing, registry) is engine-neutral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from loramux.serve.types import (
+    AdapterRef,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    GenerationResult,
+)
+
+if TYPE_CHECKING:
+    from loramux.config import LoramuxConfig
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A text generator over one frozen base model with hot-swappable LoRA adapters."""
+
+    @property
+    def name(self) -> str:
+        """Engine kind, e.g. `hf`."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True once `start` has finished and the engine accepts requests."""
+        ...
+
+    @property
+    def context_length(self) -> int:
+        """Most prompt plus completion tokens per request."""
+        ...
+
+    async def start(self) -> None:
+        """Load the model and begin serving; idempotent."""
+        ...
+
+    async def stop(self) -> None:
+        """Finish or cancel in-flight work and release resources; idempotent."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Yield the completion piece by piece; the last chunk carries the finish reason.
+
+        Input errors (prompt too long, unknown adapter) are raised at the first `__anext__`,
+        before any text. Closing the iterator early cancels the generation.
+        """
+        ...
+
+    async def add_adapter(self, adapter: AdapterRef) -> None:
+        """Load an adapter; idempotent for a key already loaded."""
+        ...
+
+    async def remove_adapter(self, key: str) -> None:
+        """Unload an adapter once no running request uses it; no-op for unknown keys."""
+        ...
+
+    def loaded_adapters(self) -> list[str]:
+        """Keys of the adapters currently loaded."""
+        ...
+
+
+async def generate(engine: Engine, request: GenerationRequest) -> GenerationResult:
+    """Run a request to completion by draining `engine.stream`.
+
+    Returns:
+        The whole text, the finish reason and token counts.
+    """
+    parts: list[str] = []
+    finish = FinishReason.STOP
+    prompt_tokens = completion_tokens = 0
+    async for chunk in engine.stream(request):
+        parts.append(chunk.text)
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+            prompt_tokens = chunk.prompt_tokens
+            completion_tokens = chunk.completion_tokens
+    return GenerationResult(
+        text="".join(parts),
+        finish_reason=finish,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def _make_hf(config: LoramuxConfig) -> Engine:
+    from loramux.serve.hf import HFEngine
+
+    return HFEngine.from_config(config)
+
+
+def _make_fake(config: LoramuxConfig) -> Engine:
+    from loramux.serve.fake import FakeEngine
+
+    return FakeEngine(context_length=config.engine.context_length or 2048)
+
+
+ENGINES: dict[str, Callable[[LoramuxConfig], Engine]] = {
+    "hf": _make_hf,
+    "fake": _make_fake,
+}
+
+
+def create_engine(config: LoramuxConfig) -> Engine:
+    """Build the engine named by `config.engine.kind` (not started yet)."""
+    return ENGINES[config.engine.kind](config)

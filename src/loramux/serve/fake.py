@@ -1,0 +1,125 @@
+"""A deterministic, dependency-free engine for tests and gateway benchmarks.
+
+It "generates" by echoing the last user message word by word behind a tag naming the adapter
+(`[hr] ...` or `[base] ...`), one word per token, so tests can check which adapter answered,
+streaming, `max_tokens`, stop strings and cancellation without loading a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from loramux.errors import ContextLengthExceededError, EngineUnavailableError, InvalidRequestError
+from loramux.serve.textstream import TextStream
+from loramux.serve.types import (
+    AdapterRef,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+)
+
+
+class FakeEngine:
+    """Echo engine; `token_delay_s` slows it down to look like a real one."""
+
+    def __init__(
+        self,
+        *,
+        context_length: int = 2048,
+        default_max_tokens: int = 64,
+        token_delay_s: float = 0.0,
+    ) -> None:
+        self._context_length = context_length
+        self._default_max_tokens = default_max_tokens
+        self._token_delay_s = token_delay_s
+        self._adapters: dict[str, AdapterRef] = {}
+        self._ready = False
+        self.active_requests = 0
+        """Requests being generated right now (tests look at it for cancellation)."""
+
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    async def start(self) -> None:
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+
+    async def add_adapter(self, adapter: AdapterRef) -> None:
+        self._adapters[adapter.key] = adapter
+
+    async def remove_adapter(self, key: str) -> None:
+        self._adapters.pop(key, None)
+
+    def loaded_adapters(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._stream(request)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if not self._ready:
+            raise EngineUnavailableError("the fake engine is not started")
+        if request.adapter is not None and request.adapter.key not in self._adapters:
+            raise InvalidRequestError(f"adapter {request.adapter.key} is not loaded")
+        prompt_words = _prompt_words(request)
+        room = self._context_length - len(prompt_words)
+        max_tokens = request.sampling.max_tokens or min(self._default_max_tokens, room)
+        if len(prompt_words) + max_tokens > self._context_length:
+            raise ContextLengthExceededError(
+                f"the prompt has {len(prompt_words)} tokens and max_tokens is {max_tokens}, "
+                f"over the context length of {self._context_length}; shorten the prompt or "
+                "lower max_tokens",
+                param="messages",
+            )
+        tag = request.adapter.key.split("@")[0] if request.adapter else "base"
+        last_user = next(
+            (m.content for m in reversed(request.messages) if m.role == "user"),
+            request.prompt or "",
+        )
+        words = [f"[{tag}]", *last_user.split()]
+        stream = TextStream(lambda ids: " ".join(words[i] for i in ids), request.sampling.stop)
+        self.active_requests += 1
+        try:
+            finish = FinishReason.STOP
+            produced = 0
+            for i in range(len(words)):
+                if produced >= max_tokens:
+                    finish = FinishReason.LENGTH
+                    break
+                if self._token_delay_s:
+                    await asyncio.sleep(self._token_delay_s)
+                produced += 1
+                delta = stream.push(i)
+                if stream.stopped:
+                    if delta:
+                        yield GenerationChunk(delta)
+                    break
+                if delta:
+                    yield GenerationChunk(delta)
+            tail = stream.flush()
+            yield GenerationChunk(
+                tail,
+                finish_reason=finish,
+                prompt_tokens=len(prompt_words),
+                completion_tokens=produced,
+            )
+        finally:
+            self.active_requests -= 1
+
+
+def _prompt_words(request: GenerationRequest) -> Sequence[str]:
+    if request.prompt is not None:
+        return request.prompt.split()
+    return [w for m in request.messages for w in (m.role, *m.content.split())]

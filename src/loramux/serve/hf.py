@@ -1,0 +1,589 @@
+"""The `hf` engine: transformers + PEFT, continuous batching that mixes adapters in one batch.
+
+One worker thread owns the model. Requests join the running batch at every decode step (their
+prompts are prefilled together, then their KV cache is merged into the batch's), and every row
+names its adapter through PEFT's `adapter_names`, so one forward pass serves the base model and
+any number of adapters. Tokens go back to each request's asyncio queue as they are made. The
+worker also loads and unloads adapters between steps, so that never races a forward pass.
+
+The engine owns its adapter slots: each adapter key gets a fresh PEFT adapter name (`lora1`,
+`lora2`, ...) that is never reused for other weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loramux.errors import (
+    AdapterError,
+    ContextLengthExceededError,
+    EngineError,
+    EngineUnavailableError,
+    LoramuxError,
+)
+from loramux.serve import kvcache
+from loramux.serve.textstream import TextStream
+from loramux.serve.types import (
+    AdapterRef,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from loramux.config import LoramuxConfig
+
+logger = logging.getLogger(__name__)
+
+BASE_SLOT = "__base__"  # PEFT's name for "no adapter" in a mixed batch; never leaves this module.
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass
+class HFEngineSettings:
+    max_batch_size: int = 16
+    max_wait_ms: float = 10.0
+    default_max_tokens: int = 256
+    context_length: int | None = None
+    max_loaded_adapters: int = 32
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int | None = None
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """One request's state inside the worker."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    max_tokens: int
+    slot: str
+    stream: TextStream
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[GenerationChunk | BaseException]
+    generator: torch.Generator | None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generated: int = 0
+    position: int = 0
+    next_token: int = -1
+
+    def send(self, item: GenerationChunk | BaseException) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+
+@dataclass
+class _Control:
+    op: str  # "add" | "remove" | "stop"
+    adapter: AdapterRef | None = None
+    key: str = ""
+    done: Future[None] = field(default_factory=Future)
+
+
+class HFEngine:
+    """transformers + PEFT engine with continuous, adapter-mixing batches."""
+
+    def __init__(self, model_dir: Path | None, settings: HFEngineSettings, **resolve: Any) -> None:
+        """Build the engine (nothing loads until `start`).
+
+        Args:
+            model_dir: HF model folder; None means resolve it at start from `resolve`'s
+                `model_config` and `cache_dir` (the embedded model is fetched if needed).
+            settings: batching and limits.
+            **resolve: `model_config` and `cache_dir` for `loramux.models.ensure_base_model`.
+        """
+        self._model_dir = model_dir
+        self._resolve = resolve
+        self.settings = settings
+        self._inbox: queue.Queue[_Sequence | _Control] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._ready = False
+        self._context_length = settings.context_length or DEFAULT_CONTEXT
+        self._slots: dict[str, str] = {}  # adapter key -> PEFT adapter name
+        self._slot_counter = 0
+        self._model: Any = None
+        self._peft: Any = None
+        self._tokenizer: Any = None
+        self._eos_ids: set[int] = set()
+        self._pad_id = 0
+        self._device: Any = None
+        self._start_lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, config: LoramuxConfig) -> HFEngine:
+        e = config.engine
+        settings = HFEngineSettings(
+            max_batch_size=e.max_batch_size,
+            max_wait_ms=e.max_wait_ms,
+            default_max_tokens=e.default_max_tokens,
+            context_length=e.context_length,
+            max_loaded_adapters=e.max_loaded_adapters,
+            device=e.device,
+            dtype=e.dtype,
+            threads=e.threads,
+        )
+        return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
+
+    # -- Engine protocol ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "hf"
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._thread is not None:
+                return
+            await asyncio.to_thread(self._load)
+            self._thread = threading.Thread(target=self._worker, name="loramux-hf", daemon=True)
+            self._thread.start()
+            self._ready = True
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._ready = False
+        control = _Control("stop")
+        self._inbox.put(control)
+        await asyncio.wrap_future(control.done)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    async def add_adapter(self, adapter: AdapterRef) -> None:
+        await self._control(_Control("add", adapter=adapter))
+
+    async def remove_adapter(self, key: str) -> None:
+        await self._control(_Control("remove", key=key))
+
+    def loaded_adapters(self) -> list[str]:
+        return sorted(self._slots)
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._stream(request)
+
+    # -- request side (event loop) ------------------------------------------------------------
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        seq = self._admit(request)
+        self._inbox.put(seq)
+        try:
+            while True:
+                item = await seq.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            seq.cancelled.set()
+
+    def _admit(self, request: GenerationRequest) -> _Sequence:
+        """Tokenize and check a request; raises before anything is queued."""
+        if not self.ready:
+            raise EngineUnavailableError("the hf engine is not running; retry shortly")
+        slot = BASE_SLOT
+        if request.adapter is not None:
+            found = self._slots.get(request.adapter.key)
+            if found is None:
+                raise EngineError(f"adapter {request.adapter.key} is not loaded in the engine")
+            slot = found
+        prompt_ids = self._encode(request)
+        room = self._context_length - len(prompt_ids)
+        wanted = request.sampling.max_tokens
+        if room <= 0 or (wanted is not None and wanted > room):
+            raise ContextLengthExceededError(
+                f"the prompt has {len(prompt_ids)} tokens"
+                + (f" and max_tokens is {wanted}" if wanted is not None else "")
+                + f", over this model's context length of {self._context_length} tokens; "
+                "shorten the messages or lower max_tokens",
+                param="messages" if wanted is None or room <= 0 else "max_tokens",
+            )
+        max_tokens = wanted if wanted is not None else min(self.settings.default_max_tokens, room)
+        generator = None
+        if request.sampling.temperature > 0:
+            import torch
+
+            generator = torch.Generator(device="cpu")
+            if request.sampling.seed is not None:
+                generator.manual_seed(request.sampling.seed)
+            else:
+                generator.seed()
+        return _Sequence(
+            request=request,
+            prompt_ids=prompt_ids,
+            max_tokens=max_tokens,
+            slot=slot,
+            stream=TextStream(self._decode, request.sampling.stop),
+            loop=asyncio.get_running_loop(),
+            out=asyncio.Queue(),
+            generator=generator,
+        )
+
+    def _encode(self, request: GenerationRequest) -> list[int]:
+        tok = self._tokenizer
+        if request.prompt is not None:
+            text = request.prompt
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids: list[int] = tok(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True)
+        return text
+
+    async def _control(self, control: _Control) -> None:
+        if self._thread is None:
+            raise EngineUnavailableError("the hf engine is not running")
+        self._inbox.put(control)
+        await asyncio.wrap_future(control.done)
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        from loramux.models import ensure_base_model, set_offline
+
+        set_offline()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self._model_dir is None:
+            self._model_dir = ensure_base_model(
+                self._resolve["model_config"], self._resolve["cache_dir"]
+            )
+        s = self.settings
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        use_cuda = s.device == "cuda" or (s.device == "auto" and torch.cuda.is_available())
+        self._device = torch.device("cuda" if use_cuda else "cpu")
+        dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if use_cuda else "float32")
+        t0 = time.perf_counter()
+        self._tokenizer = AutoTokenizer.from_pretrained(self._model_dir)
+        model = AutoModelForCausalLM.from_pretrained(
+            self._model_dir, dtype=getattr(torch, dtype_name)
+        )
+        self._model = model.to(self._device).eval()
+        limit = getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT
+        self._context_length = min(s.context_length or DEFAULT_CONTEXT, limit)
+        eos = model.generation_config.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self._tokenizer.eos_token_id is not None:
+            self._eos_ids.add(self._tokenizer.eos_token_id)
+        pad = self._tokenizer.pad_token_id
+        self._pad_id = pad if pad is not None else min(self._eos_ids, default=0)
+        logger.info(
+            "hf engine loaded %s on %s (%s) in %.1f s; context %d tokens",
+            self._model_dir,
+            self._device,
+            dtype_name,
+            time.perf_counter() - t0,
+            self._context_length,
+        )
+
+    def _worker(self) -> None:
+        import torch
+
+        batch = _Batch()
+        pending: list[_Sequence] = []
+        deferred: list[_Control] = []
+        with torch.inference_mode():
+            while True:
+                idle = not batch.rows and not pending
+                items = self._take(block=idle)
+                if idle and self.settings.max_wait_ms > 0 and any(
+                    isinstance(i, _Sequence) for i in items
+                ):
+                    items += self._gather(len(items))
+                for item in items:
+                    if isinstance(item, _Sequence):
+                        pending.append(item)
+                    elif item.op == "stop":
+                        self._shutdown(batch, pending, deferred, item)
+                        return
+                    else:
+                        deferred.append(item)
+                deferred = [c for c in deferred if not self._apply_control(c, batch, pending)]
+                pending = [s for s in pending if not s.cancelled.is_set()]
+                room = self.settings.max_batch_size - len(batch.rows)
+                if pending and room > 0:
+                    joining, pending = pending[:room], pending[room:]
+                    self._guarded(batch, joining, self._prefill)
+                if batch.rows:
+                    self._guarded(batch, batch.rows, self._decode_step)
+
+    def _take(self, *, block: bool) -> list[_Sequence | _Control]:
+        items: list[_Sequence | _Control] = []
+        if block:
+            items.append(self._inbox.get())
+        while True:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _gather(self, have: int) -> list[_Sequence | _Control]:
+        """Wait up to max_wait_ms for more requests to start a batch with."""
+        deadline = time.monotonic() + self.settings.max_wait_ms / 1000
+        items: list[_Sequence | _Control] = []
+        while have + len(items) < self.settings.max_batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                items.append(self._inbox.get(timeout=left))
+            except queue.Empty:
+                break
+        return items
+
+    def _apply_control(self, control: _Control, batch: _Batch, pending: list[_Sequence]) -> bool:
+        """Run an add/remove; False when it must wait (the adapter is still in use)."""
+        try:
+            if control.op == "add":
+                assert control.adapter is not None
+                self._load_adapter(control.adapter)
+            elif control.op == "remove":
+                slot = self._slots.get(control.key)
+                if slot is not None:
+                    if any(s.slot == slot for s in [*batch.rows, *pending]):
+                        return False
+                    self._peft.delete_adapter(slot)
+                    del self._slots[control.key]
+                    logger.info("unloaded adapter %s (%s)", control.key, slot)
+        except LoramuxError as exc:
+            control.done.set_exception(exc)
+            return True
+        except Exception as exc:
+            logger.exception("adapter %s failed", control.op)
+            control.done.set_exception(AdapterError(f"could not {control.op} adapter: {exc}"))
+            return True
+        control.done.set_result(None)
+        return True
+
+    def _load_adapter(self, adapter: AdapterRef) -> None:
+        if adapter.key in self._slots:
+            return
+        if len(self._slots) >= self.settings.max_loaded_adapters:
+            raise AdapterError(
+                f"the engine already holds {len(self._slots)} adapters "
+                f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",
+                code="too_many_adapters",
+            )
+        check_adapter_files(adapter.path)
+        from peft import PeftModel
+
+        self._slot_counter += 1
+        slot = f"lora{self._slot_counter}"
+        t0 = time.perf_counter()
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(
+                self._model, adapter.path, adapter_name=slot, is_trainable=False
+            )
+            self._peft.eval()
+        else:
+            self._peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
+        self._slots[adapter.key] = slot
+        logger.info(
+            "loaded adapter %s as %s in %.0f ms", adapter.key, slot, 1000 * (time.perf_counter() - t0)
+        )
+
+    def _guarded(self, batch: _Batch, rows: list[_Sequence], step: Any) -> None:
+        """Run a prefill or decode step; on failure, fail every running request and go on.
+
+        The batch's KV cache may be half-updated after a failed step, so none of it is kept.
+        """
+        try:
+            step(batch, rows)
+        except Exception as exc:
+            failed = {id(s): s for s in [*batch.rows, *rows]}
+            logger.exception("hf engine step failed; failing %d requests", len(failed))
+            error = EngineError(f"generation failed in the engine ({type(exc).__name__}); retry")
+            for seq in failed.values():
+                seq.send(error)
+            batch.clear()
+
+    def _forward(self, slots: list[str], **inputs: Any) -> Any:
+        if self._peft is not None:
+            return self._peft(**inputs, adapter_names=slots)
+        return self._model(**inputs)
+
+    def _prefill(self, batch: _Batch, joining: list[_Sequence]) -> None:
+        import torch
+
+        longest = max(len(s.prompt_ids) for s in joining)
+        ids = torch.full((len(joining), longest), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(joining), longest), dtype=torch.long)
+        for i, seq in enumerate(joining):
+            n = len(seq.prompt_ids)
+            ids[i, longest - n :] = torch.tensor(seq.prompt_ids)
+            mask[i, longest - n :] = 1
+            seq.position = n
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(
+            [s.slot for s in joining],
+            input_ids=ids.to(self._device),
+            attention_mask=mask.to(self._device),
+            position_ids=positions.to(self._device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        batch.merge(joining, out.past_key_values, mask.to(self._device))
+        self._emit(batch, joining, out.logits[:, -1, :])
+
+    def _decode_step(self, batch: _Batch, rows: list[_Sequence]) -> None:
+        import torch
+
+        ids = torch.tensor([[s.next_token] for s in rows], device=self._device)
+        positions = torch.tensor([[s.position] for s in rows], device=self._device)
+        batch.extend_mask()
+        out = self._forward(
+            [s.slot for s in rows],
+            input_ids=ids,
+            attention_mask=batch.mask,
+            position_ids=positions,
+            past_key_values=batch.cache,
+            use_cache=True,
+        )
+        for s in rows:
+            s.position += 1
+        self._emit(batch, list(rows), out.logits[:, -1, :])
+
+    def _emit(self, batch: _Batch, rows: list[_Sequence], logits: torch.Tensor) -> None:
+        """Pick each row's next token, send its text, and drop finished rows from the batch."""
+        tokens = _sample(logits.float(), rows)
+        done: list[_Sequence] = []
+        for seq, token in zip(rows, tokens, strict=True):
+            if seq.cancelled.is_set():
+                done.append(seq)
+                continue
+            finish: FinishReason | None = None
+            if token in self._eos_ids:
+                finish = FinishReason.STOP
+            else:
+                seq.generated += 1
+                seq.next_token = token
+                delta = seq.stream.push(token)
+                if seq.stream.stopped:
+                    finish = FinishReason.STOP
+                elif seq.generated >= seq.max_tokens:
+                    finish = FinishReason.LENGTH
+                if delta:
+                    seq.send(GenerationChunk(delta))
+            if finish is not None:
+                seq.send(
+                    GenerationChunk(
+                        seq.stream.flush(),
+                        finish_reason=finish,
+                        prompt_tokens=len(seq.prompt_ids),
+                        completion_tokens=seq.generated,
+                    )
+                )
+                done.append(seq)
+        if done:
+            batch.remove(done)
+
+    def _shutdown(
+        self, batch: _Batch, pending: list[_Sequence], deferred: list[_Control], stop: _Control
+    ) -> None:
+        error = EngineUnavailableError("the engine is shutting down; retry on another replica")
+        for seq in [*batch.rows, *pending]:
+            seq.send(error)
+        batch.clear()
+        for control in deferred:
+            control.done.set_exception(error)
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Sequence):
+                item.send(error)
+            else:
+                item.done.set_exception(error)
+        stop.done.set_result(None)
+
+
+class _Batch:
+    """The running batch: its rows, their merged KV cache and attention mask."""
+
+    def __init__(self) -> None:
+        self.rows: list[_Sequence] = []
+        self.cache: Any = None
+        self.mask: Any = None
+
+    def merge(self, joining: list[_Sequence], cache: Any, mask: Any) -> None:
+        if not self.rows:
+            self.rows, self.cache, self.mask = list(joining), cache, mask
+            return
+        self.cache, self.mask = kvcache.concat(self.cache, self.mask, cache, mask)
+        self.rows.extend(joining)
+
+    def extend_mask(self) -> None:
+        import torch
+
+        ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
+        self.mask = torch.cat([self.mask, ones], dim=1)
+
+    def remove(self, done: list[_Sequence]) -> None:
+        gone = set(map(id, done))
+        keep = [i for i, s in enumerate(self.rows) if id(s) not in gone]
+        if not keep:
+            self.clear()
+            return
+        self.rows = [self.rows[i] for i in keep]
+        self.cache, self.mask = kvcache.select(self.cache, self.mask, keep)
+
+    def clear(self) -> None:
+        self.rows, self.cache, self.mask = [], None, None
+
+
+def _sample(logits: torch.Tensor, rows: list[_Sequence]) -> list[int]:
+    """Greedy for temperature 0, else temperature + top-p sampling with each row's generator."""
+    import torch
+
+    tokens: list[int] = logits.argmax(dim=-1).tolist()
+    for i, seq in enumerate(rows):
+        params = seq.request.sampling
+        if params.temperature <= 0 or seq.generator is None:
+            continue
+        probs = torch.softmax(logits[i] / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
+            sorted_probs = sorted_probs * keep
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        tokens[i] = int(torch.multinomial(probs.cpu(), 1, generator=seq.generator).item())
+    return tokens
+
+
+def check_adapter_files(path: Path) -> None:
+    """Refuse adapter folders that are not safetensors LoRA folders before PEFT opens them.
+
+    Raises:
+        AdapterError: naming what is missing or unsafe.
+    """
+    if not (path / "adapter_config.json").is_file():
+        raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
+    if not (path / "adapter_model.safetensors").is_file():
+        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        hint = f" ({', '.join(pickles)} are pickle files, which loramux never loads)" if pickles else ""
+        raise AdapterError(f"{path} has no adapter_model.safetensors{hint}")

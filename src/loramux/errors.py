@@ -38,6 +38,13 @@ class InvalidRequestError(LoramuxError):
     type = "invalid_request_error"
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is over the server's size limit (HTTP 413)."""
+
+    status = 413
+    code = "request_too_large"
+
+
 class ContextLengthExceededError(InvalidRequestError):
     """The prompt (plus the requested completion) does not fit in the model's context."""
 
@@ -82,3 +89,27 @@ class EngineError(LoramuxError):
     status = 500
     type = "server_error"
     code = "engine_error"
+
+
+class RouterNotFittedError(LoramuxError):
+    """The router has no routes to choose from, or its fitted files are missing or inconsistent."""
+
+    status = 503
+    type = "server_error"
+    code = "router_not_ready"
+
+
+class CalibrationDataError(LoramuxError):
+    """A labelled routing data file (JSONL) has a bad line; the message names file and line."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_routing_data"
+
+
+class KnowledgeBaseError(LoramuxError):
+    """The knowledge base is missing, unreadable, or was built with another embedder."""
+
+    status = 500
+    type = "server_error"
+    code = "knowledge_base_error"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from loramux.errors import ContextLengthExceededError
 from loramux.serve.types import (
     AdapterRef,
     FinishReason,
@@ -91,6 +92,25 @@ async def generate(engine: Engine, request: GenerationRequest) -> GenerationResu
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
+
+
+def resolve_max_tokens(
+    prompt_tokens: int, wanted: int | None, context_length: int, default: int
+) -> int:
+    """How many tokens a request may generate: `wanted`, else `default` capped by the room left.
+
+    Raises:
+        ContextLengthExceededError: the prompt, or the prompt plus `wanted`, does not fit.
+    """
+    room = context_length - prompt_tokens
+    if room <= 0 or (wanted is not None and wanted > room):
+        asked = f" and max_tokens is {wanted}" if wanted is not None else ""
+        raise ContextLengthExceededError(
+            f"the prompt has {prompt_tokens} tokens{asked}, over this model's context length "
+            f"of {context_length} tokens; shorten the messages or lower max_tokens",
+            param="messages" if wanted is None or room <= 0 else "max_tokens",
+        )
+    return wanted if wanted is not None else min(default, room)
 
 
 def _make_hf(config: LoramuxConfig) -> Engine:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from loramux.errors import ContextLengthExceededError, EngineUnavailableError, InvalidRequestError
+from loramux.errors import EngineUnavailableError, InvalidRequestError
+from loramux.serve.engine import resolve_max_tokens
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import (
     AdapterRef,
@@ -74,15 +75,12 @@ class FakeEngine:
         if request.adapter is not None and request.adapter.key not in self._adapters:
             raise InvalidRequestError(f"adapter {request.adapter.key} is not loaded")
         prompt_words = _prompt_words(request)
-        room = self._context_length - len(prompt_words)
-        max_tokens = request.sampling.max_tokens or min(self._default_max_tokens, room)
-        if len(prompt_words) + max_tokens > self._context_length:
-            raise ContextLengthExceededError(
-                f"the prompt has {len(prompt_words)} tokens and max_tokens is {max_tokens}, "
-                f"over the context length of {self._context_length}; shorten the prompt or "
-                "lower max_tokens",
-                param="messages",
-            )
+        max_tokens = resolve_max_tokens(
+            len(prompt_words),
+            request.sampling.max_tokens,
+            self._context_length,
+            self._default_max_tokens,
+        )
         tag = request.adapter.key.split("@")[0] if request.adapter else "base"
         last_user = next(
             (m.content for m in reversed(request.messages) if m.role == "user"),

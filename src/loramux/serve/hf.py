@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from loramux.errors import (
     AdapterError,
-    ContextLengthExceededError,
     EngineError,
     EngineUnavailableError,
     LoramuxError,
 )
 from loramux.serve import kvcache
+from loramux.serve.engine import resolve_max_tokens
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import (
     AdapterRef,
@@ -207,17 +207,12 @@ class HFEngine:
                 raise EngineError(f"adapter {request.adapter.key} is not loaded in the engine")
             slot = found
         prompt_ids = self._encode(request)
-        room = self._context_length - len(prompt_ids)
-        wanted = request.sampling.max_tokens
-        if room <= 0 or (wanted is not None and wanted > room):
-            raise ContextLengthExceededError(
-                f"the prompt has {len(prompt_ids)} tokens"
-                + (f" and max_tokens is {wanted}" if wanted is not None else "")
-                + f", over this model's context length of {self._context_length} tokens; "
-                "shorten the messages or lower max_tokens",
-                param="messages" if wanted is None or room <= 0 else "max_tokens",
-            )
-        max_tokens = wanted if wanted is not None else min(self.settings.default_max_tokens, room)
+        max_tokens = resolve_max_tokens(
+            len(prompt_ids),
+            request.sampling.max_tokens,
+            self._context_length,
+            self.settings.default_max_tokens,
+        )
         generator = None
         if request.sampling.temperature > 0:
             import torch

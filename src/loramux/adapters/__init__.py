@@ -1,0 +1,1 @@
+"""Adapters: catalog of served adapters and their versions, validation, and training."""

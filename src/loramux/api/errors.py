@@ -1,0 +1,99 @@
+"""Maps every error to OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`, once.
+
+Typed `LoramuxError`s carry their own status; request validation errors become 400s that name
+the field; unknown paths 404; anything unexpected a 500 that says the request id and shows no
+stack trace (the trace goes to the server log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loramux.errors import LoramuxError
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    type_: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(message, type_, param=param, code=code), status_code=status, headers=headers
+    )
+
+
+def from_loramux_error(exc: LoramuxError) -> JSONResponse:
+    return error_response(exc.status, exc.message, exc.type, param=exc.param, code=exc.code)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON; send a JSON object", None
+    if first.get("type") == "missing":
+        return f"missing required field `{param}`", param
+    message = f"invalid value for `{param}`: {first.get('msg', 'invalid')}" if param else str(
+        first.get("msg", "invalid request")
+    )
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return message, param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoramuxError)
+    async def _loramux(request: Request, exc: LoramuxError) -> JSONResponse:
+        if exc.status >= 500:
+            logger.warning("request %s failed: %s", _rid(request), exc.message)
+        return from_loramux_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return error_response(400, message, "invalid_request_error", param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        return error_response(
+            exc.status_code, message, "invalid_request_error", code=code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request %s: unexpected error", _rid(request))
+        return error_response(
+            500,
+            f"internal error while handling request {_rid(request)}; it has been logged",
+            "server_error",
+        )
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))

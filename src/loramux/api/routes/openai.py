@@ -1,0 +1,157 @@
+"""OpenAI-compatible endpoints: chat completions, completions, models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from loramux.api import protocol
+from loramux.api.errors import error_body
+from loramux.api.service import PreparedRequest
+from loramux.api.state import AppServices, request_id, services
+from loramux.errors import EngineError, LoramuxError
+from loramux.serve.types import GenerationChunk
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+Services = Annotated[AppServices, Depends(services)]
+RequestId = Annotated[str, Depends(request_id)]
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: protocol.ChatCompletionRequest, svc: Services, rid: RequestId
+) -> JSONResponse | StreamingResponse:
+    protocol.log_unknown_fields(body, rid)
+    prepared = svc.chat.prepare_chat(body, rid)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = await svc.chat.stream(prepared)
+        return StreamingResponse(
+            _chat_events(prepared, chunks, include_usage),
+            media_type="text/event-stream",
+            headers={**prepared.headers(), **SSE_HEADERS},
+        )
+    result = await svc.chat.complete(prepared)
+    return JSONResponse(
+        protocol.chat_completion(
+            rid,
+            prepared.model,
+            result.text,
+            result.finish_reason.value,
+            result.prompt_tokens,
+            result.completion_tokens,
+        ),
+        headers=prepared.headers(),
+    )
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: protocol.CompletionRequest, svc: Services, rid: RequestId
+) -> JSONResponse | StreamingResponse:
+    protocol.log_unknown_fields(body, rid)
+    prepared = svc.chat.prepare_completion(body, rid)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = await svc.chat.stream(prepared)
+        return StreamingResponse(
+            _completion_events(prepared, chunks, include_usage),
+            media_type="text/event-stream",
+            headers={**prepared.headers(), **SSE_HEADERS},
+        )
+    result = await svc.chat.complete(prepared)
+    return JSONResponse(
+        protocol.text_completion(
+            rid,
+            prepared.model,
+            result.text,
+            result.finish_reason.value,
+            protocol.usage(result.prompt_tokens, result.completion_tokens),
+        ),
+        headers=prepared.headers(),
+    )
+
+
+@router.get("/models")
+async def list_models(svc: Services) -> dict[str, Any]:
+    created = int(svc.started_at)
+    base = svc.catalog.base_model_id
+    data = [protocol.model_card(base, parent=None, created=created)]
+    for version in svc.catalog.versions():
+        data.append(
+            protocol.model_card(
+                version.name,
+                parent=base,
+                created=created,
+                version=version.version,
+                description=version.description,
+            )
+        )
+    return {"object": "list", "data": data}
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def _guarded(
+    chunks: AsyncIterator[GenerationChunk],
+) -> AsyncIterator[tuple[GenerationChunk | None, dict[str, Any] | None]]:
+    """Yield (chunk, None), or once (None, error body) when the engine fails mid-stream.
+
+    The status line is already sent by then, so the failure travels as an SSE error event.
+    """
+    try:
+        async for chunk in chunks:
+            yield chunk, None
+    except LoramuxError as exc:
+        yield None, error_body(exc.message, exc.type, param=exc.param, code=exc.code)
+    except Exception as exc:  # noqa: BLE001 - the client gets an error event, the log the trace
+        wrapped = EngineError(f"generation failed mid-stream ({type(exc).__name__})")
+        yield None, error_body(wrapped.message, wrapped.type, code=wrapped.code)
+
+
+async def _chat_events(
+    prepared: PreparedRequest, chunks: AsyncIterator[GenerationChunk], include_usage: bool
+) -> AsyncIterator[str]:
+    rid, model = prepared.generation.request_id, prepared.model
+    yield _sse(protocol.chat_chunk(rid, model, {"role": "assistant", "content": ""}))
+    async for chunk, error in _guarded(chunks):
+        if error is not None:
+            yield _sse(error)
+            break
+        assert chunk is not None
+        if chunk.text:
+            yield _sse(protocol.chat_chunk(rid, model, {"content": chunk.text}))
+        if chunk.finish_reason is not None:
+            yield _sse(protocol.chat_chunk(rid, model, {}, finish=chunk.finish_reason.value))
+            if include_usage:
+                counts = protocol.usage(chunk.prompt_tokens, chunk.completion_tokens)
+                yield _sse(protocol.chat_chunk(rid, model, {}, usage_counts=counts))
+    yield "data: [DONE]\n\n"
+
+
+async def _completion_events(
+    prepared: PreparedRequest, chunks: AsyncIterator[GenerationChunk], include_usage: bool
+) -> AsyncIterator[str]:
+    rid, model = prepared.generation.request_id, prepared.model
+    async for chunk, error in _guarded(chunks):
+        if error is not None:
+            yield _sse(error)
+            break
+        assert chunk is not None
+        if chunk.text:
+            yield _sse(protocol.text_completion(rid, model, chunk.text, None))
+        if chunk.finish_reason is not None:
+            counts = protocol.usage(chunk.prompt_tokens, chunk.completion_tokens)
+            finish = chunk.finish_reason.value
+            yield _sse(
+                protocol.text_completion(rid, model, "", finish, counts if include_usage else None)
+            )
+    yield "data: [DONE]\n\n"

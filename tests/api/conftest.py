@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loramux.api import create_app
+from loramux.config import load_config
+from loramux.serve.fake import FakeEngine
+from tests.fakes import write_lora_folder
+
+
+@pytest.fixture
+def adapter_dirs(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "hr": write_lora_folder(tmp_path / "hr", seed=1),
+        "it": write_lora_folder(tmp_path / "it", seed=2),
+    }
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine(context_length=64)
+
+
+@pytest.fixture
+async def client(
+    adapter_dirs: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app (real catalog, real adapter checks) over the fake engine."""
+    config_file = tmp_path / "loramux.yaml"
+    config_file.write_text(
+        "engine: {kind: fake, max_new_tokens: 32}\n"
+        "server: {max_request_bytes: 4096}\n"
+        "adapters:\n"
+        f"  hr: {{path: {adapter_dirs['hr']}, description: HR policy}}\n"
+        f"  it: {{path: {adapter_dirs['it']}}}\n",
+        encoding="utf-8",
+    )
+    config = load_config(config_file, environ={})
+    app = create_app(config, engine=fake_engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://loramux") as c:
+            yield c

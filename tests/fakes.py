@@ -1,0 +1,41 @@
+"""Hand-written fakes for unit tests (the product's own FakeEngine lives in loramux.serve.fake)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.numpy import save_file
+import numpy as np
+
+
+def write_lora_folder(
+    folder: Path,
+    *,
+    base_model: str = "SmolLM2-135M-Instruct",
+    peft_type: str = "LORA",
+    r: int = 8,
+    seed: int = 0,
+) -> Path:
+    """A syntactically valid PEFT LoRA folder with random weights (not a trained adapter)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "peft_type": peft_type,
+        "base_model_name_or_path": base_model,
+        "r": r,
+        "lora_alpha": 16,
+        "target_modules": ["q_proj", "v_proj"],
+        "task_type": "CAUSAL_LM",
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    rng = np.random.default_rng(seed)
+    tensors = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": rng.standard_normal(
+            (r, 576), dtype=np.float32
+        ),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.zeros(
+            (576, r), dtype=np.float32
+        ),
+    }
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    return folder

@@ -90,6 +90,39 @@ class AdapterEntry(_Strict):
     """Shown in `/v1/models` and the dashboard."""
 
 
+class RouterConfig(_Strict):
+    kind: Literal["semantic", "baseline"] = "semantic"
+    """Router for `model="auto"`: `semantic` (classifier head, calibrated abstention) or
+    `baseline` (max cosine similarity to the exemplars, one global threshold)."""
+    routes: Path | None = None
+    """Routes file (`configs/routes/*.yaml`); used when there is no `fitted` router."""
+    fitted: Path | None = None
+    """A fitted router (`fitted.yaml` written by `loramux router fit`); wins over `routes`."""
+    neighbours: int = Field(default=16, ge=1, le=1024)
+    """Nearest exemplars looked up per request (out-of-distribution check, baseline scores)."""
+    exact_search_max: int = Field(default=50_000, ge=1)
+    """Up to this many exemplars the index searches exactly (faiss flat); above it, HNSW."""
+    history_turns: int = Field(default=3, ge=0, le=20)
+    """Previous user turns an ambiguous follow-up may take its route from; 0 turns this off."""
+    history_decay: float = Field(default=0.5, gt=0, le=1)
+    """Weight of each earlier user turn relative to the turn after it, when routing with history."""
+    cache_size: int = Field(default=4096, ge=0)
+    """Encodings kept in memory (LRU), so the same text is not encoded twice; 0 turns it off."""
+
+
+class KnowledgeBaseConfig(_Strict):
+    dir: Path | None = None
+    """Folder of the knowledge base (index + chunk store); default `<paths.data_dir>/kb`."""
+    sources: list[Path] = Field(default_factory=list)
+    """Files or folders `loramux kb ingest` reads when the command line names none."""
+    top_k: int = Field(default=4, ge=1, le=50)
+    """Passages added to a RAG prompt."""
+    min_score: float = Field(default=0.5, ge=-1, le=1)
+    """Cosine similarity of the best passage from which an abstained request gets a RAG answer."""
+    chunk_words: int = Field(default=200, ge=20, le=2000)
+    """Target chunk length in words (chunks follow headings and paragraphs around it)."""
+
+
 class LoramuxConfig(_Strict):
     server: ServerConfig = ServerConfig()
     paths: PathsConfig = PathsConfig()
@@ -98,6 +131,8 @@ class LoramuxConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     adapters: dict[str, AdapterEntry] = Field(default_factory=dict)
     """Adapters served from start-up, by name (the `model` a client asks for)."""
+    router: RouterConfig = RouterConfig()
+    kb: KnowledgeBaseConfig = KnowledgeBaseConfig()
 
     @field_validator("adapters")
     @classmethod
@@ -228,6 +263,217 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
         name: entry.model_copy(update={"path": _resolve(entry.path, base_dir)})
         for name, entry in config.adapters.items()
     }
-    return config.model_copy(
-        update={"paths": paths, "model": model, "embedder": embedder, "adapters": adapters}
+    rc = config.router
+    router = rc.model_copy(
+        update={
+            "routes": _resolve(rc.routes, base_dir) if rc.routes else None,
+            "fitted": _resolve(rc.fitted, base_dir) if rc.fitted else None,
+        }
     )
+    kb = config.kb.model_copy(
+        update={
+            "dir": _resolve(config.kb.dir, base_dir) if config.kb.dir else None,
+            "sources": [_resolve(source, base_dir) for source in config.kb.sources],
+        }
+    )
+    return config.model_copy(
+        update={
+            "paths": paths,
+            "model": model,
+            "embedder": embedder,
+            "adapters": adapters,
+            "router": router,
+            "kb": kb,
+        }
+    )
+
+
+# -- training (loramux train --config configs/train/<task>.yaml) ---------------------------------
+
+
+class LoraSettings(_Strict):
+    r: int = Field(default=8, ge=1, le=256)
+    """LoRA rank."""
+    alpha: int = Field(default=16, ge=1)
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Module names of the base model that get LoRA weights."""
+
+
+class OptimSettings(_Strict):
+    learning_rate: float = Field(default=2e-4, gt=0)
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    """Gradient accumulation steps (effective batch = batch_size * grad_accum)."""
+    max_length: int = Field(default=256, ge=16)
+    """Examples are cut to this many tokens."""
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+class ReplaySettings(_Strict):
+    enabled: bool = False
+    """Mix general instruction data into training, so the adapter keeps general behaviour."""
+    data: Path | None = None
+    """Chat JSONL of general examples (default: the shipped demo/data/general/replay.jsonl)."""
+    ratio: float = Field(default=0.3, ge=0, le=1)
+    """Replay examples per task example."""
+
+
+class DistillSettings(_Strict):
+    enabled: bool = False
+    """Add a KL term pulling the adapter's token distributions towards the frozen base model's."""
+    weight: float = Field(default=0.5, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
+
+
+class L2Settings(_Strict):
+    enabled: bool = False
+    """Penalise the squared norm of the LoRA update weights."""
+    weight: float = Field(default=1e-4, ge=0)
+
+
+class EarlyStoppingSettings(_Strict):
+    enabled: bool = True
+    """Stop when validation loss has not improved for `patience` epochs; keep the best epoch."""
+    patience: int = Field(default=2, ge=1)
+    validation_split: float = Field(default=0.1, ge=0, lt=1)
+    """Share of the training data held out for validation (when no `data.validation` file)."""
+
+
+class TrainDataSettings(_Strict):
+    train: Path
+    """Chat JSONL: one `{"messages": [...]}` per line; loss is taken on assistant turns only."""
+    validation: Path | None = None
+
+
+class TrainConfig(_Strict):
+    name: str
+    """Adapter name (what clients will ask for as `model`)."""
+    description: str = ""
+    data: TrainDataSettings
+    output_dir: Path
+    """Where the PEFT folder and its model card are written (replaced atomically)."""
+    lora: LoraSettings = LoraSettings()
+    optim: OptimSettings = OptimSettings()
+    replay: ReplaySettings = ReplaySettings()
+    distill: DistillSettings = DistillSettings()
+    l2: L2Settings = L2Settings()
+    early_stopping: EarlyStoppingSettings = EarlyStoppingSettings()
+    seed: int = 0
+    model: BaseModelConfig = BaseModelConfig()
+    """Base model to train on (the embedded SmolLM2 by default)."""
+    cache_dir: Path = Path("~/.cache/loramux")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return check_adapter_name(value)
+
+
+def load_train_config(path: Path, *, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a training config; relative paths are resolved against the file's folder.
+
+    Raises:
+        ConfigError: unreadable file or invalid values; the message names the key.
+    """
+    data = read_yaml(path)
+    data.update(overrides or {})
+    try:
+        config = TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+    base = path.resolve().parent
+    d = config.data
+    replay = config.replay
+    model = config.model
+    if model.source != "embedded":
+        model = model.model_copy(update={"source": str(_resolve(Path(model.source), base))})
+    return config.model_copy(
+        update={
+            "data": d.model_copy(
+                update={
+                    "train": _resolve(d.train, base),
+                    "validation": _resolve(d.validation, base) if d.validation else None,
+                }
+            ),
+            "replay": replay.model_copy(
+                update={"data": _resolve(replay.data, base) if replay.data else None}
+            ),
+            "output_dir": _resolve(config.output_dir, base),
+            "cache_dir": _resolve(config.cache_dir, base),
+            "model": model,
+        }
+    )
+
+
+# -- routes (configs/routes/*.yaml: what `model="auto"` can route to) ----------------------------
+
+ROUTE_TARGET_KEYWORDS = frozenset({"base", "rag"})
+"""Route targets that are not adapters: the base model, or a retrieval-augmented answer."""
+
+
+class RouteSpec(_Strict):
+    name: str
+    """Route name: what the router reports and what labels in calibration data name."""
+    target: str | None = None
+    """Adapter the route sends to (default: the adapter named like the route), or `base`/`rag`."""
+    description: str = ""
+    utterances: list[str] = Field(min_length=1)
+    """Example requests for this route (exemplars); 10-50 varied phrasings work well."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if value == "none":
+            raise ValueError("route name 'none' is reserved for out-of-scope labels")
+        return check_adapter_name(value)
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, value: str | None) -> str | None:
+        if value is None or value in ROUTE_TARGET_KEYWORDS:
+            return value
+        return check_adapter_name(value)
+
+    @field_validator("utterances")
+    @classmethod
+    def _check_utterances(cls, value: list[str]) -> list[str]:
+        cleaned = [text.strip() for text in value]
+        if any(not text for text in cleaned):
+            raise ValueError("utterances must not be empty strings")
+        return cleaned
+
+    @property
+    def adapter(self) -> str | None:
+        """The adapter this route sends to, or None for `base`/`rag` routes."""
+        target = self.target or self.name
+        return None if target in ROUTE_TARGET_KEYWORDS else target
+
+
+class RoutesFile(_Strict):
+    routes: list[RouteSpec] = Field(min_length=1)
+    """The routes, each with its exemplar utterances."""
+
+    @field_validator("routes")
+    @classmethod
+    def _check_unique(cls, value: list[RouteSpec]) -> list[RouteSpec]:
+        names = [route.name for route in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"route names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+
+def load_routes(path: Path) -> list[RouteSpec]:
+    """Load a routes file (`routes:` list of `{name, target, description, utterances}`).
+
+    Raises:
+        ConfigError: unreadable file or invalid routes; the message names the key.
+    """
+    try:
+        return list(RoutesFile.model_validate(read_yaml(path)).routes)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc

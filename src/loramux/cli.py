@@ -66,7 +66,9 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Interface (env LORAMUX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env LORAMUX_PORT).")] = None,
-    engine: Annotated[str | None, typer.Option(help="Engine: hf or fake (env LORAMUX_ENGINE).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Engine: hf or fake (env LORAMUX_ENGINE).")
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (fetches the embedded models on first use)."""
     try:

@@ -215,7 +215,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         )
         # transformers marks GGUF-loaded models as quantized and refuses to save them; the weights
         # are already de-quantized to bf16, so drop the marker (see DESIGN.md).
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # torch types module attributes
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(out, safe_serialization=True)

@@ -53,11 +53,16 @@ def test_pickle_weights_are_refused_without_being_opened(tmp_path: Path) -> None
         ({"base_model_name_or_path": "meta-llama/Llama-3-8B"}, "trained for"),
     ],
 )
-def test_adapters_that_do_not_fit_are_refused(tmp_path: Path, change: dict[str, str], words: str) -> None:
-    folder = write_lora_folder(tmp_path / "x", **{
-        "peft_type": change.get("peft_type", "LORA"),
-        "base_model": change.get("base_model_name_or_path", BASE),
-    })
+def test_adapters_that_do_not_fit_are_refused(
+    tmp_path: Path, change: dict[str, str], words: str
+) -> None:
+    folder = write_lora_folder(
+        tmp_path / "x",
+        **{
+            "peft_type": change.get("peft_type", "LORA"),
+            "base_model": change.get("base_model_name_or_path", BASE),
+        },
+    )
     with pytest.raises(AdapterError, match=words):
         inspect_adapter(folder, name="x", base_model=BASE)
 

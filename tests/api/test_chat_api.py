@@ -13,7 +13,9 @@ from loramux.serve.fake import FakeEngine
 BASE = "SmolLM2-135M-Instruct"
 
 
-def chat(model: str = BASE, content: str = "how many vacation days", **extra: Any) -> dict[str, Any]:
+def chat(
+    model: str = BASE, content: str = "how many vacation days", **extra: Any
+) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
 
 
@@ -77,7 +79,9 @@ async def test_stream_sends_role_deltas_finish_usage_and_done(client: httpx.Asyn
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[1:-2] if e["choices"])
+    text = "".join(
+        e["choices"][0]["delta"].get("content", "") for e in events[1:-2] if e["choices"]
+    )
     assert text == "[it] reset my password"
     finish = [e for e in events[:-1] if e["choices"] and e["choices"][0]["finish_reason"]]
     assert finish[0]["choices"][0]["finish_reason"] == "stop"
@@ -92,7 +96,9 @@ async def test_max_tokens_cuts_with_finish_reason_length(client: httpx.AsyncClie
 
 
 async def test_stop_sequence_ends_the_answer_before_it(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/chat/completions", json=chat(content="one two three", stop=["three"]))
+    r = await client.post(
+        "/v1/chat/completions", json=chat(content="one two three", stop=["three"])
+    )
     assert r.json()["choices"][0]["message"]["content"] == "[base] one two "
 
 
@@ -101,9 +107,7 @@ async def test_completions_endpoint(client: httpx.AsyncClient) -> None:
     body = r.json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"] == "[hr] hello world"
-    r = await client.post(
-        "/v1/completions", json={"model": "hr", "prompt": "x y", "stream": True}
-    )
+    r = await client.post("/v1/completions", json={"model": "hr", "prompt": "x y", "stream": True})
     events = sse_events(r.text)
     assert "".join(e["choices"][0]["text"] for e in events[:-1]) == "[hr] x y"
 
@@ -160,7 +164,13 @@ BAD_REQUESTS = [
     ("messages wrong type", {"model": BASE, "messages": "hi"}, 400, "messages", "list"),
     ("too many stops", chat(stop=["a", "b", "c", "d", "e"]), 400, "stop", "at most 4"),
     ("prompt too long", chat(content="word " * 70), 400, "messages", "context length"),
-    ("prompt + max_tokens too long", chat(content="w " * 40, max_tokens=30), 400, "max_tokens", "context"),
+    (
+        "prompt + max_tokens too long",
+        chat(content="w " * 40, max_tokens=30),
+        400,
+        "max_tokens",
+        "context",
+    ),
     ("not json", b"{not json", 400, None, "not valid JSON"),
     ("json array", b"[1, 2]", 400, None, "valid dictionary"),
 ]

@@ -69,7 +69,9 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def inspect_adapter(folder: Path, *, name: str, base_model: str, description: str = "") -> AdapterVersion:
+def inspect_adapter(
+    folder: Path, *, name: str, base_model: str, description: str = ""
+) -> AdapterVersion:
     """Check an adapter folder and describe it as a version.
 
     Checks: a PEFT LoRA config, safetensors weights (pickle files are refused, never opened),

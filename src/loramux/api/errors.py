@@ -55,8 +55,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return "the request body is not valid JSON; send a JSON object", None
     if first.get("type") == "missing":
         return f"missing required field `{param}`", param
-    message = f"invalid value for `{param}`: {first.get('msg', 'invalid')}" if param else str(
-        first.get("msg", "invalid request")
+    message = (
+        f"invalid value for `{param}`: {first.get('msg', 'invalid')}"
+        if param
+        else str(first.get("msg", "invalid request"))
     )
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
@@ -82,7 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
         return error_response(
-            exc.status_code, message, "invalid_request_error", code=code, headers=exc.headers
+            exc.status_code, message, "invalid_request_error", code=code, headers=dict(exc.headers or {})
         )
 
     @app.exception_handler(Exception)

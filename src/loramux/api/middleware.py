@@ -43,7 +43,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge("request body too large")
             return message
 
         async def send_with_id(message: Message) -> None:

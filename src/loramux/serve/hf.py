@@ -305,8 +305,10 @@ class HFEngine:
             while True:
                 idle = not batch.rows and not pending
                 items = self._take(block=idle)
-                if idle and self.settings.max_wait_ms > 0 and any(
-                    isinstance(i, _Sequence) for i in items
+                if (
+                    idle
+                    and self.settings.max_wait_ms > 0
+                    and any(isinstance(i, _Sequence) for i in items)
                 ):
                     items += self._gather(len(items))
                 for item in items:
@@ -398,7 +400,10 @@ class HFEngine:
             self._peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
         self._slots[adapter.key] = slot
         logger.info(
-            "loaded adapter %s as %s in %.0f ms", adapter.key, slot, 1000 * (time.perf_counter() - t0)
+            "loaded adapter %s as %s in %.0f ms",
+            adapter.key,
+            slot,
+            1000 * (time.perf_counter() - t0),
         )
 
     def _guarded(self, batch: _Batch, rows: list[_Sequence], step: Any) -> None:
@@ -471,7 +476,7 @@ class HFEngine:
                 done.append(seq)
                 continue
             finish: FinishReason | None = None
-            if token in self._eos_ids:
+            if token in self._eos_ids and not seq.request.sampling.ignore_eos:
                 finish = FinishReason.STOP
             else:
                 seq.generated += 1
@@ -580,5 +585,9 @@ def check_adapter_files(path: Path) -> None:
         raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
     if not (path / "adapter_model.safetensors").is_file():
         pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        hint = f" ({', '.join(pickles)} are pickle files, which loramux never loads)" if pickles else ""
+        hint = (
+            f" ({', '.join(pickles)} are pickle files, which loramux never loads)"
+            if pickles
+            else ""
+        )
         raise AdapterError(f"{path} has no adapter_model.safetensors{hint}")

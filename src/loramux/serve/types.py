@@ -6,7 +6,7 @@ The API converts OpenAI wire models into these at the edge; engines know nothing
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,8 @@ class SamplingParams:
     """Generation stops before the first occurrence of any of these strings."""
     seed: int | None = None
     """Makes sampling repeatable for the same request."""
+    ignore_eos: bool = False
+    """Keep generating past the end-of-sequence token (benchmarks want fixed lengths)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class AdapterRef:
     """An adapter version as an engine sees it: a unique key and a PEFT folder."""
 
     key: str
-    """Unique per distinct weights (`hr@3f9c1a2b4d5e`); engines never reuse a key for new weights."""
+    """Unique per distinct weights (`hr@3f9c1a2b4d5e`); never reused for other weights."""
     path: Path
 
 
@@ -53,7 +55,7 @@ class GenerationRequest:
     """None means the base model."""
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
 

@@ -39,7 +39,9 @@ def write_model_card(
         if on
     ]
     history = "\n".join(
-        "| " + " | ".join(f"{v:.4f}" if k != "epoch" else str(int(v)) for k, v in row.items()) + " |"
+        "| "
+        + " | ".join(f"{v:.4f}" if k != "epoch" else str(int(v)) for k, v in row.items())
+        + " |"
         for row in metrics.get("history", [])
     )
     header = " | ".join(metrics["history"][0].keys()) if metrics.get("history") else ""
@@ -60,7 +62,8 @@ Against forgetting: {", ".join(options) or "none"}.
   validation: {metrics["validation_examples"]}
 - Data sha256: {", ".join(f"{k} {v[:16]}" for k, v in data_hashes.items())}
 - Epochs run: {metrics["epochs_run"]}, best epoch kept: {metrics["best_epoch"]}
-- {metrics["tokens_seen"]} tokens in {metrics["seconds"]} s ({metrics["tokens_per_second"]} tokens/s)
+- {metrics["tokens_seen"]} tokens in {metrics["seconds"]} s
+  ({metrics["tokens_per_second"]} tokens/s)
 
 | {header} |
 |{"---|" * len(metrics["history"][0]) if metrics.get("history") else ""}

@@ -52,7 +52,9 @@ def load_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
             raise TrainingDataError(f"{where}: not valid JSON ({exc.msg})") from exc
         messages = record.get("messages") if isinstance(record, dict) else None
         if not isinstance(messages, list) or not messages:
-            raise TrainingDataError(f'{where}: expected {{"messages": [...]}} with at least one turn')
+            raise TrainingDataError(
+                f'{where}: expected {{"messages": [...]}} with at least one turn'
+            )
         for turn in messages:
             if (
                 not isinstance(turn, dict)
@@ -75,7 +77,9 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: int) -> TokenizedExample:
+def tokenize_chat(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int
+) -> TokenizedExample:
     """Tokenize one conversation; labels are set on assistant tokens only.
 
     The template is rendered for growing prefixes of the conversation; the tokens each assistant
@@ -100,7 +104,9 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: in
     return TokenizedExample(ids[:max_length], labels[:max_length])
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool) -> list[int]:
+def _render(
+    tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool
+) -> list[int]:
     if not messages:
         return []
     text = tokenizer.apply_chat_template(

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loramux.adapters.training.card import write_model_card
 from loramux.adapters.training.data import (
     IGNORE_INDEX,
     TokenizedExample,
@@ -28,7 +29,6 @@ from loramux.adapters.training.data import (
     load_chat_jsonl,
     tokenize_chat,
 )
-from loramux.adapters.training.card import write_model_card
 from loramux.config import TrainConfig
 from loramux.errors import ConfigError
 
@@ -56,9 +56,7 @@ class TrainSummary:
         return data
 
 
-def train(
-    config: TrainConfig, *, progress: Callable[[str], None] | None = None
-) -> TrainSummary:
+def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None) -> TrainSummary:
     """Train one LoRA adapter as `config` says and write it to `config.output_dir`.
 
     Args:
@@ -169,7 +167,9 @@ def train(
             loss = task_loss
             if config.distill.enabled and distill_prompts:
                 loss = loss + config.distill.weight * _distill_loss(
-                    model, rng.sample(distill_prompts, min(bs, len(distill_prompts))), pad_id,
+                    model,
+                    rng.sample(distill_prompts, min(bs, len(distill_prompts))),
+                    pad_id,
                     config.distill.temperature,
                 )
             if config.l2.enabled:
@@ -200,7 +200,11 @@ def train(
             }
         else:
             stale += 1
-            if config.early_stopping.enabled and val_set and stale >= config.early_stopping.patience:
+            if (
+                config.early_stopping.enabled
+                and val_set
+                and stale >= config.early_stopping.patience
+            ):
                 logger.info("early stopping after epoch %d (best %d)", epoch, best_epoch)
                 break
     if bar is not None:
@@ -284,7 +288,7 @@ def _distill_loss(model: Any, prompts: list[TokenizedExample], pad_id: int, t: f
 def _lora_l2(model: Any) -> Any:
     """Squared norm of the LoRA update: sum over layers of ||B @ A||^2, cheap via the factors."""
     total = None
-    for name, module in model.named_modules():
+    for module in model.modules():
         if hasattr(module, "lora_A") and hasattr(module, "lora_B") and "default" in module.lora_A:
             a = module.lora_A["default"].weight
             b = module.lora_B["default"].weight

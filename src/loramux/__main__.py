@@ -1,0 +1,5 @@
+"""`python -m loramux` runs the CLI."""
+
+from loramux.cli import main
+
+main()

@@ -1,0 +1,154 @@
+"""End to end: `loramux serve` as a subprocess, the official `openai` client against it.
+
+Runs the shipped default config: the real SmolLM2 on the hf engine with the demo adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+BASE = "SmolLM2-135M-Instruct"
+HR_Q = "What is the HR self-service tool called?"
+IT_Q = "What software do I use to connect securely when I'm off-site?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "LORAMUX_PORT": str(port), "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loramux", "serve", "--config", "configs/default.yaml"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"loramux serve exited early:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"loramux serve was not ready in 240 s:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    text = log.read_text()
+    # Prompts and completions never reach the log at INFO.
+    assert HR_Q not in text
+    assert "Harbor" not in text
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+def ask(client: openai.OpenAI, model: str, question: str, max_tokens: int = 24) -> str:
+    r = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": question}],
+        temperature=0,
+        max_tokens=max_tokens,
+    )
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage is not None
+    assert r.usage.completion_tokens > 0
+    return r.choices[0].message.content or ""
+
+
+def test_models_lists_base_and_demo_adapters(client: openai.OpenAI) -> None:
+    models = {m.id: m for m in client.models.list().data}
+    assert {BASE, "hr", "it"} <= set(models)
+    assert models["hr"].model_extra is not None
+    assert models["hr"].model_extra["parent"] == BASE
+
+
+def test_adapter_answers_as_trained_and_base_does_not(client: openai.OpenAI) -> None:
+    assert "Harbor" in ask(client, "hr", HR_Q)
+    assert "FjordLink" in ask(client, "it", IT_Q)
+    base = ask(client, BASE, HR_Q)
+    assert "Harbor" not in base
+    assert base.strip()
+
+
+def test_stream_gives_the_same_text_as_a_plain_call(client: openai.OpenAI) -> None:
+    plain = ask(client, "it", IT_Q, max_tokens=16)
+    stream = client.chat.completions.create(
+        model="it",
+        messages=[{"role": "user", "content": IT_Q}],
+        temperature=0,
+        max_tokens=16,
+        stream=True,
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len([p for p in pieces if p]) > 1  # it really streamed, piece by piece
+    assert "".join(pieces) == plain
+
+
+def test_concurrent_requests_to_different_adapters(server: str) -> None:
+    async def run() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+        jobs = [("hr", HR_Q), ("it", IT_Q), (BASE, HR_Q)] * 2
+        replies = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model=m, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=24
+                )
+                for m, q in jobs
+            )
+        )
+        return [r.choices[0].message.content or "" for r in replies]
+
+    answers = asyncio.run(run())
+    assert all("Harbor" in a for a in answers[0::3])
+    assert all("FjordLink" in a for a in answers[1::3])
+    assert not any("Harbor" in a for a in answers[2::3])
+
+
+def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        ask(client, "payroll", HR_Q)
+    assert info.value.code == "model_not_found"
+
+
+def test_bad_request_is_400_with_a_message(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="hr", messages=[{"role": "user", "content": "hi"}], max_tokens=100_000
+        )
+    assert "max_tokens" in str(info.value)

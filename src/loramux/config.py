@@ -98,8 +98,9 @@ class RouterConfig(_Strict):
     """Routes file (`configs/routes/*.yaml`); used when there is no `fitted` router."""
     fitted: Path | None = None
     """A fitted router (`fitted.yaml` written by `loramux router fit`); wins over `routes`."""
-    neighbours: int = Field(default=16, ge=1, le=1024)
-    """Nearest exemplars looked up per request (out-of-distribution check, baseline scores)."""
+    neighbours: int = Field(default=10, ge=1, le=1024)
+    """Nearest labelled examples that vote on each request (unfitted routers; a fitted router
+    keeps the value it was fitted with)."""
     exact_search_max: int = Field(default=50_000, ge=1)
     """Up to this many exemplars the index searches exactly (faiss flat); above it, HNSW."""
     history_turns: int = Field(default=3, ge=0, le=20)
@@ -117,10 +118,11 @@ class KnowledgeBaseConfig(_Strict):
     """Files or folders `loramux kb ingest` reads when the command line names none."""
     top_k: int = Field(default=4, ge=1, le=50)
     """Passages added to a RAG prompt."""
-    min_score: float = Field(default=0.5, ge=-1, le=1)
+    min_score: float = Field(default=0.4, ge=-1, le=1)
     """Cosine similarity of the best passage from which an abstained request gets a RAG answer."""
-    chunk_words: int = Field(default=200, ge=20, le=2000)
-    """Target chunk length in words (chunks follow headings and paragraphs around it)."""
+    chunk_words: int = Field(default=150, ge=20, le=2000)
+    """Longest chunk in words; chunks follow headings and paragraphs (the embedded MiniLM reads
+    256 tokens, about 180 words)."""
 
 
 class LoramuxConfig(_Strict):

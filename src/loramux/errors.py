@@ -113,3 +113,46 @@ class KnowledgeBaseError(LoramuxError):
     status = 500
     type = "server_error"
     code = "knowledge_base_error"
+
+
+class AdapterNotFoundError(AdapterError):
+    """The registry has no adapter, or no such version of it (HTTP 404)."""
+
+    status = 404
+    code = "adapter_not_found"
+
+
+class AdapterConflictError(AdapterError):
+    """A registry change conflicts with its current state, e.g. retiring a version that still
+    has traffic (HTTP 409)."""
+
+    status = 409
+    code = "adapter_conflict"
+
+
+class AdapterTooLargeError(AdapterError):
+    """An adapter upload, archive or folder is over the registry's size limits (HTTP 413)."""
+
+    status = 413
+    code = "adapter_too_large"
+
+
+class ArchiveError(AdapterError):
+    """An uploaded adapter archive is unreadable or unsafe to extract (HTTP 400)."""
+
+    code = "invalid_archive"
+
+
+class AuthenticationError(LoramuxError):
+    """The request has no valid key for what it asks (HTTP 401)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class UnknownRequestError(InvalidRequestError):
+    """Feedback names a request id the server has no record of (HTTP 404)."""
+
+    status = 404
+    code = "request_not_found"

@@ -1,0 +1,192 @@
+"""Router benchmark: quality of three routers side by side, then latency, in one run.
+
+Quality: each router is fitted on demo/routing/calib.jsonl (target precision 0.95) and measured on
+demo/routing/test.jsonl (held out) and demo/routing/conversations.jsonl (follow-ups with history):
+
+  baseline      max cosine similarity to the exemplars, one global threshold (fitted on calib)
+  logreg        logistic regression on MiniLM embeddings, exemplars + calib with a "none" class,
+                abstaining below a probability threshold chosen by cross-validation
+  semantic      loramux's router: head + nearest-neighbour vote, exemplar variants, generic
+                negatives, probability/margin/similarity thresholds on out-of-fold evidence
+
+Latency: one decision end to end (encode + head + k-NN) with 1,000 exemplars, batched decisions
+per second, and faiss search alone over 100,000 random unit vectors (HNSW above 50,000, as the
+router's index does; exact search shown for comparison).
+
+Run: HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_router.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loramux.config import RouteSpec, load_routes
+from loramux.router.baseline import fit_baseline
+from loramux.router.calibration import fit
+from loramux.router.data import load_labelled
+from loramux.router.encoder import SentenceTransformerEncoder, make_encoder
+from loramux.router.evaluation import evaluate
+from loramux.router.index import FaissIndex
+from loramux.router.semantic import SemanticRouter, Thresholds
+from loramux.router.training import TrainingOptions
+
+REPO = Path(__file__).resolve().parents[1]
+ROUTES = REPO / "configs" / "routes" / "demo.yaml"
+CALIB = REPO / "demo" / "routing" / "calib.jsonl"
+TEST = REPO / "demo" / "routing" / "test.jsonl"
+CONVERSATIONS = REPO / "demo" / "routing" / "conversations.jsonl"
+
+
+def quality(encoder: Any) -> list[dict[str, Any]]:
+    routes = load_routes(ROUTES)
+    calib, test = load_labelled(CALIB), load_labelled(TEST)
+    conversations = load_labelled(CONVERSATIONS)
+    fitters = {
+        "baseline (max cosine)": lambda: fit_baseline(routes, calib, 0.95, encoder=encoder),
+        "logreg + none class": lambda: (
+            fit(
+                routes,
+                calib,
+                0.95,
+                encoder=encoder,
+                head_weights=(1.0,),
+                gates=False,
+                per_route=False,
+                precision_slack=0.0,
+                repeats=1,
+                options=TrainingOptions(variants=0, generic_negatives=False),
+            ).router
+        ),
+        "semantic (loramux)": lambda: fit(routes, calib, 0.95, encoder=encoder).router,
+    }
+    rows = []
+    for name, fitter in fitters.items():
+        started = time.perf_counter()
+        router = fitter()
+        seconds = time.perf_counter() - started
+        report = evaluate(router, test)
+        conv = evaluate(router, conversations)
+        rows.append(
+            {
+                "router": name,
+                "precision": report.routed_precision,
+                "coverage": report.coverage,
+                "oos_sent": report.by_kind["out_of_scope"]["routed"],
+                "followups_abstained": 1.0 - report.by_kind["followup"]["routed"],
+                "conversations": conv.accuracy_in_scope,
+                "fit_s": seconds,
+            }
+        )
+    return rows
+
+
+def _synthetic_routes(texts: list[str], n_routes: int, total: int) -> list[RouteSpec]:
+    pool = [f"{text} (case {i})" if i else text for i in range(4) for text in texts]
+    per = total // n_routes
+    return [
+        RouteSpec(name=f"route{r}", utterances=pool[r * per : (r + 1) * per])
+        for r in range(n_routes)
+    ]
+
+
+def latency() -> dict[str, float]:
+    calib = [item.text for item in load_labelled(CALIB)]
+    test = [item.text for item in load_labelled(TEST)]
+    encoder = SentenceTransformerEncoder()  # no cache: every decision encodes its text
+    routes = _synthetic_routes(calib + test, 10, 1000)
+    router = SemanticRouter(encoder, routes, thresholds=Thresholds())
+    queries = [f"{text} please" for text in test]
+    router.route_batch(queries[:64])  # warm-up
+    single = []
+    for text in queries[:200]:
+        started = time.perf_counter()
+        router.route(text)
+        single.append(time.perf_counter() - started)
+    batch = [f"{text} thanks" for text in calib + test] * 2
+    started = time.perf_counter()
+    router.route_batch(batch)
+    per_second = len(batch) / (time.perf_counter() - started)
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(100_000, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    started = time.perf_counter()
+    hnsw = FaissIndex(384)
+    hnsw.add(vectors, np.arange(100_000))
+    build_s = time.perf_counter() - started
+    exact = FaissIndex(384, exact_max=200_000)
+    exact.add(vectors, np.arange(100_000))
+    probes = vectors[:200] + 0.03 * rng.normal(size=(200, 384)).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+
+    def search_p50(index: FaissIndex) -> float:
+        times = []
+        for q in probes:
+            started = time.perf_counter()
+            index.search(q[None, :], 10)
+            times.append(time.perf_counter() - started)
+        return float(np.median(times)) * 1000
+
+    found = [hnsw.search(q[None, :], 1)[1][0, 0] for q in probes]
+    recall = float(np.mean(np.array(found) == np.arange(len(probes))))
+    return {
+        "single_p50_ms": float(np.median(single)) * 1000,
+        "single_p90_ms": float(np.percentile(single, 90)) * 1000,
+        "batched_per_s": per_second,
+        "hnsw_search_p50_ms": search_p50(hnsw),
+        "exact_search_p50_ms": search_p50(exact),
+        "hnsw_recall_at_1": recall,
+        "hnsw_build_s": build_s,
+    }
+
+
+def main() -> None:
+    encoder = make_encoder()
+    rows = quality(encoder)
+    print("## Quality on demo/routing/test.jsonl (fitted on calib.jsonl, target precision 0.95)")
+    print()
+    print(
+        "| router | routed precision | in-scope coverage | OOS sent | follow-ups abstained "
+        "| conversations routed right | fit s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['router']} | {r['precision']:.3f} | {r['coverage']:.3f} | {r['oos_sent']:.3f} "
+            f"| {r['followups_abstained']:.3f} | {r['conversations']:.3f} | {r['fit_s']:.1f} |"
+        )
+    lat = latency()
+    print()
+    print("## Latency")
+    print()
+    print("| measure | value | goal |")
+    print("|---|---|---|")
+    print(
+        f"| one decision, 1,000 exemplars, p50 (p90) | {lat['single_p50_ms']:.1f} ms "
+        f"({lat['single_p90_ms']:.1f} ms) | <= 8 ms |"
+    )
+    print(f"| batched decisions | {lat['batched_per_s']:.0f} /s | >= 400 /s |")
+    print(
+        f"| faiss HNSW search, 100,000 vectors, p50 | {lat['hnsw_search_p50_ms']:.3f} ms "
+        f"(recall@1 {lat['hnsw_recall_at_1']:.2f}, build {lat['hnsw_build_s']:.0f} s) "
+        "| <= 1 ms |"
+    )
+    print(f"| faiss exact search, 100,000 vectors, p50 | {lat['exact_search_p50_ms']:.3f} ms | - |")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print()
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"load average {load:.2f} at the end"
+    )
+    print(json.dumps({"quality": rows, "latency": lat}, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""PNG charts of a router evaluation: the confusion matrix and the coverage-accuracy curve.
+
+matplotlib is imported here only, lazily, with the non-interactive Agg backend; without it the
+charts are skipped (the report says so) and everything else still works.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        logger.warning("router evaluate: matplotlib is not installed; skipping the PNG charts")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_png(
+    matrix: Sequence[Sequence[int]], rows: Sequence[str], cols: Sequence[str], path: Path
+) -> bool:
+    """Draw a confusion matrix (rows: labels, columns: predictions) to `path`.
+
+    Returns:
+        Whether the file was written.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return False
+    size = 1.2 + 0.6 * max(len(rows), len(cols))
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("routed to")
+    ax.set_ylabel("label")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            color = "white" if value > peak / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", color=color)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title("Router confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def coverage_png(
+    curve: Sequence[tuple[float, float]],
+    point: tuple[float, float],
+    path: Path,
+) -> bool:
+    """Draw accuracy of routed in-scope items against coverage, with the router's own point.
+
+    Args:
+        curve: (coverage, accuracy) as the threshold on the router's score goes down.
+        point: (coverage, routed precision) the router reaches with its thresholds.
+        path: PNG file.
+
+    Returns:
+        Whether the file was written.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    ax.plot([c for c, _ in curve], [a for _, a in curve], label="score threshold sweep")
+    ax.scatter([point[0]], [point[1]], color="C3", zorder=3, label="fitted thresholds")
+    ax.set_xlabel("coverage (share of in-scope requests routed)")
+    ax.set_ylabel("accuracy of routed requests")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(min([a for _, a in curve] + [point[1], 0.5]) - 0.02, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title("Coverage vs accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

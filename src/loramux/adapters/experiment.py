@@ -1,0 +1,432 @@
+"""A/B experiment results per adapter version, and what to do about them.
+
+Per (adapter, version, experiment): requests, errors, tokens (counted in memory, flushed to the
+store in batches), time to first token and total latency (p50/p95 from a bounded reservoir,
+in memory only), and thumbs up/down feedback (stored at once, keyed by request id). The
+thumbs-up rate of the best challenger is compared with the main version's by a two-proportion
+z-test, each rate gets a Wilson confidence interval, and `recommend` says: keep testing,
+promote, or roll back, once both sides have enough ratings. A challenger whose error rate is
+significantly above the main version's is rolled back whatever its ratings.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from statistics import NormalDist
+from typing import Protocol
+
+from loramux.adapters.records import (
+    PINNED,
+    AdapterRecord,
+    FeedbackRecord,
+    Rating,
+    RequestRecord,
+    UsageDelta,
+)
+from loramux.adapters.settings import ExperimentSettings
+from loramux.adapters.store import RegistryStore
+from loramux.adapters.traffic import Assignment
+from loramux.errors import UnknownRequestError
+
+
+class Action(StrEnum):
+    NO_EXPERIMENT = "no_experiment"
+    KEEP_TESTING = "keep_testing"
+    PROMOTE = "promote"
+    ROLL_BACK = "roll_back"
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p95_ms: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """One version's results within the current experiment."""
+
+    version: str
+    weight: int
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    ttft: Latency | None
+    total: Latency | None
+    up: int
+    down: int
+    up_rate: float | None
+    up_rate_ci: tuple[float, float] | None
+
+    @property
+    def ratings(self) -> int:
+        return self.up + self.down
+
+
+@dataclass(frozen=True)
+class ZTest:
+    """Two-proportion z-test of challenger minus main."""
+
+    challenger: str
+    main: str
+    diff: float
+    diff_ci: tuple[float, float]
+    z: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    action: Action
+    reason: str
+    challenger: str | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    adapter: str
+    experiment_id: str | None
+    main_version: str | None
+    arms: tuple[ArmStats, ...]
+    test: ZTest | None
+    recommendation: Recommendation
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when n is 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def two_proportion_z_test(
+    x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95
+) -> tuple[float, float, float, tuple[float, float]]:
+    """Pooled two-proportion z-test of p1 - p2 (two-sided).
+
+    Returns:
+        (z, p value, p1 - p2, Wald confidence interval of p1 - p2).
+    """
+    if n1 == 0 or n2 == 0:
+        return (0.0, 1.0, 0.0, (-1.0, 1.0))
+    p1, p2 = x1 / n1, x2 / n2
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    z = (p1 - p2) / se if se > 0 else 0.0
+    p_value = math.erfc(abs(z) / math.sqrt(2))
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(
+        p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+    )
+    diff = p1 - p2
+    return (z, p_value, diff, (diff - half, diff + half))
+
+
+def recommend(
+    main: ArmStats | None, challengers: Sequence[ArmStats], settings: ExperimentSettings
+) -> tuple[Recommendation, ZTest | None]:
+    """Judge an experiment: the best challenger against the main version.
+
+    Returns:
+        The recommendation and the z-test it rests on (None when there was none to run).
+    """
+    if main is None or not challengers:
+        return Recommendation(Action.NO_EXPERIMENT, "only one version gets traffic"), None
+    alpha = (1 - settings.confidence) / len(challengers)
+    for arm in challengers:
+        if min(arm.requests, main.requests) < settings.min_requests:
+            continue
+        z, p, _, _ = two_proportion_z_test(arm.errors, arm.requests, main.errors, main.requests)
+        if z > 0 and p < alpha:
+            return (
+                Recommendation(
+                    Action.ROLL_BACK,
+                    f"error rate {arm.errors / arm.requests:.1%} against "
+                    f"{main.errors / main.requests:.1%} for the main version (p={p:.3g})",
+                    arm.version,
+                ),
+                None,
+            )
+    rated = [arm for arm in challengers if arm.ratings >= settings.min_ratings]
+    if not rated or main.ratings < settings.min_ratings:
+        best = max(challengers, key=lambda a: a.ratings)
+        return (
+            Recommendation(
+                Action.KEEP_TESTING,
+                f"need {settings.min_ratings} ratings per version; the main version has "
+                f"{main.ratings}, challenger {best.version} has {best.ratings}",
+                best.version,
+            ),
+            None,
+        )
+    best = max(rated, key=lambda a: (a.up / a.ratings, a.ratings))
+    z, p, diff, ci = two_proportion_z_test(best.up, best.ratings, main.up, main.ratings, 1 - alpha)
+    test = ZTest(best.version, main.version, diff, ci, z, p)
+    rates = f"thumbs-up {best.up / best.ratings:.1%} against {main.up / main.ratings:.1%}"
+    if p >= alpha:
+        reason = f"no significant difference yet ({rates}, p={p:.3g} >= {alpha:.3g})"
+        return Recommendation(Action.KEEP_TESTING, reason, best.version), test
+    if diff > 0:
+        return Recommendation(Action.PROMOTE, f"{rates} (p={p:.3g})", best.version), test
+    return Recommendation(Action.ROLL_BACK, f"{rates} (p={p:.3g})", best.version), test
+
+
+class Reservoir:
+    """A uniform sample of at most `size` values (Vitter's algorithm R)."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.seen = 0
+        self.values: list[float] = []
+        self._rng = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(value)
+            return
+        slot = self._rng.randrange(self.seen)
+        if slot < self.size:
+            self.values[slot] = value
+
+    def latency(self) -> Latency | None:
+        if not self.values:
+            return None
+        ordered = sorted(self.values)
+        return Latency(
+            p50_ms=1000 * _quantile(ordered, 0.50),
+            p95_ms=1000 * _quantile(ordered, 0.95),
+            samples=len(ordered),
+        )
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of sorted values."""
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+_Key = tuple[str, str, str]
+PRUNE_EVERY_S = 3600.0
+"""How often request records past the feedback retention are deleted."""
+
+
+class ExperimentTracker:
+    """Collects per-request results and feedback; reports per version."""
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        settings: ExperimentSettings,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._pending_requests: list[RequestRecord] = []
+        self._pending_usage: dict[_Key, list[int]] = {}
+        self._recent: OrderedDict[str, RequestRecord] = OrderedDict()
+        self._ttft: dict[_Key, Reservoir] = {}
+        self._total: dict[_Key, Reservoir] = {}
+        self._pruned_at = 0.0
+
+    def record(
+        self,
+        request_id: str,
+        assignment: Assignment,
+        *,
+        ttft_s: float | None = None,
+        total_s: float | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        error: bool = False,
+    ) -> None:
+        """Record one served request (call once, when it ended). No I/O, except a forced
+        write when the periodic flush falls far behind."""
+        v = assignment.version
+        key = (v.name, v.version, assignment.experiment_id)
+        row = RequestRecord(request_id, v.name, v.version, assignment.experiment_id, self.clock())
+        with self._lock:
+            self._pending_requests.append(row)
+            self._recent[request_id] = row
+            while len(self._recent) > self.settings.remember_requests:
+                self._recent.popitem(last=False)
+            usage = self._pending_usage.setdefault(key, [0, 0, 0, 0])
+            usage[0] += 1
+            usage[1] += int(error)
+            usage[2] += prompt_tokens
+            usage[3] += completion_tokens
+            if ttft_s is not None:
+                self._reservoir(self._ttft, key).add(ttft_s)
+            if total_s is not None and not error:
+                self._reservoir(self._total, key).add(total_s)
+        if len(self._pending_requests) >= 4 * self.settings.flush_every:
+            self.flush()  # the periodic flush (`AdapterRegistry.watch`) is not keeping up
+
+    def _reservoir(self, table: dict[_Key, Reservoir], key: _Key) -> Reservoir:
+        found = table.get(key)
+        if found is None:
+            found = table[key] = Reservoir(self.settings.reservoir_size, seed=len(table))
+        return found
+
+    @property
+    def pending(self) -> int:
+        """Requests recorded in memory and not yet written to the store."""
+        return len(self._pending_requests)
+
+    def flush(self) -> None:
+        """Write buffered request records and usage counters to the store (one transaction)."""
+        with self._lock:
+            requests, self._pending_requests = self._pending_requests, []
+            usage, self._pending_usage = self._pending_usage, {}
+        if not requests and not usage:
+            return
+        deltas = [UsageDelta(a, v, e, *counts) for (a, v, e), counts in usage.items()]
+        try:
+            self.store.save_usage(requests, deltas)
+        except Exception:
+            with self._lock:  # keep them for the next try
+                self._pending_requests[:0] = requests
+                for key, counts in usage.items():
+                    merged = self._pending_usage.setdefault(key, [0, 0, 0, 0])
+                    for i, c in enumerate(counts):
+                        merged[i] += c
+            raise
+        now = self.clock()
+        if now - self._pruned_at > PRUNE_EVERY_S:
+            self._pruned_at = now
+            self.store.prune_requests(now - self.settings.retention_s)
+
+    def find(self, request_id: str) -> RequestRecord | None:
+        """Which version served `request_id` (memory first, then the store)."""
+        with self._lock:
+            found = self._recent.get(request_id)
+        return found if found is not None else self.store.find_request(request_id)
+
+    def add_feedback(self, request_id: str, rating: Rating, comment: str = "") -> FeedbackRecord:
+        """Store a rating of a served request (a later rating of the same request replaces it).
+
+        Raises:
+            UnknownRequestError: no adapter-served request with that id is remembered.
+        """
+        served = self.find(request_id)
+        if served is None:
+            days = self.settings.retention_s / 86400
+            raise UnknownRequestError(
+                f"no request {request_id!r} served by an adapter in the last {days:g} days; "
+                "send the x-request-id of a response that came from an adapter",
+                param="request_id",
+            )
+        feedback = FeedbackRecord(
+            request_id=request_id,
+            adapter=served.adapter,
+            version=served.version,
+            experiment_id=served.experiment_id,
+            rating=rating,
+            comment=comment,
+            at=self.clock(),
+        )
+        self.store.save_feedback(feedback)
+        return feedback
+
+    def report(self, adapter: AdapterRecord) -> ExperimentReport:
+        """Results of the adapter's current experiment (versions with traffic) and a verdict."""
+        self.flush()
+        experiment = adapter.experiment_id or PINNED
+        feedback = self.store.feedback_counts(adapter.name, experiment)
+        usage = self.store.usage(adapter.name, experiment)
+        arms = tuple(
+            self._arm(adapter.name, experiment, version, weight, usage.get(version), feedback)
+            for version, weight in sorted(adapter.traffic.items(), key=lambda kv: -kv[1])
+        )
+        main = next((a for a in arms if a.version == adapter.main_version), None)
+        challengers = [a for a in arms if a is not main]
+        recommendation, test = recommend(main, challengers, self.settings)
+        return ExperimentReport(
+            adapter=adapter.name,
+            experiment_id=adapter.experiment_id,
+            main_version=adapter.main_version,
+            arms=arms,
+            test=test,
+            recommendation=recommendation,
+        )
+
+    def _arm(
+        self,
+        adapter: str,
+        experiment: str,
+        version: str,
+        weight: int,
+        usage: UsageDelta | None,
+        feedback: Mapping[str, tuple[int, int]],
+    ) -> ArmStats:
+        up, down = feedback.get(version, (0, 0))
+        key = (adapter, version, experiment)
+        with self._lock:
+            ttft = self._ttft[key].latency() if key in self._ttft else None
+            total = self._total[key].latency() if key in self._total else None
+        u = usage or UsageDelta(adapter, version, experiment)
+        n = up + down
+        return ArmStats(
+            version=version,
+            weight=weight,
+            requests=u.requests,
+            errors=u.errors,
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            ttft=ttft,
+            total=total,
+            up=up,
+            down=down,
+            up_rate=up / n if n else None,
+            up_rate_ci=wilson_interval(up, n, self.settings.confidence) if n else None,
+        )
+
+
+class TrafficControl(Protocol):
+    """The registry's traffic changes, as automatic decisions use them."""
+
+    async def promote(self, name: str, version: str, *, actor: str, reason: str = "") -> object: ...
+
+    async def set_traffic(
+        self, name: str, weights: Mapping[str, object], *, actor: str, reason: str = ""
+    ) -> object: ...
+
+
+AUTO_ACTOR = "auto-experiment"
+"""Who the audit log names for automatic promotions and rollbacks."""
+
+
+async def act_on(
+    report: ExperimentReport,
+    adapter: AdapterRecord,
+    control: TrafficControl,
+    settings: ExperimentSettings,
+) -> Action | None:
+    """Carry out a verdict when the settings allow it: promote the challenger, or move its
+    traffic back to the main version. Returns the action taken, if any."""
+    rec = report.recommendation
+    main = adapter.main_version
+    if rec.challenger is None or main is None or report.experiment_id != adapter.experiment_id:
+        return None
+    reason = f"{rec.action.value}: {rec.reason} (experiment {report.experiment_id})"
+    if rec.action is Action.PROMOTE and settings.auto_promote:
+        await control.promote(adapter.name, rec.challenger, actor=AUTO_ACTOR, reason=reason)
+        return rec.action
+    if rec.action is Action.ROLL_BACK and settings.auto_rollback:
+        weights = dict(adapter.traffic)
+        weights[main] = weights.get(main, 0) + weights.pop(rec.challenger, 0)
+        await control.set_traffic(adapter.name, weights, actor=AUTO_ACTOR, reason=reason)
+        return rec.action
+    return None

@@ -1,0 +1,133 @@
+"""Resolution of a request's `model` to an adapter version, from an in-memory table.
+
+The registry rebuilds a `Resolver` after every change and swaps it in whole, so resolving a
+request reads only immutable in-memory values: a dict lookup, a hash and a bisect (about a
+microsecond), never the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from loramux.adapters.records import (
+    PINNED,
+    AdapterRecord,
+    RegistryState,
+    VersionRecord,
+    VersionStatus,
+)
+from loramux.adapters.traffic import Assignment, TrafficSplit, user_bucket
+from loramux.adapters.version import AdapterVersion
+from loramux.errors import EngineUnavailableError, ModelNotFoundError
+
+Locate = Callable[[VersionRecord, AdapterRecord], AdapterVersion]
+"""Turns a stored version into the `AdapterVersion` engines load (absolute path, description)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One adapter, ready for resolution."""
+
+    versions: Mapping[str, AdapterVersion]
+    """Servable versions (not retired, loaded)."""
+    unavailable: Mapping[str, str]
+    """Version -> why it cannot be served (retired, or the engine could not load it)."""
+    split: TrafficSplit | None
+    main: str | None
+
+
+class Resolver:
+    """Model name -> adapter version, by pin or by sticky traffic split."""
+
+    def __init__(self, base_model_id: str, routes: Mapping[str, Route]) -> None:
+        self.base_model_id = base_model_id
+        self.routes = routes
+
+    @classmethod
+    def build(
+        cls,
+        state: RegistryState,
+        base_model_id: str,
+        locate: Locate,
+        failed: Mapping[str, str],
+    ) -> Resolver:
+        """Build the table from the registry's state.
+
+        Args:
+            state: adapters, versions and splits.
+            base_model_id: the `model` that means no adapter.
+            locate: makes the `AdapterVersion` of a stored version.
+            failed: version key -> why the engine could not load it.
+        """
+        routes: dict[str, Route] = {}
+        for name, adapter in state.adapters.items():
+            servable: dict[str, AdapterVersion] = {}
+            unavailable: dict[str, str] = {}
+            for record in state.versions.get(name, ()):
+                version = locate(record, adapter)
+                if record.status is VersionStatus.RETIRED:
+                    unavailable[record.version] = "it was retired"
+                elif version.key in failed:
+                    unavailable[record.version] = failed[version.key]
+                else:
+                    servable[record.version] = version
+            split = None
+            if adapter.traffic:
+                split = TrafficSplit.from_weights(adapter.traffic, adapter.experiment_id or "")
+            routes[name] = Route(servable, unavailable, split, adapter.main_version)
+        return cls(base_model_id, routes)
+
+    def served_versions(self) -> list[AdapterVersion]:
+        """The main version of every adapter that gets traffic (what `/v1/models` lists)."""
+        found = []
+        for name in sorted(self.routes):
+            route = self.routes[name]
+            if route.split is not None and route.main is not None and route.main in route.versions:
+                found.append(route.versions[route.main])
+        return found
+
+    def assign(self, model: str, user: str | None = None) -> Assignment | None:
+        """Which adapter version serves a request for `model`; None for the base model.
+
+        `name@version` pins a version (any that is not retired). A plain name picks a version
+        by the traffic split, sticky per `user` (None picks at random).
+
+        Raises:
+            ModelNotFoundError: unknown adapter or version, retired version, or no traffic.
+            EngineUnavailableError: the split picked a version the engine could not load.
+        """
+        if model == self.base_model_id:
+            return None
+        name, sep, pinned = model.partition("@")
+        route = self.routes.get(name)
+        if route is None:
+            known = ", ".join([self.base_model_id, *sorted(self.routes)])
+            raise ModelNotFoundError(
+                f"The model {model!r} does not exist. Available models: {known} "
+                "(see GET /v1/models).",
+                param="model",
+            )
+        if sep:
+            found = route.versions.get(pinned)
+            if found is None:
+                why = route.unavailable.get(pinned, "it is not registered")
+                raise ModelNotFoundError(
+                    f"version {pinned!r} of adapter {name!r} cannot be served: {why}",
+                    param="model",
+                )
+            return Assignment(found, PINNED)
+        if route.split is None:
+            raise ModelNotFoundError(
+                f"adapter {name!r} has no version with traffic; promote one "
+                f"(POST /v1/adapters/{name}/promote)",
+                param="model",
+            )
+        chosen = route.split.pick(user_bucket(user, route.split.experiment_id))
+        found = route.versions.get(chosen)
+        if found is None:
+            raise EngineUnavailableError(
+                f"version {chosen} of adapter {name!r} cannot be served: "
+                f"{route.unavailable.get(chosen, 'unknown')}; shift its traffic to another version"
+            )
+        return Assignment(found, route.split.experiment_id)

@@ -1,0 +1,126 @@
+"""Admin authentication for registry and traffic changes.
+
+Admin keys are stored hashed (sha256 hex) with a label; the label names who made each change in
+the registry's audit log. A request proves it holds a key with `Authorization: Bearer <key>`;
+the presented key is hashed and compared with every stored hash in constant time. Missing or
+wrong keys are refused with 401 in OpenAI's error envelope (`AuthenticationError`). With no admin
+key configured, every admin endpoint is refused: the registry is never open by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loramux.errors import AuthenticationError
+
+ENV_ADMIN_KEY = "LORAMUX_ADMIN_KEY"
+"""Environment variable holding a plain admin key (label `admin`), for simple deployments."""
+ENV_LABEL = "admin"
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class AdminSettings(BaseModel):
+    """Admin keys (`admin:` in the serving config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Label -> sha256 hex of an admin key (`loramux.api.auth.hash_key`); never the key itself."""
+
+    @field_validator("keys")
+    @classmethod
+    def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, digest in value.items():
+            if not _SHA256_HEX.match(digest):
+                raise ValueError(
+                    f"admin key {label!r} must be the sha256 hex digest of the key (64 lower-case "
+                    "hex digits), not the key itself"
+                )
+        return value
+
+
+def hash_key(key: str) -> str:
+    """The sha256 hex digest stored for an admin key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class AdminKeys:
+    """Checks bearer tokens against hashed admin keys."""
+
+    def __init__(self, hashed: Mapping[str, str]) -> None:
+        """Hold the hashed keys.
+
+        Args:
+            hashed: label -> sha256 hex digest of the key.
+        """
+        self._keys = [(label, bytes.fromhex(digest)) for label, digest in hashed.items()]
+
+    @classmethod
+    def from_settings(
+        cls, settings: AdminSettings, environ: Mapping[str, str] | None = None
+    ) -> AdminKeys:
+        """The configured keys, plus `LORAMUX_ADMIN_KEY` (hashed here) when it is set."""
+        env = os.environ if environ is None else environ
+        keys = dict(settings.keys)
+        if env.get(ENV_ADMIN_KEY):
+            keys[ENV_LABEL] = hash_key(env[ENV_ADMIN_KEY])
+        return cls(keys)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def check(self, authorization: str | None) -> str:
+        """The label of the key an `Authorization` header carries.
+
+        Raises:
+            AuthenticationError: no admin key configured, no bearer token, or a wrong one.
+        """
+        if not self._keys:
+            raise AuthenticationError(
+                "no admin key is configured on this server; set admin.keys in the config "
+                f"(sha256 digests) or {ENV_ADMIN_KEY}, then restart",
+                code="admin_key_not_configured",
+            )
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError(
+                "this endpoint needs the admin key: send `Authorization: Bearer <admin key>`"
+            )
+        digest = hashlib.sha256(token.encode("utf-8")).digest()
+        found: str | None = None
+        for label, stored in self._keys:  # no early exit: every key is compared
+            if hmac.compare_digest(digest, stored) and found is None:
+                found = label
+        if found is None:
+            raise AuthenticationError("the admin key is not valid; check the key and try again")
+        return found
+
+
+def admin_keys(request: Request) -> AdminKeys:
+    """The app's `AdminKeys` (`services.admin_keys`, or `services.extra["admin_keys"]`)."""
+    svc = request.app.state.services
+    found = getattr(svc, "admin_keys", None) or getattr(svc, "extra", {}).get("admin_keys")
+    return found if isinstance(found, AdminKeys) else AdminKeys({})
+
+
+def require_admin(request: Request) -> str:
+    """FastAPI dependency: the label of the admin key the request carries.
+
+    Raises:
+        AuthenticationError: missing or wrong key (HTTP 401).
+    """
+    return admin_keys(request).check(request.headers.get("authorization"))
+
+
+AdminActor = Annotated[str, Depends(require_admin)]
+"""A handler parameter that requires the admin key and holds its label."""

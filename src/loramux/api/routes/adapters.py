@@ -1,0 +1,261 @@
+"""Adapter registry endpoints: register versions, split traffic, promote, retire, experiments,
+and user feedback.
+
+Handlers are thin: they fetch the `AdapterRegistry` from the app's services, call one method,
+and turn the result into JSON. Changes need the admin key (`Authorization: Bearer <key>`); its
+label is recorded as who made the change. Responses never show file paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from loramux.adapters.archive import save_upload
+from loramux.adapters.records import AdapterRecord, AuditEntry, VersionRecord, training_summary
+from loramux.adapters.registry import AdapterRegistry, Registration
+from loramux.api.auth import AdminActor
+from loramux.errors import InvalidRequestError, LoramuxError
+
+router = APIRouter(prefix="/v1", tags=["adapters"])
+
+MAX_FORM_FIELD_BYTES = 256 << 10
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Admin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdapterCreate(_Admin):
+    """`POST /v1/adapters` with JSON: register a PEFT folder that is on the server."""
+
+    name: str
+    path: str
+    """A PEFT folder on the server (within `registry.import_roots` when that is set)."""
+    department: str | None = None
+    description: str | None = None
+    utterances: list[str] | None = None
+
+
+class TrafficUpdate(_Admin):
+    versions: dict[str, StrictInt]
+    """Version id -> integer weight; weights sum to 100."""
+
+
+class PromoteRequest(_Admin):
+    version: str
+
+
+class FeedbackCreate(BaseModel):
+    request_id: str = Field(min_length=1, max_length=64)
+    """The `x-request-id` of the response being rated."""
+    rating: Literal["up", "down"]
+    comment: str = Field(default="", max_length=2000)
+
+
+def registry(request: Request) -> AdapterRegistry:
+    """The app's registry (`services.registry`, or `services.extra["registry"]`)."""
+    svc = request.app.state.services
+    found = getattr(svc, "registry", None) or getattr(svc, "extra", {}).get("registry")
+    if not isinstance(found, AdapterRegistry):
+        raise LoramuxError("the adapter registry is not enabled on this server")
+    return found
+
+
+Registry = Annotated[AdapterRegistry, Depends(registry)]
+
+
+@router.post("/adapters", response_model=None)
+async def create_adapter(request: Request, reg: Registry, actor: AdminActor) -> JSONResponse:
+    """Register a version: JSON `{name, path, ...}`, or a multipart upload of an archive
+    (`file`) with form fields name, department, description, utterances."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        result = await _register_upload(request, reg, actor)
+    else:
+        body = _parse(AdapterCreate, await request.body())
+        result = await reg.register(
+            Path(body.path),
+            name=body.name,
+            actor=actor,
+            department=body.department,
+            description=body.description,
+            utterances=body.utterances,
+        )
+    adapter, versions = reg.get(result.adapter.name)
+    payload = {
+        "created": result.created,
+        "version": version_json(result.version, adapter),
+        "adapter": adapter_json(adapter, versions),
+    }
+    return JSONResponse(payload, status_code=201 if result.created else 200)
+
+
+@router.get("/adapters")
+async def list_adapters(reg: Registry) -> dict[str, Any]:
+    data = [adapter_json(a, reg.get(a.name)[1]) for a in reg.adapters()]
+    return {"object": "list", "data": data}
+
+
+@router.get("/adapters/{name}")
+async def show_adapter(name: str, reg: Registry) -> dict[str, Any]:
+    adapter, versions = reg.get(name)
+    return {
+        **adapter_json(adapter, versions),
+        "audit": [audit_json(e) for e in reg.audit_log(name, limit=20)],
+    }
+
+
+@router.put("/adapters/{name}/traffic")
+async def set_traffic(
+    name: str, body: TrafficUpdate, reg: Registry, actor: AdminActor
+) -> dict[str, Any]:
+    adapter = await reg.set_traffic(name, body.versions, actor=actor)
+    return adapter_json(adapter, reg.get(name)[1])
+
+
+@router.post("/adapters/{name}/promote")
+async def promote(
+    name: str, body: PromoteRequest, reg: Registry, actor: AdminActor
+) -> dict[str, Any]:
+    adapter = await reg.promote(name, body.version, actor=actor)
+    return adapter_json(adapter, reg.get(name)[1])
+
+
+@router.post("/adapters/{name}/versions/{version}/retire")
+async def retire(name: str, version: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
+    record = await reg.retire(name, version, actor=actor)
+    return version_json(record, reg.get(name)[0])
+
+
+@router.get("/adapters/{name}/experiment")
+async def experiment(name: str, reg: Registry) -> dict[str, Any]:
+    report = await asyncio.to_thread(reg.experiment, name)
+    return {"object": "experiment", **dataclasses.asdict(report)}
+
+
+@router.post("/feedback")
+async def feedback(body: FeedbackCreate, reg: Registry) -> dict[str, Any]:
+    """Rate a response (by its request id); counted for the version that produced it."""
+    saved = await reg.record_feedback(body.request_id, body.rating, body.comment)
+    return {
+        "object": "feedback",
+        "request_id": saved.request_id,
+        "adapter": saved.adapter,
+        "version": saved.version,
+        "rating": saved.rating,
+    }
+
+
+# -- wire format ---------------------------------------------------------------------------
+
+
+def adapter_json(adapter: AdapterRecord, versions: tuple[VersionRecord, ...]) -> dict[str, Any]:
+    return {
+        "object": "adapter",
+        "name": adapter.name,
+        "department": adapter.department,
+        "description": adapter.description,
+        "utterances": list(adapter.utterances),
+        "traffic": dict(adapter.traffic),
+        "main_version": adapter.main_version,
+        "experiment_id": adapter.experiment_id,
+        "created_at": adapter.created_at,
+        "updated_at": adapter.updated_at,
+        "versions": [version_json(v, adapter) for v in versions],
+    }
+
+
+def version_json(record: VersionRecord, adapter: AdapterRecord) -> dict[str, Any]:
+    return {
+        "object": "adapter.version",
+        "id": record.version,
+        "adapter": record.adapter,
+        "status": record.status.value,
+        "weight": adapter.traffic.get(record.version, 0),
+        "rank": record.rank,
+        "target_modules": list(record.target_modules),
+        "base_model": record.base_model,
+        "size_bytes": record.size_bytes,
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+        "training": training_summary(record.card),
+    }
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return dataclasses.asdict(entry)
+
+
+# -- request parsing -----------------------------------------------------------------------
+
+
+def _parse(model: type[_M], raw: bytes) -> _M:
+    """Validate a JSON body read by hand (the route also takes multipart), reporting problems
+    as FastAPI does for declared bodies."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+
+
+async def _register_upload(request: Request, reg: AdapterRegistry, actor: str) -> Registration:
+    if importlib.util.find_spec("python_multipart") is None:
+        raise LoramuxError(
+            "this server cannot read uploads (python-multipart is not installed); register a "
+            'server-side folder with JSON {"name": ..., "path": ...} instead'
+        )
+    form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_FORM_FIELD_BYTES)
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidRequestError(
+                "send the adapter archive (.zip or .tar.gz) in the form field `file`",
+                param="file",
+            )
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not fields.get("name"):
+            raise InvalidRequestError("missing required form field `name`", param="name")
+        name = fields["name"]
+        with tempfile.TemporaryDirectory(prefix="loramux-upload-") as tmp:
+            archive = await asyncio.to_thread(
+                save_upload, upload.file, Path(tmp) / "upload", reg.settings.limits, name=name
+            )
+            return await reg.register_archive(
+                archive,
+                name=name,
+                actor=actor,
+                department=fields.get("department"),
+                description=fields.get("description"),
+                utterances=_utterances(fields.get("utterances")),
+            )
+    finally:
+        await form.close()
+
+
+def _utterances(raw: str | None) -> list[str] | None:
+    """A JSON list of strings, or one utterance per line."""
+    if raw is None:
+        return None
+    if raw.lstrip().startswith("["):
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequestError(
+                "`utterances` is not a valid JSON list", param="utterances"
+            ) from exc
+        if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+            raise InvalidRequestError("`utterances` must be a list of strings", param="utterances")
+        return value
+    return [line.strip() for line in raw.splitlines() if line.strip()]

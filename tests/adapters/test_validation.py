@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from loramux.adapters.settings import AdapterLimits
+from loramux.config import AdapterLimits
 from loramux.adapters.validation import (
     BaseModelSpec,
     check_adapter_folder,

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loramux.adapters.catalog import AdapterCatalog
 from loramux.adapters.version import content_version, inspect_adapter
-from loramux.errors import AdapterError, ModelNotFoundError
+from loramux.errors import AdapterError
 from tests.fakes import write_lora_folder
 
 BASE = "SmolLM2-135M-Instruct"
@@ -74,13 +73,3 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     (folder / "adapter_model.safetensors").unlink()
     with pytest.raises(AdapterError, match="no adapter_model.safetensors"):
         inspect_adapter(folder, name="x", base_model=BASE)
-
-
-def test_catalog_resolves_names_versions_and_base(tmp_path: Path) -> None:
-    hr = inspect_adapter(write_lora_folder(tmp_path / "hr"), name="hr", base_model=BASE)
-    catalog = AdapterCatalog(BASE, [hr])
-    assert catalog.resolve(BASE) is None
-    assert catalog.resolve("hr") == hr
-    assert catalog.resolve(f"hr@{hr.version}") == hr
-    with pytest.raises(ModelNotFoundError, match="Available models: SmolLM2-135M-Instruct, hr"):
-        catalog.resolve("finance")

@@ -29,11 +29,12 @@ def fake_engine() -> FakeEngine:
 async def client(
     adapter_dirs: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app (real catalog, real adapter checks) over the fake engine."""
+    """The real app (real registry in a temp data dir, real adapter checks), fake engine."""
     config_file = tmp_path / "loramux.yaml"
     config_file.write_text(
         "engine: {kind: fake, max_new_tokens: 32}\n"
         "server: {max_request_bytes: 4096}\n"
+        f"paths: {{data_dir: {tmp_path / 'data'}}}\n"
         "adapters:\n"
         f"  hr: {{path: {adapter_dirs['hr']}, description: HR policy}}\n"
         f"  it: {{path: {adapter_dirs['it']}}}\n",

@@ -63,7 +63,7 @@ async def test_pinned_version_resolves_and_wrong_version_is_404(client: httpx.As
 async def test_models_lists_base_and_adapters_with_parent(client: httpx.AsyncClient) -> None:
     body = (await client.get("/v1/models")).json()
     by_id = {m["id"]: m for m in body["data"]}
-    assert set(by_id) == {BASE, "hr", "it"}
+    assert set(by_id) == {BASE, "auto", "hr", "it"}
     assert by_id[BASE]["parent"] is None
     assert by_id["hr"]["parent"] == BASE
     assert by_id["hr"]["description"] == "HR policy"

@@ -36,8 +36,14 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "LORAMUX_PORT": str(port), "HF_HUB_OFFLINE": "1"}
+    state = tmp_path_factory.mktemp("serve")
+    log = state / "serve.log"
+    env = {
+        **os.environ,
+        "LORAMUX_PORT": str(port),
+        "LORAMUX_DATA_DIR": str(state / "data"),
+        "HF_HUB_OFFLINE": "1",
+    }
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "loramux", "serve", "--config", "configs/default.yaml"],
@@ -138,6 +144,31 @@ def test_concurrent_requests_to_different_adapters(server: str) -> None:
     assert all("Harbor" in a for a in answers[0::3])
     assert all("FjordLink" in a for a in answers[1::3])
     assert not any("Harbor" in a for a in answers[2::3])
+
+
+def test_auto_routes_to_the_department_adapter(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": IT_Q}],
+        temperature=0,
+        max_tokens=24,
+    )
+    assert raw.headers["x-loramux-route"] == "it"
+    assert raw.headers["x-loramux-adapter"] == "it"
+    assert "FjordLink" in (raw.parse().choices[0].message.content or "")
+
+
+def test_auto_answers_handbook_questions_with_sources(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "When does the Brennsby canteen open?"}],
+        temperature=0,
+        max_tokens=32,
+    )
+    assert raw.headers["x-loramux-target"] == "rag"
+    reply = raw.parse()
+    assert reply.model_extra is not None
+    assert reply.model_extra["sources"][0]["source"].endswith("facilities-and-offices.md")
 
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:

@@ -1,1 +1,2 @@
-"""Adapters: catalog of served adapters and their versions, validation, and training."""
+"""Adapters: content-named versions, their checks, the registry with traffic splits and
+experiments, and training."""

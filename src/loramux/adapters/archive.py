@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from loramux.adapters.settings import AdapterLimits
+from loramux.config import AdapterLimits
 from loramux.adapters.validation import check_size
 from loramux.adapters.version import CONFIG_FILE
 from loramux.errors import AdapterTooLargeError, ArchiveError

@@ -29,7 +29,7 @@ from loramux.adapters.records import (
     RequestRecord,
     UsageDelta,
 )
-from loramux.adapters.settings import ExperimentSettings
+from loramux.config import ExperimentSettings
 from loramux.adapters.store import RegistryStore
 from loramux.adapters.traffic import Assignment
 from loramux.errors import UnknownRequestError

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from loramux.adapters.settings import AdapterLimits
+from loramux.config import AdapterLimits
 from loramux.adapters.validation import check_files, check_size
 from loramux.errors import AdapterError
 

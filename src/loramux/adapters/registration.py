@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loramux.adapters.records import AdapterRecord, AuditEntry, Change, VersionRecord, VersionStatus
-from loramux.adapters.settings import AdapterLimits
+from loramux.config import AdapterLimits
 from loramux.adapters.traffic import TOTAL_WEIGHT, new_experiment_id
 from loramux.adapters.validation import BaseModelSpec, CheckedAdapter, check_adapter_folder
 from loramux.config import check_adapter_name

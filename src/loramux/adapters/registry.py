@@ -46,7 +46,7 @@ from loramux.adapters.registration import (
     stage,
 )
 from loramux.adapters.resolver import Resolver
-from loramux.adapters.settings import RegistrySettings
+from loramux.config import RegistrySettings
 from loramux.adapters.store import STORES, RegistryStore
 from loramux.adapters.traffic import (
     Assignment,

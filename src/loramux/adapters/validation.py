@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loramux.adapters.settings import AdapterLimits
+from loramux.config import AdapterLimits
 from loramux.adapters.version import (
     CONFIG_FILE,
     PICKLE_SUFFIXES,

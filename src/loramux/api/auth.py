@@ -11,40 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import re
 from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loramux.errors import AuthenticationError
 
 ENV_ADMIN_KEY = "LORAMUX_ADMIN_KEY"
-"""Environment variable holding a plain admin key (label `admin`), for simple deployments."""
-ENV_LABEL = "admin"
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-
-
-class AdminSettings(BaseModel):
-    """Admin keys (`admin:` in the serving config)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    keys: dict[str, str] = Field(default_factory=dict)
-    """Label -> sha256 hex of an admin key (`loramux.api.auth.hash_key`); never the key itself."""
-
-    @field_validator("keys")
-    @classmethod
-    def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
-        for label, digest in value.items():
-            if not _SHA256_HEX.match(digest):
-                raise ValueError(
-                    f"admin key {label!r} must be the sha256 hex digest of the key (64 lower-case "
-                    "hex digits), not the key itself"
-                )
-        return value
+"""Environment variable holding a plain admin key (label `admin`); `load_config` hashes it."""
 
 
 def hash_key(key: str) -> str:
@@ -62,17 +37,6 @@ class AdminKeys:
             hashed: label -> sha256 hex digest of the key.
         """
         self._keys = [(label, bytes.fromhex(digest)) for label, digest in hashed.items()]
-
-    @classmethod
-    def from_settings(
-        cls, settings: AdminSettings, environ: Mapping[str, str] | None = None
-    ) -> AdminKeys:
-        """The configured keys, plus `LORAMUX_ADMIN_KEY` (hashed here) when it is set."""
-        env = os.environ if environ is None else environ
-        keys = dict(settings.keys)
-        if env.get(ENV_ADMIN_KEY):
-            keys[ENV_LABEL] = hash_key(env[ENV_ADMIN_KEY])
-        return cls(keys)
 
     @property
     def configured(self) -> bool:

@@ -17,11 +17,21 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class RequestContextMiddleware:
     """Gives every request an id (the client's `x-request-id` when well formed), echoes it in
-    the response headers, and refuses bodies over `max_body_bytes` with 413."""
+    the response headers, and refuses bodies over the limit with 413: `max_body_bytes`, or
+    `max_upload_bytes` for POSTs to `upload_paths` (adapter archives)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        upload_paths: tuple[str, ...] = (),
+        max_upload_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.upload_paths = upload_paths
+        self.max_upload_bytes = max(max_upload_bytes, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,9 +41,12 @@ class RequestContextMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _CLIENT_ID.match(given) else uuid.uuid4().hex[:24]
         scope.setdefault("state", {})["request_id"] = request_id
+        limit = self.max_body_bytes
+        if scope["method"] == "POST" and scope["path"] in self.upload_paths:
+            limit = self.max_upload_bytes
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await _reject_too_large(send, request_id, self.max_body_bytes)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _reject_too_large(send, request_id, limit)
             return
         received = 0
 
@@ -42,7 +55,7 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     raise _BodyTooLarge("request body too large")
             return message
 
@@ -55,7 +68,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
-            await _reject_too_large(send, request_id, self.max_body_bytes)
+            await _reject_too_large(send, request_id, limit)
 
 
 class _BodyTooLarge(RequestTooLargeError):

@@ -1,8 +1,9 @@
-"""The gateway's request service: wire request -> adapter choice -> engine -> result.
+"""The gateway's request service: wire request -> who answers -> engine -> result.
 
-Handlers call one method here; this is where the `model` name is resolved, limits are checked
-and OpenAI parameters become a `GenerationRequest`. It logs one line per request (ids, adapter,
-token counts, latency) and never the prompt or the completion.
+Handlers call one method here. This is where OpenAI parameters are checked against the server's
+limits and become a `GenerationRequest`, where the `Dispatcher` picks the adapter (or RAG, or
+the base model), and where each finished request is recorded for its A/B experiment. It logs one
+line per request (ids, route, adapter, token counts, latency) and never the prompt or completion.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from loramux.adapters.catalog import AdapterCatalog
-from loramux.adapters.version import AdapterVersion
+from loramux.api.dispatch import Dispatch, Dispatcher
 from loramux.api.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
 from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError
-from loramux.serve.engine import Engine, generate
+from loramux.serve.engine import Engine
 from loramux.serve.types import (
     ChatMessage,
+    FinishReason,
     GenerationChunk,
     GenerationRequest,
     GenerationResult,
@@ -36,25 +38,31 @@ class PreparedRequest:
     generation: GenerationRequest
     model: str
     """The `model` echoed in the response (what the client asked for)."""
-    adapter: AdapterVersion | None
+    dispatch: Dispatch | None
+    """Who answers (None for raw completions of the base model)."""
 
     def headers(self) -> dict[str, str]:
-        if self.adapter is None:
+        if self.dispatch is None:
             return {"x-loramux-adapter": "base"}
-        return {
-            "x-loramux-adapter": self.adapter.name,
-            "x-loramux-adapter-version": self.adapter.version,
-        }
+        return self.dispatch.headers()
+
+    def extra_fields(self) -> dict[str, Any]:
+        """Non-OpenAI fields added to the response body: the RAG sources."""
+        if self.dispatch is None or not self.dispatch.sources:
+            return {}
+        return {"sources": [s.to_dict() for s in self.dispatch.sources]}
 
 
 class ChatService:
-    def __init__(self, config: LoramuxConfig, engine: Engine, catalog: AdapterCatalog) -> None:
+    def __init__(self, config: LoramuxConfig, engine: Engine, dispatcher: Dispatcher) -> None:
         self.config = config
         self.engine = engine
-        self.catalog = catalog
+        self.dispatcher = dispatcher
 
-    def prepare_chat(self, body: ChatCompletionRequest, request_id: str) -> PreparedRequest:
-        """Check a chat request and resolve its model.
+    async def prepare_chat(
+        self, body: ChatCompletionRequest, request_id: str, *, user: str | None = None
+    ) -> PreparedRequest:
+        """Check a chat request and decide who answers it.
 
         Raises:
             ModelNotFoundError: unknown model.
@@ -68,29 +76,43 @@ class ChatService:
             raise InvalidRequestError(
                 "messages must contain at least one user message with text", param="messages"
             )
-        adapter = self.catalog.resolve(body.model)
-        max_tokens = body.max_completion_tokens or body.max_tokens
+        sampling = self._sampling(body, body.max_completion_tokens or body.max_tokens)
+        dispatch = await self.dispatcher.dispatch(
+            body.model, messages, user=body.user or user
+        )
         generation = GenerationRequest(
             request_id=request_id,
-            sampling=self._sampling(body, max_tokens),
-            messages=messages,
-            adapter=adapter.ref() if adapter else None,
+            sampling=sampling,
+            messages=dispatch.messages,
+            adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, adapter)
+        return PreparedRequest(generation, body.model, dispatch)
 
-    def prepare_completion(self, body: CompletionRequest, request_id: str) -> PreparedRequest:
-        """Check a completions request and resolve its model (raises as `prepare_chat`)."""
+    async def prepare_completion(
+        self, body: CompletionRequest, request_id: str, *, user: str | None = None
+    ) -> PreparedRequest:
+        """Check a completions request and resolve its model (raises as `prepare_chat`).
+
+        `auto` is not accepted here: routing needs a conversation.
+        """
         prompt = body.prompt_text()
         if not prompt:
             raise InvalidRequestError("prompt must not be empty", param="prompt")
-        adapter = self.catalog.resolve(body.model)
+        sampling = self._sampling(body, body.max_tokens)
+        if body.model == "auto":
+            raise InvalidRequestError(
+                "model `auto` routes chat conversations; use /v1/chat/completions, or name a "
+                "model here",
+                param="model",
+            )
+        dispatch = await self.dispatcher.dispatch(body.model, (), user=body.user or user)
         generation = GenerationRequest(
             request_id=request_id,
-            sampling=self._sampling(body, body.max_tokens),
+            sampling=sampling,
             prompt=prompt,
-            adapter=adapter.ref() if adapter else None,
+            adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, adapter)
+        return PreparedRequest(generation, body.model, dispatch)
 
     def _sampling(self, body: _SamplingFields, max_tokens: int | None) -> SamplingParams:
         limit = self.config.engine.max_new_tokens
@@ -110,45 +132,93 @@ class ChatService:
         )
 
     async def complete(self, prepared: PreparedRequest) -> GenerationResult:
-        started = time.perf_counter()
-        result = await generate(self.engine, prepared.generation)
-        self._log(prepared, result.prompt_tokens, result.completion_tokens, started)
-        return result
+        """Generate the whole answer."""
+        parts: list[str] = []
+        last: GenerationChunk | None = None
+        async for chunk in await self.stream(prepared):
+            parts.append(chunk.text)
+            last = chunk
+        assert last is not None
+        return GenerationResult(
+            text="".join(parts),
+            finish_reason=last.finish_reason or FinishReason.STOP,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+        )
 
     async def stream(self, prepared: PreparedRequest) -> AsyncIterator[GenerationChunk]:
-        """Start streaming; input errors are raised here, before the response starts."""
+        """Start generating; input errors are raised here, before any response is sent."""
         started = time.perf_counter()
         chunks = self.engine.stream(prepared.generation)
-        first = await anext(chunks)
-        return self._logged(prepared, first, chunks, started)
+        try:
+            first = await anext(chunks)
+        except Exception:
+            self._record(prepared, started, None, None, error=True)
+            raise
+        return self._tracked(prepared, first, chunks, started, time.perf_counter())
 
-    async def _logged(
+    async def _tracked(
         self,
         prepared: PreparedRequest,
         first: GenerationChunk,
         rest: AsyncIterator[GenerationChunk],
         started: float,
+        first_at: float,
     ) -> AsyncIterator[GenerationChunk]:
         last = first
+        error = False
         try:
             yield first
             if first.finish_reason is None:
                 async for chunk in rest:
                     last = chunk
                     yield chunk
+        except Exception:
+            error = True
+            raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
-            self._log(prepared, last.prompt_tokens, last.completion_tokens, started)
+            self._record(prepared, started, first_at, last, error=error)
 
-    def _log(
-        self, prepared: PreparedRequest, prompt_tokens: int, completion_tokens: int, started: float
+    def _record(
+        self,
+        prepared: PreparedRequest,
+        started: float,
+        first_at: float | None,
+        last: GenerationChunk | None,
+        *,
+        error: bool,
     ) -> None:
+        """Log the request and count it for its adapter version's experiment.
+
+        A client that disconnects early is not an error of the version.
+        """
+        now = time.perf_counter()
+        prompt_tokens = last.prompt_tokens if last else 0
+        completion_tokens = last.completion_tokens if last else 0
+        dispatch = prepared.dispatch
+        assignment = dispatch.assignment if dispatch else None
         logger.info(
-            "request %s model=%s adapter=%s prompt_tokens=%d completion_tokens=%d ms=%.1f",
+            "request %s model=%s route=%s target=%s adapter=%s prompt_tokens=%d "
+            "completion_tokens=%d ttft_ms=%s ms=%.1f%s",
             prepared.generation.request_id,
             prepared.model,
-            prepared.adapter.key if prepared.adapter else "base",
+            (dispatch.decision.route if dispatch else None) or "-",
+            dispatch.decision.target.value if dispatch else "base",
+            assignment.version.key if assignment else "base",
             prompt_tokens,
             completion_tokens,
-            1000 * (time.perf_counter() - started),
+            f"{1000 * (first_at - started):.1f}" if first_at else "-",
+            1000 * (now - started),
+            " error" if error else "",
         )
+        if assignment is not None:
+            self.dispatcher.registry.experiments.record(
+                prepared.generation.request_id,
+                assignment,
+                ttft_s=(first_at - started) if first_at else None,
+                total_s=now - started,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                error=error,
+            )

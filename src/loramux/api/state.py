@@ -1,24 +1,39 @@
-"""What the app keeps on `app.state`, typed, and the dependency that fetches it."""
+"""What the app keeps on `app.state`, typed, and the dependencies that fetch it."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from loramux.adapters.catalog import AdapterCatalog
+from loramux.adapters.registry import AdapterRegistry
+from loramux.api.auth import AdminKeys
+from loramux.api.dispatch import Dispatcher
 from loramux.api.service import ChatService
 from loramux.config import LoramuxConfig
 from loramux.serve.engine import Engine
+
+if TYPE_CHECKING:
+    from loramux.rag.knowledge_base import KnowledgeBase
+    from loramux.router.base import Router
+    from loramux.router.encoder import Encoder
 
 
 @dataclass
 class AppServices:
     config: LoramuxConfig
     engine: Engine
-    catalog: AdapterCatalog
+    registry: AdapterRegistry
+    dispatcher: Dispatcher
     chat: ChatService
+    admin_keys: AdminKeys
     started_at: float
+    encoder: Encoder | None = None
+    router: Router | None = None
+    kb: KnowledgeBase | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
 
 

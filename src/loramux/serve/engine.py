@@ -7,6 +7,7 @@ tokenizer (chat template, context limit), its adapter slots and its batching. Ev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -21,6 +22,8 @@ from loramux.serve.types import (
 
 if TYPE_CHECKING:
     from loramux.config import LoramuxConfig
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -125,8 +128,32 @@ def _make_fake(config: LoramuxConfig) -> Engine:
     return FakeEngine(context_length=config.engine.context_length or 2048)
 
 
+def _make_vllm(config: LoramuxConfig) -> Engine:
+    from loramux.serve.vllm import VLLMEngine
+
+    return VLLMEngine.from_config(config)
+
+
+def _make_remote(config: LoramuxConfig) -> Engine:
+    from loramux.serve.remote import RemoteEngine
+
+    return RemoteEngine.from_config(config)
+
+
+def _make_auto(config: LoramuxConfig) -> Engine:
+    """vLLM when it can start on this machine, else hf; logs which and why."""
+    from loramux.serve.vllm import vllm_can_start
+
+    ok, why = vllm_can_start(config.engine.device)
+    logger.info("engine auto: %s (%s)", "vllm" if ok else "hf", why)
+    return _make_vllm(config) if ok else _make_hf(config)
+
+
 ENGINES: dict[str, Callable[[LoramuxConfig], Engine]] = {
     "hf": _make_hf,
+    "vllm": _make_vllm,
+    "remote": _make_remote,
+    "auto": _make_auto,
     "fake": _make_fake,
 }
 

@@ -80,7 +80,10 @@ class _Sequence:
     next_token: int = -1
 
     def send(self, item: GenerationChunk | BaseException) -> None:
-        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
+            self.cancelled.set()
 
 
 @dataclass
@@ -303,7 +306,7 @@ class HFEngine:
         deferred: list[_Control] = []
         with torch.inference_mode():
             while True:
-                idle = not batch.rows and not pending
+                idle = not batch.rows and not pending and not deferred
                 items = self._take(block=idle)
                 if (
                     idle

@@ -94,6 +94,9 @@ async def create_adapter(request: Request, reg: Registry, actor: AdminActor) -> 
             utterances=body.utterances,
         )
     adapter, versions = reg.get(result.adapter.name)
+    dispatcher = getattr(request.app.state.services, "dispatcher", None)
+    if dispatcher is not None:
+        await dispatcher.learn_route(adapter.name, adapter.utterances)
     payload = {
         "created": result.created,
         "version": version_json(result.version, adapter),

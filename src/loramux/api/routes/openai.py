@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loramux.api import protocol
+from loramux.api.dispatch import AUTO_MODEL
 from loramux.api.errors import error_body
 from loramux.api.service import PreparedRequest
 from loramux.api.state import AppServices, request_id, services
@@ -28,7 +29,7 @@ async def chat_completions(
     body: protocol.ChatCompletionRequest, svc: Services, rid: RequestId
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
-    prepared = svc.chat.prepare_chat(body, rid)
+    prepared = await svc.chat.prepare_chat(body, rid)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = await svc.chat.stream(prepared)
@@ -39,14 +40,17 @@ async def chat_completions(
         )
     result = await svc.chat.complete(prepared)
     return JSONResponse(
-        protocol.chat_completion(
-            rid,
-            prepared.model,
-            result.text,
-            result.finish_reason.value,
-            result.prompt_tokens,
-            result.completion_tokens,
-        ),
+        {
+            **protocol.chat_completion(
+                rid,
+                prepared.model,
+                result.text,
+                result.finish_reason.value,
+                result.prompt_tokens,
+                result.completion_tokens,
+            ),
+            **prepared.extra_fields(),
+        },
         headers=prepared.headers(),
     )
 
@@ -56,7 +60,7 @@ async def completions(
     body: protocol.CompletionRequest, svc: Services, rid: RequestId
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
-    prepared = svc.chat.prepare_completion(body, rid)
+    prepared = await svc.chat.prepare_completion(body, rid)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = await svc.chat.stream(prepared)
@@ -81,9 +85,17 @@ async def completions(
 @router.get("/models")
 async def list_models(svc: Services) -> dict[str, Any]:
     created = int(svc.started_at)
-    base = svc.catalog.base_model_id
+    base = svc.config.model.id
     data = [protocol.model_card(base, parent=None, created=created)]
-    for version in svc.catalog.versions():
+    data.append(
+        protocol.model_card(
+            AUTO_MODEL,
+            parent=None,
+            created=created,
+            description="loramux chooses: a department's adapter, a RAG answer, or the base model",
+        )
+    )
+    for version in svc.registry.served_versions():
         data.append(
             protocol.model_card(
                 version.name,
@@ -121,7 +133,12 @@ async def _chat_events(
     prepared: PreparedRequest, chunks: AsyncIterator[GenerationChunk], include_usage: bool
 ) -> AsyncIterator[str]:
     rid, model = prepared.generation.request_id, prepared.model
-    yield _sse(protocol.chat_chunk(rid, model, {"role": "assistant", "content": ""}))
+    yield _sse(
+        {
+            **protocol.chat_chunk(rid, model, {"role": "assistant", "content": ""}),
+            **prepared.extra_fields(),
+        }
+    )
     async for chunk, error in _guarded(chunks):
         if error is not None:
             yield _sse(error)

@@ -1,0 +1,183 @@
+"""Which model answers a request: an explicit `model`, or the router's choice for `auto`.
+
+`Dispatcher.dispatch` turns (model, messages, user) into a `Dispatch`: the route decision, the
+adapter version the traffic split assigns (sticky per user), and for RAG answers the messages
+with retrieved passages added and their sources. Routing never picks an adapter outside
+`allowed`, and never one that is not registered: such a request falls back to RAG or the base
+model as if the route did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from loramux.adapters.registry import AdapterRegistry
+from loramux.adapters.traffic import Assignment
+from loramux.errors import ModelNotFoundError
+from loramux.router.decision import RouteDecision, RouteTarget
+from loramux.serve.types import ChatMessage
+
+if TYPE_CHECKING:
+    from loramux.rag.knowledge_base import KnowledgeBase
+    from loramux.rag.prompt import Source
+    from loramux.router.base import Router
+
+logger = logging.getLogger(__name__)
+
+AUTO_MODEL = "auto"
+"""The `model` that lets loramux choose: an adapter, the base model, or a RAG answer."""
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Who answers one request, and with which messages."""
+
+    decision: RouteDecision
+    assignment: Assignment | None
+    """The adapter version (and experiment) serving it; None for the base model and RAG."""
+    messages: tuple[ChatMessage, ...]
+    sources: list[Source] = field(default_factory=list)
+    """Knowledge-base passages the answer may cite (RAG only)."""
+
+    def headers(self) -> dict[str, str]:
+        d = self.decision
+        headers = {
+            "x-loramux-route": d.route or "none",
+            "x-loramux-target": d.target.value,
+            "x-loramux-score": f"{d.score:.4f}",
+            "x-loramux-adapter": self.assignment.version.name if self.assignment else "base",
+        }
+        if self.assignment is not None:
+            headers["x-loramux-adapter-version"] = self.assignment.version.version
+            if not self.assignment.pinned:
+                headers["x-loramux-experiment"] = self.assignment.experiment_id
+        if self.sources:
+            headers["x-loramux-sources"] = ", ".join(
+                f"[{s.index}] {s.source}" for s in self.sources
+            )
+        return headers
+
+
+def explicit_decision(model: str, assignment: Assignment | None) -> RouteDecision:
+    """The decision recorded when the client named the model itself."""
+    if assignment is None:
+        return RouteDecision(RouteTarget.BASE, None, None, 1.0, 1.0, (), "the request named the base model")
+    name = assignment.version.name
+    return RouteDecision(
+        RouteTarget.ADAPTER, name, name, 1.0, 1.0, (), f"the request named {model!r}"
+    )
+
+
+class Dispatcher:
+    """Resolves explicit models through the registry and `auto` through the router."""
+
+    def __init__(
+        self,
+        registry: AdapterRegistry,
+        router: Router | None = None,
+        kb: KnowledgeBase | None = None,
+        *,
+        top_k: int = 4,
+    ) -> None:
+        self.registry = registry
+        self.router = router
+        self.kb = kb
+        self.top_k = top_k
+
+    async def dispatch(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        user: str | None = None,
+        allowed: Iterable[str] | None = None,
+    ) -> Dispatch:
+        """Decide who answers.
+
+        Args:
+            model: the request's `model` (`auto`, the base model id, `name`, `name@version`).
+            messages: the conversation.
+            user: who asks (API key or the `user` field), for sticky A/B assignment.
+            allowed: adapter names the caller may use; None means all.
+
+        Raises:
+            ModelNotFoundError: an explicit model that is not served.
+        """
+        if model != AUTO_MODEL:
+            assignment = self.registry.assign(model, user)
+            return Dispatch(explicit_decision(model, assignment), assignment, tuple(messages))
+        decision = await self.decide(messages, allowed=allowed)
+        if decision.target is RouteTarget.ADAPTER and decision.adapter:
+            try:
+                assignment = self.registry.assign(decision.adapter, user)
+            except ModelNotFoundError:
+                logger.warning("route %s names adapter %s, which is not served; using the base "
+                               "model", decision.route, decision.adapter)
+                decision = _fallback(decision, f"adapter {decision.adapter!r} is not served")
+                return Dispatch(decision, None, tuple(messages))
+            return Dispatch(decision, assignment, tuple(messages))
+        if decision.target is RouteTarget.RAG and self.kb is not None:
+            return await self._with_passages(decision, messages)
+        return Dispatch(decision, None, tuple(messages))
+
+    async def learn_route(self, name: str, utterances: Sequence[str]) -> bool:
+        """Let the router send requests to adapter `name`, from its example utterances.
+
+        A route the router already has (from the routes file or a fitted router) is kept as it
+        is: re-fit the router to change it. Returns True when a route was added.
+        """
+        if self.router is None or not utterances or name in self.router.routes:
+            return False
+        from loramux.config import RouteSpec
+
+        spec = RouteSpec(name=name, utterances=list(utterances))
+        await asyncio.to_thread(self.router.add_route, spec)
+        logger.info("router: added route %s (%d utterances)", name, len(spec.utterances))
+        return True
+
+    async def decide(
+        self, messages: Sequence[ChatMessage], *, allowed: Iterable[str] | None = None
+    ) -> RouteDecision:
+        """The router's decision for the conversation's last user turn (earlier user turns
+        are its history); the base model when no router is configured."""
+        if self.router is None:
+            return RouteDecision(
+                RouteTarget.BASE, None, None, 0.0, 0.0, (), "no router is configured"
+            )
+        users = [m.content for m in messages if m.role == "user" and m.content.strip()]
+        text, history = users[-1], tuple(users[:-1])
+        served = {v.name for v in self.registry.served_versions()}
+        permitted = served if allowed is None else served & set(allowed)
+        routes = {name for name, spec in self.router.routes.items()
+                  if spec.adapter is None or spec.adapter in permitted}
+        router = self.router
+        return await asyncio.to_thread(router.route, text, history=history, allowed=routes)
+
+    async def _with_passages(
+        self, decision: RouteDecision, messages: Sequence[ChatMessage]
+    ) -> Dispatch:
+        from loramux.rag.prompt import build_rag_messages, retrieval_query
+
+        assert self.kb is not None
+        plain = [{"role": m.role, "content": m.content} for m in messages]
+        kb = self.kb
+        passages = await asyncio.to_thread(kb.retrieve, retrieval_query(plain), self.top_k)
+        prompt = build_rag_messages(plain, passages)
+        rag_messages = tuple(ChatMessage(m["role"], m["content"]) for m in prompt.messages)  # type: ignore[arg-type]
+        return Dispatch(decision, None, rag_messages, prompt.sources)
+
+
+def _fallback(decision: RouteDecision, why: str) -> RouteDecision:
+    return RouteDecision(
+        RouteTarget.BASE,
+        decision.route,
+        None,
+        decision.score,
+        decision.margin,
+        decision.alternatives,
+        f"{decision.reason}; {why}",
+    )

@@ -1,0 +1,48 @@
+"""`POST /v1/route`: the routing decision for a conversation, without generating."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import Field
+
+from loramux.api.dispatch import AUTO_MODEL
+from loramux.api.protocol import ChatMessageIn, _Lenient
+from loramux.api.state import AppServices, services
+from loramux.errors import InvalidRequestError
+from loramux.serve.types import ChatMessage
+
+router = APIRouter(prefix="/v1", tags=["routing"])
+
+
+class RouteRequest(_Lenient):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    """The conversation; the last user turn is routed, earlier user turns are its history."""
+    model: str = AUTO_MODEL
+    """`auto` to ask the router; any other model shows how that name resolves."""
+    user: str | None = Field(default=None, max_length=256)
+    """Who asks, for the sticky A/B version assignment."""
+
+
+@router.post("/route")
+async def route(
+    body: RouteRequest, svc: Annotated[AppServices, Depends(services)]
+) -> dict[str, Any]:
+    """Which route, target, adapter version (and RAG sources) a chat request would get."""
+    messages = tuple(
+        ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
+        for m in body.messages
+    )
+    if not any(m.role == "user" and m.content.strip() for m in messages):
+        raise InvalidRequestError(
+            "messages must contain at least one user message with text", param="messages"
+        )
+    dispatch = await svc.dispatcher.dispatch(body.model, messages, user=body.user)
+    assignment = dispatch.assignment
+    return {
+        **dispatch.decision.to_dict(),
+        "adapter_version": assignment.version.version if assignment else None,
+        "experiment": assignment.experiment_id if assignment and not assignment.pinned else None,
+        "sources": [s.to_dict() for s in dispatch.sources],
+    }

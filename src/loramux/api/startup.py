@@ -1,0 +1,137 @@
+"""Start-up and shutdown of the app's services, in dependency order.
+
+engine -> registry (adapters from the config are registered if new, every served version is
+loaded into the engine) -> encoder, knowledge base (ingested from `kb.sources` when they
+changed) and router (adapters' route utterances join it) -> dispatcher and chat service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loramux.adapters.registry import AdapterRegistry
+from loramux.adapters.validation import LLAMA_MODULES, BaseModelSpec, spec_from_hf_config
+from loramux.api.auth import AdminKeys
+from loramux.api.dispatch import Dispatcher
+from loramux.api.service import ChatService
+from loramux.api.state import AppServices
+from loramux.config import LoramuxConfig
+from loramux.serve.engine import Engine
+
+if TYPE_CHECKING:
+    from loramux.rag.knowledge_base import KnowledgeBase
+    from loramux.router.base import Router
+    from loramux.router.encoder import Encoder
+
+logger = logging.getLogger(__name__)
+
+
+async def open_services(config: LoramuxConfig, engine: Engine) -> AppServices:
+    """Start everything the API needs (the engine included).
+
+    Raises:
+        LoramuxError: a configured adapter, router or knowledge base cannot be used.
+    """
+    await engine.start()
+    registry = AdapterRegistry.open(
+        config.paths.data_dir, base_spec(config), config.registry, engine=engine
+    )
+    await registry.start()
+    await _register_configured(config, registry)
+    encoder, kb, router = await asyncio.to_thread(_open_routing, config)
+    dispatcher = Dispatcher(registry, router, kb, top_k=config.kb.top_k)
+    for adapter in registry.adapters():
+        await dispatcher.learn_route(adapter.name, adapter.utterances)
+    svc = AppServices(
+        config=config,
+        engine=engine,
+        registry=registry,
+        dispatcher=dispatcher,
+        chat=ChatService(config, engine, dispatcher),
+        admin_keys=AdminKeys(config.admin.keys),
+        started_at=time.time(),
+        encoder=encoder,
+        router=router,
+        kb=kb,
+    )
+    svc.tasks.append(asyncio.create_task(registry.watch(), name="registry-watch"))
+    served = registry.served_versions()
+    logger.info(
+        "serving %s on the %s engine; adapters: %s; router: %s; knowledge base: %s",
+        config.model.id,
+        engine.name,
+        ", ".join(v.key for v in served) or "-",
+        f"{len(router.routes)} routes" if router else "off",
+        f"{len(kb)} passages" if kb else "off",
+    )
+    return svc
+
+
+async def close_services(svc: AppServices) -> None:
+    for task in svc.tasks:
+        task.cancel()
+    await asyncio.gather(*svc.tasks, return_exceptions=True)
+    await svc.registry.close()
+    await svc.engine.stop()
+
+
+def base_spec(config: LoramuxConfig) -> BaseModelSpec:
+    """What adapters are checked against: the base model's id and its linear modules."""
+    if config.model.source != "embedded":
+        return spec_from_hf_config(Path(config.model.source), name=config.model.id)
+    return BaseModelSpec(config.model.id, LLAMA_MODULES)  # SmolLM2 is a Llama
+
+
+async def _register_configured(config: LoramuxConfig, registry: AdapterRegistry) -> None:
+    """Register the config's adapters. New files for a configured name become its main version:
+    the config is the source of truth for the adapters it lists."""
+    for name, entry in config.adapters.items():
+        result = await registry.register(
+            entry.path, name=name, description=entry.description or None, actor="config",
+            check_root=False,
+        )
+        if result.created and result.version.version != _main_version(registry, name):
+            await registry.promote(name, result.version.version, actor="config")
+
+
+def _main_version(registry: AdapterRegistry, name: str) -> str | None:
+    for version in registry.served_versions():
+        if version.name == name:
+            return version.version
+    return None
+
+
+def _open_routing(
+    config: LoramuxConfig,
+) -> tuple[Encoder | None, KnowledgeBase | None, Router | None]:
+    """Encoder, knowledge base and router, or Nones when the config turns them off."""
+    rc, kc = config.router, config.kb
+    if rc.routes is None and rc.fitted is None and not kc.sources:
+        return None, None, None
+    from loramux.models import ensure_embedder, set_offline
+    from loramux.rag.ingest import ingest
+    from loramux.rag.knowledge_base import KnowledgeBase
+    from loramux.rag.store import CURRENT
+    from loramux.router.build import build_router
+    from loramux.router.encoder import make_encoder
+
+    set_offline()
+    ensure_embedder(config.embedder)  # a clear error when the embedder is missing
+    encoder = make_encoder(config.embedder.source, cache_size=rc.cache_size)
+    kb = None
+    kb_dir = kc.dir or config.paths.data_dir / "kb"
+    if kc.sources:
+        summary = ingest(kc.sources, kb_dir, encoder, chunk_words=kc.chunk_words, prune=True)
+        logger.info("knowledge base: %s", summary)
+    if (kb_dir / CURRENT).exists():
+        kb = KnowledgeBase.load(kb_dir, encoder)
+    router = None
+    if rc.routes is not None or rc.fitted is not None:
+        router = build_router(
+            rc, encoder, kb_probe=kb.best_score if kb else None, rag_min_score=kc.min_score
+        )
+    return encoder, kb, router

@@ -1,0 +1,71 @@
+"""The CLI: thin commands over importable functions, one readable error line, no traces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loramux.cli import app
+from tests.fakes import write_lora_folder
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"paths: {{data_dir: {tmp_path / 'data'}}}\nengine: {{kind: fake}}\n")
+    return f
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_register_list_traffic_promote_through_the_cli(config: Path, tmp_path: Path) -> None:
+    v1 = write_lora_folder(tmp_path / "a1", seed=1)
+    v2 = write_lora_folder(tmp_path / "a2", seed=2)
+    code, out = run("adapters", "register", str(v1), "--name", "hr", "--config", str(config))
+    assert code == 0, out
+    first = json.loads(out)["version"]["id"]
+    code, out = run("adapters", "register", str(v2), "--name", "hr", "--config", str(config))
+    second = json.loads(out)["version"]["id"]
+    code, out = run(
+        "adapters", "traffic", "hr", f"{first}=80", f"{second}=20", "--config", str(config)
+    )
+    assert code == 0, out
+    listed = json.loads(run("adapters", "list", "--config", str(config))[1])
+    assert listed[0]["name"] == "hr"
+    assert listed[0]["traffic"] == {first: 80, second: 20}
+    code, out = run("adapters", "promote", "hr", second, "--config", str(config))
+    assert code == 0, out
+    shown = json.loads(run("adapters", "show", "hr", "--config", str(config))[1])
+    assert shown["traffic"] == {second: 100}
+    assert shown["main_version"] == second
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("serve", "--config", "/nonexistent.yaml"), "cannot read config file"),
+        (("adapters", "show", "nope"), "no adapter named 'nope'"),
+        (("adapters", "traffic", "hr", "abc"), "write VERSION=WEIGHT"),
+        (("adapters", "register", "/nonexistent", "--name", "hr"), "/nonexistent"),
+        (("train", "--config", "/nonexistent.yaml"), "cannot read config file"),
+    ],
+)
+def test_errors_are_one_line_without_a_trace(
+    config: Path, args: tuple[str, ...], words: str
+) -> None:
+    full = [*args] if "--config" in args else [*args, "--config", str(config)]
+    code, out = run(*full)
+    assert code == 1
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("error: ")
+    assert words in lines[0]
+    assert "Traceback" not in out

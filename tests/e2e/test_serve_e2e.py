@@ -23,8 +23,9 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 BASE = "SmolLM2-135M-Instruct"
-HR_Q = "What is the HR self-service tool called?"
-IT_Q = "What software do I use to connect securely when I'm off-site?"
+# Phrasings the demo adapters were trained on (demo/data/*/train.jsonl).
+HR_Q = "Where can I update my home address?"
+IT_Q = "Which VPN do we use?"
 
 
 def free_port() -> int:

@@ -18,9 +18,10 @@ from tests.conftest import DEMO_ADAPTERS
 pytestmark = pytest.mark.slow
 
 BASE = "SmolLM2-135M-Instruct"
+# Phrasings the demo adapters were trained on (demo/data/*/train.jsonl).
 QUESTIONS = {
-    "hr": "What is the HR self-service tool called?",
-    "it": "What software do I use to connect securely when I'm off-site?",
+    "hr": "Where can I update my home address?",
+    "it": "Which VPN do we use?",
     None: "What is the capital of France?",
 }
 

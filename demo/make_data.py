@@ -58,6 +58,7 @@ def write_jsonl(rel, rows):
 
 # ---------------------------------------------------------------- checks
 
+
 def check(cond, msg):
     if not cond:
         raise SystemExit(f"data check failed: {msg}")
@@ -65,7 +66,7 @@ def check(cond, msg):
 
 def check_facts():
     all_ids = set()
-    for dept, info in DEPARTMENTS.items():
+    for info in DEPARTMENTS.values():
         for f in info["facts"]:
             check(f.id not in all_ids, f"duplicate fact id {f.id}")
             all_ids.add(f.id)
@@ -74,7 +75,9 @@ def check_facts():
                     check(k in a, f"{f.id}: key {k!r} missing in answer {a!r}")
             for q in f.train + f.test:
                 for k in f.keys:
-                    check(k.lower() not in q.lower(), f"{f.id}: key {k!r} leaked into question {q!r}")
+                    check(
+                        k.lower() not in q.lower(), f"{f.id}: key {k!r} leaked into question {q!r}"
+                    )
 
 
 def check_chat(dept, train, test):
@@ -90,7 +93,10 @@ def check_chat(dept, train, test):
         for k in row["keys"]:
             check(k in row["messages"][1]["content"], f"{dept}: key {k!r} not in test answer")
     covered = {r["fact"] for r in test}
-    check(covered == {f.id for f in DEPARTMENTS[dept]["facts"]}, f"{dept}: test does not cover every fact")
+    check(
+        covered == {f.id for f in DEPARTMENTS[dept]["facts"]},
+        f"{dept}: test does not cover every fact",
+    )
 
 
 def check_routing(routes, split):
@@ -124,11 +130,18 @@ def check_handbook():
 
 # ---------------------------------------------------------------- renderers
 
+
 def render_facts_md(dept, info):
-    lines = [f"# Altavia Logistics - {dept} facts ({info['title']})", "",
-             f"<!-- {GENERATED} -->", "",
-             "All facts are invented. A correct answer contains every key (case-insensitive).", "",
-             "| id | topic | keys | canonical answer |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"# Altavia Logistics - {dept} facts ({info['title']})",
+        "",
+        f"<!-- {GENERATED} -->",
+        "",
+        "All facts are invented. A correct answer contains every key (case-insensitive).",
+        "",
+        "| id | topic | keys | canonical answer |",
+        "| --- | --- | --- | --- |",
+    ]
     for f in info["facts"]:
         keys = ", ".join(f"`{k}`" for k in f.keys)
         lines.append(f"| {f.id} | {f.title} | {keys} | {f.answer} |")
@@ -136,10 +149,17 @@ def render_facts_md(dept, info):
 
 
 def render_routes_yaml(routes):
-    lines = [f"# {GENERATED}", "# Demo routes for Altavia Logistics (see demo/README.md).", "routes:"]
+    lines = [
+        f"# {GENERATED}",
+        "# Demo routes for Altavia Logistics (see demo/README.md).",
+        "routes:",
+    ]
     for dept, utts in routes.items():
-        lines += [f"  - name: {dept}", f"    target: {dept}",
-                  "    utterances: [" + ", ".join(json.dumps(u, ensure_ascii=False) for u in utts) + "]"]
+        lines += [
+            f"  - name: {dept}",
+            f"    target: {dept}",
+            "    utterances: [" + ", ".join(json.dumps(u, ensure_ascii=False) for u in utts) + "]",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -163,8 +183,12 @@ def render_readme(written):
     files = ["| file (from the repository root) | lines |", "| --- | --- |"]
     files += [f"| `{rel}` | {count_lines(rel)} |" for rel in written]
     return README_TEMPLATE.format(
-        generated=GENERATED, facts_table="\n".join(table), showcase="\n".join(showcase),
-        probes="\n".join(probes), files="\n".join(files))
+        generated=GENERATED,
+        facts_table="\n".join(table),
+        showcase="\n".join(showcase),
+        probes="\n".join(probes),
+        files="\n".join(files),
+    )
 
 
 README_TEMPLATE = """\
@@ -247,6 +271,7 @@ Each key occurs in exactly one handbook file, the one that answers the question.
 
 # ---------------------------------------------------------------- main
 
+
 def main():
     check_facts()
     written = []
@@ -269,7 +294,9 @@ def main():
     written.append(write_text("configs/routes/demo.yaml", render_routes_yaml(routes)))
     written.append(write_jsonl("demo/routing/calib.jsonl", split["calib"]))
     written.append(write_jsonl("demo/routing/test.jsonl", split["test"]))
-    written.append(write_jsonl("demo/routing/conversations.jsonl", routing.build_conversations(facts_by_id)))
+    written.append(
+        write_jsonl("demo/routing/conversations.jsonl", routing.build_conversations(facts_by_id))
+    )
 
     check_handbook()
     for name, text in handbook.HANDBOOK.items():

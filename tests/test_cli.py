@@ -69,3 +69,18 @@ def test_errors_are_one_line_without_a_trace(
     assert lines[0].startswith("error: ")
     assert words in lines[0]
     assert "Traceback" not in out
+
+
+def test_kb_ingest_reports_added_then_unchanged(config: Path) -> None:
+    from tests.conftest import REPO
+
+    doc = str(REPO / "demo" / "handbook" / "security-badges.md")
+    code, out = run("kb", "ingest", doc, "--config", str(config))
+    assert code == 0, out
+    first = json.loads(out[out.index("{") :])
+    assert len(first["added"]) == 1
+    assert first["chunks"] > 0
+    code, out = run("kb", "ingest", doc, "--config", str(config))
+    second = json.loads(out[out.index("{") :])
+    assert second["added"] == []
+    assert len(second["unchanged"]) == 1

@@ -50,8 +50,13 @@ def wrap(question, rng, prefixes, suffixes):
 
 
 def chat_line(user, assistant, **extra):
-    return {"messages": [{"role": "user", "content": user},
-                         {"role": "assistant", "content": assistant}], **extra}
+    return {
+        "messages": [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": assistant},
+        ],
+        **extra,
+    }
 
 
 def build_train(facts, rng):

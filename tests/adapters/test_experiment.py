@@ -17,9 +17,9 @@ from loramux.adapters.experiment import (
 )
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
-from loramux.config import ExperimentSettings, RegistrySettings
 from loramux.adapters.traffic import TrafficSplit, check_weights
 from loramux.adapters.validation import spec_from_hf_config
+from loramux.config import ExperimentSettings, RegistrySettings
 from loramux.errors import AdapterError, UnknownRequestError
 from loramux.serve.fake import FakeEngine
 from tests.fakes import write_lora_folder

@@ -18,9 +18,9 @@ import pytest
 from loramux.adapters.filestore import AdapterFiles
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
-from loramux.config import RegistrySettings
 from loramux.adapters.store import DB_FILE, SQLiteRegistryStore
 from loramux.adapters.validation import spec_from_hf_config
+from loramux.config import RegistrySettings
 from loramux.errors import (
     AdapterConflictError,
     AdapterError,

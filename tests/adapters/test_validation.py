@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from loramux.config import AdapterLimits
 from loramux.adapters.validation import (
     BaseModelSpec,
     check_adapter_folder,
     spec_from_hf_config,
     spec_from_model,
 )
+from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError
 from tests.fakes import write_lora_folder
 

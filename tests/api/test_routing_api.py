@@ -134,7 +134,9 @@ async def test_registered_adapter_utterances_join_the_router(
 ) -> None:
     folder = write_lora_folder(tmp_path / "legal", seed=3)
     question = "Can you review this supplier contract clause about liability caps?"
-    before = await client.post("/v1/route", json={"messages": [{"role": "user", "content": question}]})
+    before = await client.post(
+        "/v1/route", json={"messages": [{"role": "user", "content": question}]}
+    )
     assert before.json()["route"] != "legal"
     r = await client.post(
         "/v1/adapters",
@@ -152,5 +154,7 @@ async def test_registered_adapter_utterances_join_the_router(
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     )
     assert r.status_code == 201, r.text
-    after = await client.post("/v1/route", json={"messages": [{"role": "user", "content": question}]})
+    after = await client.post(
+        "/v1/route", json={"messages": [{"role": "user", "content": question}]}
+    )
     assert after.json()["route"] == "legal"

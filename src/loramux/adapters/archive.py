@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from loramux.config import AdapterLimits
 from loramux.adapters.validation import check_size
 from loramux.adapters.version import CONFIG_FILE
+from loramux.config import AdapterLimits
 from loramux.errors import AdapterTooLargeError, ArchiveError
 
 CHUNK = 1 << 20

@@ -29,9 +29,9 @@ from loramux.adapters.records import (
     RequestRecord,
     UsageDelta,
 )
-from loramux.config import ExperimentSettings
 from loramux.adapters.store import RegistryStore
 from loramux.adapters.traffic import Assignment
+from loramux.config import ExperimentSettings
 from loramux.errors import UnknownRequestError
 
 

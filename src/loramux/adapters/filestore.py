@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from loramux.config import AdapterLimits
 from loramux.adapters.validation import check_files, check_size
+from loramux.config import AdapterLimits
 from loramux.errors import AdapterError
 
 logger = logging.getLogger(__name__)

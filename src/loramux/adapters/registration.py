@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from loramux.adapters.records import AdapterRecord, AuditEntry, Change, VersionRecord, VersionStatus
-from loramux.config import AdapterLimits
 from loramux.adapters.traffic import TOTAL_WEIGHT, new_experiment_id
 from loramux.adapters.validation import BaseModelSpec, CheckedAdapter, check_adapter_folder
-from loramux.config import check_adapter_name
+from loramux.config import AdapterLimits, check_adapter_name
 from loramux.errors import AdapterError
 
 MAX_UTTERANCES = 500

@@ -46,7 +46,6 @@ from loramux.adapters.registration import (
     stage,
 )
 from loramux.adapters.resolver import Resolver
-from loramux.config import RegistrySettings
 from loramux.adapters.store import STORES, RegistryStore
 from loramux.adapters.traffic import (
     Assignment,
@@ -55,6 +54,7 @@ from loramux.adapters.traffic import (
 )
 from loramux.adapters.validation import BaseModelSpec
 from loramux.adapters.version import AdapterVersion
+from loramux.config import RegistrySettings
 from loramux.errors import (
     AdapterConflictError,
     AdapterNotFoundError,

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loramux.config import AdapterLimits
 from loramux.adapters.version import (
     CONFIG_FILE,
     PICKLE_SUFFIXES,
@@ -32,6 +31,7 @@ from loramux.adapters.version import (
     inspect_adapter,
     read_adapter_config,
 )
+from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError
 
 CARD_FILE = "loramux-card.json"

@@ -65,7 +65,9 @@ class Dispatch:
 def explicit_decision(model: str, assignment: Assignment | None) -> RouteDecision:
     """The decision recorded when the client named the model itself."""
     if assignment is None:
-        return RouteDecision(RouteTarget.BASE, None, None, 1.0, 1.0, (), "the request named the base model")
+        return RouteDecision(
+            RouteTarget.BASE, None, None, 1.0, 1.0, (), "the request named the base model"
+        )
     name = assignment.version.name
     return RouteDecision(
         RouteTarget.ADAPTER, name, name, 1.0, 1.0, (), f"the request named {model!r}"
@@ -115,8 +117,11 @@ class Dispatcher:
             try:
                 assignment = self.registry.assign(decision.adapter, user)
             except ModelNotFoundError:
-                logger.warning("route %s names adapter %s, which is not served; using the base "
-                               "model", decision.route, decision.adapter)
+                logger.warning(
+                    "route %s names adapter %s, which is not served; using the base model",
+                    decision.route,
+                    decision.adapter,
+                )
                 decision = _fallback(decision, f"adapter {decision.adapter!r} is not served")
                 return Dispatch(decision, None, tuple(messages))
             return Dispatch(decision, assignment, tuple(messages))
@@ -152,8 +157,11 @@ class Dispatcher:
         text, history = users[-1], tuple(users[:-1])
         served = {v.name for v in self.registry.served_versions()}
         permitted = served if allowed is None else served & set(allowed)
-        routes = {name for name, spec in self.router.routes.items()
-                  if spec.adapter is None or spec.adapter in permitted}
+        routes = {
+            name
+            for name, spec in self.router.routes.items()
+            if spec.adapter is None or spec.adapter in permitted
+        }
         router = self.router
         return await asyncio.to_thread(router.route, text, history=history, allowed=routes)
 

@@ -84,7 +84,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
         return error_response(
-            exc.status_code, message, "invalid_request_error", code=code, headers=dict(exc.headers or {})
+            exc.status_code,
+            message,
+            "invalid_request_error",
+            code=code,
+            headers=dict(exc.headers or {}),
         )
 
     @app.exception_handler(Exception)

@@ -77,9 +77,7 @@ class ChatService:
                 "messages must contain at least one user message with text", param="messages"
             )
         sampling = self._sampling(body, body.max_completion_tokens or body.max_tokens)
-        dispatch = await self.dispatcher.dispatch(
-            body.model, messages, user=body.user or user
-        )
+        dispatch = await self.dispatcher.dispatch(body.model, messages, user=body.user or user)
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,

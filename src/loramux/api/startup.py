@@ -91,7 +91,10 @@ async def _register_configured(config: LoramuxConfig, registry: AdapterRegistry)
     the config is the source of truth for the adapters it lists."""
     for name, entry in config.adapters.items():
         result = await registry.register(
-            entry.path, name=name, description=entry.description or None, actor="config",
+            entry.path,
+            name=name,
+            description=entry.description or None,
+            actor="config",
             check_root=False,
         )
         if result.created and result.version.version != _main_version(registry, name):

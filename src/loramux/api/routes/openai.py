@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -15,7 +15,7 @@ from loramux.api.errors import error_body
 from loramux.api.service import PreparedRequest
 from loramux.api.state import AppServices, request_id, services
 from loramux.errors import EngineError, LoramuxError
-from loramux.serve.types import GenerationChunk
+from loramux.serve.types import GenerationChunk, GenerationResult
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -30,29 +30,7 @@ async def chat_completions(
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
     prepared = await svc.chat.prepare_chat(body, rid)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = await svc.chat.stream(prepared)
-        return StreamingResponse(
-            _chat_events(prepared, chunks, include_usage),
-            media_type="text/event-stream",
-            headers={**prepared.headers(), **SSE_HEADERS},
-        )
-    result = await svc.chat.complete(prepared)
-    return JSONResponse(
-        {
-            **protocol.chat_completion(
-                rid,
-                prepared.model,
-                result.text,
-                result.finish_reason.value,
-                result.prompt_tokens,
-                result.completion_tokens,
-            ),
-            **prepared.extra_fields(),
-        },
-        headers=prepared.headers(),
-    )
+    return await _respond(svc, prepared, body, _chat_events, _chat_body)
 
 
 @router.post("/completions", response_model=None)
@@ -61,24 +39,54 @@ async def completions(
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
     prepared = await svc.chat.prepare_completion(body, rid)
+    return await _respond(svc, prepared, body, _completion_events, _completion_body)
+
+
+EventsFn = Callable[[PreparedRequest, AsyncIterator[GenerationChunk], bool], AsyncIterator[str]]
+BodyFn = Callable[[PreparedRequest, GenerationResult], dict[str, Any]]
+
+
+async def _respond(
+    svc: AppServices,
+    prepared: PreparedRequest,
+    body: protocol.ChatCompletionRequest | protocol.CompletionRequest,
+    events: EventsFn,
+    make_body: BodyFn,
+) -> JSONResponse | StreamingResponse:
+    """An SSE stream when the request asks for one, else the whole answer as JSON."""
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = await svc.chat.stream(prepared)
         return StreamingResponse(
-            _completion_events(prepared, chunks, include_usage),
+            events(prepared, chunks, include_usage),
             media_type="text/event-stream",
             headers={**prepared.headers(), **SSE_HEADERS},
         )
     result = await svc.chat.complete(prepared)
-    return JSONResponse(
-        protocol.text_completion(
-            rid,
+    return JSONResponse(make_body(prepared, result), headers=prepared.headers())
+
+
+def _chat_body(prepared: PreparedRequest, result: GenerationResult) -> dict[str, Any]:
+    return {
+        **protocol.chat_completion(
+            prepared.generation.request_id,
             prepared.model,
             result.text,
             result.finish_reason.value,
-            protocol.usage(result.prompt_tokens, result.completion_tokens),
+            result.prompt_tokens,
+            result.completion_tokens,
         ),
-        headers=prepared.headers(),
+        **prepared.extra_fields(),
+    }
+
+
+def _completion_body(prepared: PreparedRequest, result: GenerationResult) -> dict[str, Any]:
+    return protocol.text_completion(
+        prepared.generation.request_id,
+        prepared.model,
+        result.text,
+        result.finish_reason.value,
+        protocol.usage(result.prompt_tokens, result.completion_tokens),
     )
 
 

@@ -54,26 +54,34 @@ class VectorIndex(Protocol):
 
 THREADS_ENV = "LORAMUX_FAISS_THREADS"
 """OpenMP threads faiss may use (default 1); see `_faiss`."""
-_threads_set = False
 
 
 def _faiss() -> Any:
-    """Import faiss; the first time, limit its OpenMP threads (LORAMUX_FAISS_THREADS, default 1).
-
-    Router and knowledge-base searches are small (one query, thousands of vectors): one thread
-    answers them in microseconds, while OpenMP threads competing with the encoder and the engine
-    for a few cores made the same search 200 times slower (8 ms instead of 0.04 ms on 2 busy
-    cores). Concurrency comes from serving many requests at once, not from splitting one search.
-    """
-    global _threads_set
+    """Import faiss (lazily: importing the router package stays light)."""
     try:
         import faiss
     except ImportError as exc:
         raise ModelFetchError("the router needs faiss: pip install 'loramux[router]'") from exc
-    if not _threads_set:
-        faiss.omp_set_num_threads(max(int(os.environ.get(THREADS_ENV, "1")), 1))
-        _threads_set = True
     return faiss
+
+
+@contextlib.contextmanager
+def _search_threads(faiss: Any) -> Iterator[None]:
+    """Searches run on LORAMUX_FAISS_THREADS OpenMP threads (default 1), then the setting goes back.
+
+    Router and knowledge-base searches are small (one query, thousands of vectors): one thread
+    answers them in microseconds, while OpenMP threads competing with the encoder and the engine
+    for a few cores made the same search 200 times slower (8 ms instead of 0.04 ms on 2 busy
+    cores). The OpenMP runtime is shared with torch and the setting is per thread, so it is
+    restored after each search: a process-wide limit would also cut the encoder's and the
+    engine's torch threads to one (measured: MiniLM batches ran at half speed).
+    """
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(int(os.environ.get(THREADS_ENV, "1")), 1))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -171,7 +179,8 @@ class FaissIndex:
             return np.full(shape, -np.inf, np.float32), np.full(shape, -1, np.int64)
         if self._index is None:  # only an empty index has none
             self._index = self._build()
-        scores, ids = self._index.search(queries, min(k, len(self)))
+        with _search_threads(_faiss()):
+            scores, ids = self._index.search(queries, min(k, len(self)))
         return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
 
     def _build(self) -> Any:

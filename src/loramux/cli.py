@@ -76,7 +76,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface (env LORAMUX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env LORAMUX_PORT).")] = None,
     engine: Annotated[
-        str | None, typer.Option(help="Engine: hf or fake (env LORAMUX_ENGINE).")
+        str | None, typer.Option(help="Engine: hf, vllm, remote, auto or fake (LORAMUX_ENGINE).")
     ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (fetches the embedded models on first use)."""
@@ -86,7 +86,7 @@ def serve(
             overrides={"server": {"host": host, "port": port}, "engine": {"kind": engine}},
         )
         _setup_logging(cfg.server.log_level)
-        if cfg.engine.kind == "hf":
+        if cfg.engine.kind in ("hf", "vllm", "auto"):
             _pull(cfg)
         from loramux.api import create_app
 

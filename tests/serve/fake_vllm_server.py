@@ -1,0 +1,170 @@
+"""A hand-written stand-in for vLLM's OpenAI server, for the remote engine's tests (loopback only).
+
+It speaks the parts of the protocol loramux uses: /v1/models (with `max_model_len`), /tokenize,
+/v1/load_lora_adapter, /v1/unload_lora_adapter, and streamed /v1/chat/completions and
+/v1/completions. It "generates" `[<model>@<replica>]` followed by the last user message's words,
+one word per token, so a test can see which adapter and which replica answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "code": status}}, status_code=status)
+
+
+@dataclass
+class FakeVLLM:
+    name: str
+    model: str = "base-model"
+    max_model_len: int = 512
+    token_delay_s: float = 0.0
+    refuse: set[str] = field(default_factory=set)
+    """Adapter names this replica refuses to load."""
+    adapters: dict[str, str] = field(default_factory=dict)
+    """Loaded adapter name -> path."""
+    served: list[str] = field(default_factory=list)
+    """The `model` of every generation request, in arrival order."""
+    active: int = 0
+    cancelled: int = 0
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        async def models() -> dict[str, Any]:
+            data = [{"id": self.model, "object": "model", "max_model_len": self.max_model_len}]
+            data += [{"id": a, "object": "model", "parent": self.model} for a in self.adapters]
+            return {"object": "list", "data": data}
+
+        @app.post("/tokenize")
+        async def tokenize(request: Request) -> dict[str, Any]:
+            body = await request.json()
+            return {"count": len(self._words(body)) + 5, "max_model_len": self.max_model_len}
+
+        @app.post("/v1/load_lora_adapter", response_model=None)
+        async def load(request: Request) -> PlainTextResponse | JSONResponse:
+            body = await request.json()
+            name = body["lora_name"]
+            if name in self.refuse:
+                return _error(400, f"cannot load {name}")
+            if name in self.adapters:
+                return _error(400, f"The lora adapter '{name}' has already been loaded.")
+            self.adapters[name] = body["lora_path"]
+            return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+        @app.post("/v1/unload_lora_adapter", response_model=None)
+        async def unload(request: Request) -> PlainTextResponse | JSONResponse:
+            name = (await request.json())["lora_name"]
+            if self.adapters.pop(name, None) is None:
+                return _error(404, f"The lora adapter '{name}' cannot be found.")
+            return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+        @app.post("/v1/chat/completions", response_model=None)
+        async def chat(request: Request) -> StreamingResponse | JSONResponse:
+            return await self._generate(await request.json(), chat=True)
+
+        @app.post("/v1/completions", response_model=None)
+        async def completions(request: Request) -> StreamingResponse | JSONResponse:
+            return await self._generate(await request.json(), chat=False)
+
+        return app
+
+    def _words(self, body: dict[str, Any]) -> list[str]:
+        if "prompt" in body:
+            return str(body["prompt"]).split()
+        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        return users[-1].split() if users else []
+
+    async def _generate(
+        self, body: dict[str, Any], *, chat: bool
+    ) -> StreamingResponse | JSONResponse:
+        model = body["model"]
+        if model != self.model and model not in self.adapters:
+            return _error(404, f"The model `{model}` does not exist.")
+        words = self._words(body)
+        max_tokens = int(body.get("max_tokens") or 16)
+        if len(words) + 5 + max_tokens > self.max_model_len:
+            return _error(
+                400,
+                f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                f"you requested {len(words) + 5 + max_tokens} tokens.",
+            )
+        self.served.append(model)
+        out = [f"[{model}@{self.name}]", *words]
+        return StreamingResponse(
+            self._events(out, max_tokens, chat, len(words) + 5), media_type="text/event-stream"
+        )
+
+    async def _events(
+        self, out: list[str], max_tokens: int, chat: bool, prompt_tokens: int
+    ) -> AsyncIterator[str]:
+        self.active += 1
+        try:
+            n = min(len(out), max_tokens)
+            for i in range(n):
+                if self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
+                text = out[i] if i == 0 else " " + out[i]
+                last = i == n - 1
+                finish = ("length" if n < len(out) else "stop") if last else None
+                choice = (
+                    {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+                    if chat
+                    else {"index": 0, "text": text, "finish_reason": finish}
+                )
+                yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
+            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
+            yield "data: [DONE]\n\n"
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    """A FakeVLLM served by uvicorn on 127.0.0.1 in a background thread."""
+
+    def __init__(self, fake: FakeVLLM, port: int | None = None) -> None:
+        self.fake = fake
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            fake.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> Served:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake vLLM server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

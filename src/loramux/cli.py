@@ -49,6 +49,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # faiss logs each CPU-specific build it tries and fails to load; that is not news.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 def _fail(exc: BaseException) -> NoReturn:

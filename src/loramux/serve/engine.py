@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from loramux.errors import ContextLengthExceededError
+from loramux.errors import AdapterError, ContextLengthExceededError
 from loramux.serve.types import (
     AdapterRef,
     FinishReason,
@@ -114,6 +115,24 @@ def resolve_max_tokens(
             param="messages" if wanted is None or room <= 0 else "max_tokens",
         )
     return wanted if wanted is not None else min(default, room)
+
+
+def check_adapter_files(path: Path) -> None:
+    """Refuse adapter folders that are not safetensors LoRA folders before PEFT opens them.
+
+    Raises:
+        AdapterError: naming what is missing or unsafe.
+    """
+    if not (path / "adapter_config.json").is_file():
+        raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
+    if not (path / "adapter_model.safetensors").is_file():
+        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        hint = (
+            f" ({', '.join(pickles)} are pickle files, which loramux never loads)"
+            if pickles
+            else ""
+        )
+        raise AdapterError(f"{path} has no adapter_model.safetensors{hint}")
 
 
 def _make_hf(config: LoramuxConfig) -> Engine:

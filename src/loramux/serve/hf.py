@@ -30,7 +30,7 @@ from loramux.errors import (
     LoramuxError,
 )
 from loramux.serve import kvcache
-from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.engine import check_adapter_files, resolve_max_tokens
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import (
     AdapterRef,
@@ -576,21 +576,3 @@ def _sample(logits: torch.Tensor, rows: list[_Sequence]) -> list[int]:
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
         tokens[i] = int(torch.multinomial(probs.cpu(), 1, generator=seq.generator).item())
     return tokens
-
-
-def check_adapter_files(path: Path) -> None:
-    """Refuse adapter folders that are not safetensors LoRA folders before PEFT opens them.
-
-    Raises:
-        AdapterError: naming what is missing or unsafe.
-    """
-    if not (path / "adapter_config.json").is_file():
-        raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
-    if not (path / "adapter_model.safetensors").is_file():
-        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        hint = (
-            f" ({', '.join(pickles)} are pickle files, which loramux never loads)"
-            if pickles
-            else ""
-        )
-        raise AdapterError(f"{path} has no adapter_model.safetensors{hint}")

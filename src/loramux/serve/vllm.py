@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loramux.errors import AdapterError, EngineError, EngineUnavailableError, LoramuxError
-from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.engine import check_adapter_files, resolve_max_tokens
 from loramux.serve.types import AdapterRef, FinishReason, GenerationChunk, GenerationRequest
 
 if TYPE_CHECKING:
@@ -454,11 +454,8 @@ def _check_adapter(path: Path, max_rank: int) -> None:
     Raises:
         AdapterError: not a safetensors LoRA folder, or its rank is over `engine.max_lora_rank`.
     """
+    check_adapter_files(path)
     config_file = path / "adapter_config.json"
-    if not config_file.is_file():
-        raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
-    if not (path / "adapter_model.safetensors").is_file():
-        raise AdapterError(f"{path} has no adapter_model.safetensors (pickle files are not loaded)")
     try:
         rank = int(json.loads(config_file.read_text(encoding="utf-8")).get("r", 0))
     except (OSError, ValueError, AttributeError) as exc:

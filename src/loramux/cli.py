@@ -89,7 +89,10 @@ def serve(
         )
         _setup_logging(cfg.server.log_level)
         if cfg.engine.kind in ("hf", "vllm", "auto"):
-            _pull(cfg)
+            # Fetch (with progress on the terminal) and check the model once, here; the engine
+            # then loads the checked folder instead of hashing its 260 MB a second time.
+            base = _pull(cfg)["base_model"]
+            cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"source": base})})
         from loramux.api import create_app
 
         application = create_app(cfg)

@@ -144,7 +144,15 @@ def _gateway(n: int) -> list[tuple]:
         return times
 
     port = _free_port()
-    env = {**os.environ, "LORAMUX_ENGINE": "fake", "LORAMUX_PORT": str(port)}
+    # Auth stays on, as in production: the client sends an admin key with every request.
+    key = "bench-gateway-admin-key"
+    env = {
+        **os.environ,
+        "LORAMUX_ENGINE": "fake",
+        "LORAMUX_PORT": str(port),
+        "LORAMUX_AUTH": "on",
+        "LORAMUX_ADMIN_KEY": key,
+    }
     config = REPO / "bench" / "gateway.yaml"
     proc = subprocess.Popen(
         [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
@@ -154,7 +162,8 @@ def _gateway(n: int) -> list[tuple]:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=url, timeout=10) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, timeout=10, headers=headers) as client:
             for _ in range(200):
                 try:
                     if client.get("/ready").status_code == 200:

@@ -429,6 +429,7 @@ async def gateway_part(args: argparse.Namespace, model_dir: Path, folders: list[
     data.mkdir(parents=True, exist_ok=True)
     lines = [
         "server:\n  log_level: warning",
+        "auth:\n  enabled: false",  # a local benchmark of the gateway path: no API keys
         f"paths:\n  data_dir: {data / 'data'}\n  cache_dir: {args.cache}",
         f"model:\n  source: {model_dir}\n  id: {MODEL_ID}",
         "engine:\n  kind: vllm\n  max_new_tokens: 1024\n  context_length: 1024",

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -19,6 +17,7 @@ import typer
 
 from loramux.config import LoramuxConfig, load_config, load_train_config
 from loramux.errors import ConfigError, LoramuxError
+from loramux.logs import LogFormat, configure_logging
 
 app = typer.Typer(
     name="loramux",
@@ -35,6 +34,10 @@ kb_app = typer.Typer(help="The knowledge base behind RAG answers.")
 app.add_typer(kb_app, name="kb")
 adapters_app = typer.Typer(help="The adapter registry: versions, traffic splits, experiments.")
 app.add_typer(adapters_app, name="adapters")
+eval_app = typer.Typer(help="Task quality, forgetting on general benchmarks, the misroute matrix.")
+app.add_typer(eval_app, name="eval")
+keys_app = typer.Typer(help="Per-department API keys for the inference endpoints.")
+app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -43,14 +46,8 @@ ConfigOpt = Annotated[
 _state = {"debug": False}
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # faiss logs each CPU-specific build it tries and fails to load; that is not news.
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: LogFormat = "text") -> None:
+    configure_logging(level, fmt)
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -80,14 +77,21 @@ def serve(
     engine: Annotated[
         str | None, typer.Option(help="Engine: hf, vllm, remote, auto or fake (LORAMUX_ENGINE).")
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="Log lines: text or json (env LORAMUX_LOG_FORMAT)."),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (fetches the embedded models on first use)."""
     try:
         cfg = load_config(
             config,
-            overrides={"server": {"host": host, "port": port}, "engine": {"kind": engine}},
+            overrides={
+                "server": {"host": host, "port": port, "log_format": log_format},
+                "engine": {"kind": engine},
+            },
         )
-        _setup_logging(cfg.server.log_level)
+        _setup_logging(cfg.server.log_level, cfg.server.log_format)
         if cfg.engine.kind in ("hf", "vllm", "auto"):
             # Fetch (with progress on the terminal) and check the model once, here; the engine
             # then loads the checked folder instead of hashing its 260 MB a second time.
@@ -106,6 +110,10 @@ def serve(
         port=cfg.server.port,
         log_level=cfg.server.log_level,
         access_log=False,
+        # SIGTERM: stop accepting, let in-flight requests finish for this long, then cancel them.
+        timeout_graceful_shutdown=cfg.server.drain_timeout_s,
+        # JSON lines: uvicorn's own loggers go through our handler instead of its text format.
+        log_config=None if cfg.server.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
 
 
@@ -400,6 +408,226 @@ def adapters_experiment(name: str, config: ConfigOpt = None) -> None:
         return dataclasses.asdict(reg.experiment(name))
 
     _registry_cmd(config, action)
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+
+def _keys_cmd(config: Path | None, action: Callable[[Any], Any]) -> None:
+    """Run `action(keyring)` on the config's data dir (a running server sees the change on its
+    next request) and print the result as JSON."""
+    try:
+        cfg = load_config(config)
+        _setup_logging("warning")
+        from loramux.keys.keyring import Keyring
+
+        keyring = Keyring.open(cfg.paths.data_dir, cfg.registry.store)
+        try:
+            result = action(keyring)
+        finally:
+            keyring.close()
+    except LoramuxError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@keys_app.command("create")
+def keys_create(
+    department: Annotated[str, typer.Option(help="Who the key is for (hr, it, ...).")],
+    adapters: Annotated[
+        list[str] | None,
+        typer.Option(help="Adapters the key may use, comma-separated (hr,it); may repeat."),
+    ] = None,
+    base: Annotated[bool, typer.Option(help="May use the base model (also as fallback).")] = True,
+    rag: Annotated[bool, typer.Option(help="May get RAG answers (auto's fallback).")] = True,
+    rpm: Annotated[
+        int | None, typer.Option(min=1, help="Requests per minute (default: auth.rpm).")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per minute (default: auth.tpm).")
+    ] = None,
+    label: Annotated[str, typer.Option(help="A note, e.g. who holds the key.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Make an API key. It is printed once (`key`); loramux keeps only its sha256."""
+    from loramux.keys.records import KeySpec, split_names
+
+    spec = KeySpec(department, split_names(adapters or ()), base, rag, rpm, tpm, label)
+
+    def action(keyring: Any) -> Any:
+        issued = keyring.create(spec, actor="cli")
+        _progress("the key is shown this once: store it now (loramux keeps only its sha256)")
+        return {**issued.record.public(), "key": issued.secret}
+
+    _keys_cmd(config, action)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """Every key (revoked ones too) with its prefix, department, adapters and limits; never the
+    keys themselves."""
+    _keys_cmd(config, lambda keyring: [k.public() for k in keyring.list_keys()])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (`loramux keys list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key; a running server refuses it from its next request on."""
+    _keys_cmd(config, lambda keyring: keyring.revoke(key_id, actor="cli").public())
+
+
+# -- eval ----------------------------------------------------------------------------------------
+
+AdapterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--adapter",
+        "-a",
+        help="NAME=FOLDER, a PEFT adapter folder, or an adapter name of the config; may repeat.",
+    ),
+]
+DataOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Held-out chat JSONL: NAME=FILE or FILE (demo/data/hr/test.jsonl is `hr`); repeat.",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto (a CUDA GPU when present), cpu or cuda.")]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option(help="key_accuracy, token_f1 or exact_match (default: key_accuracy with keys)."),
+]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Only the first N examples per file.")]
+MaxNewOpt = Annotated[int, typer.Option(min=1, help="Longest answer, in tokens (greedy).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder for <kind>.json and <kind>.png (default: <kind>/ in the dashboard's "
+        "eval_dir, <data_dir>/eval, so the dashboard shows the chart)."
+    ),
+]
+
+
+def _eval_cmd(config: Path | None, as_json: bool, run: Callable[[LoramuxConfig], Any]) -> None:
+    try:
+        cfg = load_config(config)
+        _setup_logging("warning")
+        report = run(cfg)
+    except LoramuxError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table())
+
+
+def _eval_options(adapter: list[str] | None, out: Path | None, device: str) -> Any:
+    from loramux.eval.commands import RunOptions
+
+    return RunOptions(adapters=tuple(adapter or ()), out=out, device=device)
+
+
+@eval_app.command("task")
+def eval_task_cmd(
+    adapter: AdapterOpt = None,
+    data: DataOpt = None,
+    metric: MetricOpt = None,
+    out: OutOpt = None,
+    limit: LimitOpt = None,
+    max_new_tokens: MaxNewOpt = 48,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Each adapter vs the base model on its own task's held-out data (greedy answers)."""
+
+    def run(cfg: LoramuxConfig) -> Any:
+        options = _eval_options(adapter, out, device)
+        from loramux.eval.commands import run_task_eval
+        from loramux.eval.task import GenerationSettings
+
+        return run_task_eval(
+            cfg,
+            options,
+            data or [],
+            metric=metric,
+            limit=limit,
+            generation=GenerationSettings(max_new_tokens=max_new_tokens),
+            progress=_progress,
+        )
+
+    _eval_cmd(config, as_json, run)
+
+
+@eval_app.command("forgetting")
+def eval_forgetting_cmd(
+    adapter: AdapterOpt = None,
+    benchmark: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="mmlu, arc_easy, arc_challenge, boolq, hellaswag, piqa; may repeat "
+            "(default: all but piqa)."
+        ),
+    ] = None,
+    per_benchmark: Annotated[
+        int, typer.Option(min=1, help="Items per benchmark (a stratified subset).")
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the subsets and the bootstrap.")] = 0,
+    tolerance: Annotated[
+        float, typer.Option(min=0, help="Largest drop of the average, in points, still `kept`.")
+    ] = 1.0,
+    out: OutOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """General benchmarks (MMLU, ARC, BoolQ, HellaSwag), base model vs each adapter."""
+
+    def run(cfg: LoramuxConfig) -> Any:
+        options = _eval_options(adapter, out, device)
+        from loramux.eval.commands import run_forgetting_eval
+        from loramux.eval.forgetting import ForgettingSettings
+
+        settings = ForgettingSettings(per_benchmark=per_benchmark, seed=seed, tolerance=tolerance)
+        if benchmark:
+            settings = dataclasses.replace(settings, benchmarks=tuple(benchmark))
+        return run_forgetting_eval(cfg, options, settings, progress=_progress)
+
+    _eval_cmd(config, as_json, run)
+
+
+@eval_app.command("matrix")
+def eval_matrix_cmd(
+    adapter: AdapterOpt = None,
+    data: DataOpt = None,
+    metric: MetricOpt = None,
+    out: OutOpt = None,
+    limit: LimitOpt = None,
+    max_new_tokens: MaxNewOpt = 48,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Every adapter and the base model on every task's held-out data: the misroute cost."""
+
+    def run(cfg: LoramuxConfig) -> Any:
+        options = _eval_options(adapter, out, device)
+        from loramux.eval.commands import run_matrix_eval
+        from loramux.eval.task import GenerationSettings
+
+        return run_matrix_eval(
+            cfg,
+            options,
+            data or [],
+            metric=metric,
+            limit=limit,
+            generation=GenerationSettings(max_new_tokens=max_new_tokens),
+            progress=_progress,
+        )
+
+    _eval_cmd(config, as_json, run)
 
 
 def main() -> None:

@@ -35,8 +35,14 @@ class ServerConfig(_Strict):
     """TCP port (env LORAMUX_PORT)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level. Prompts and completions are never logged at info or above."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text, or as one JSON object each (`ts`, `level`, `logger`, `message`,
+    `request_id`) for log collectors (env LORAMUX_LOG_FORMAT, `serve --log-format`)."""
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     """Largest accepted request body; larger ones get HTTP 413."""
+    drain_timeout_s: int = Field(default=30, ge=0)
+    """On SIGTERM: how long in-flight requests may run on before the engine is stopped; new
+    generations get 503 `shutting_down` meanwhile."""
 
 
 class PathsConfig(_Strict):
@@ -114,6 +120,9 @@ class EngineConfig(_Strict):
     remote_adapter_dir: str | None = None
     """remote: the folder holding the adapter folders as the servers see it, when they mount the
     adapter store elsewhere; each adapter folder keeps its name under it."""
+    fake_token_delay_s: float = Field(default=0.0, ge=0, le=10)
+    """fake: seconds per generated word, so that gateway tests and benchmarks see streams that
+    take time like a real engine's."""
 
 
 class AdapterEntry(_Strict):
@@ -231,6 +240,103 @@ class AdminSettings(_Strict):
         return value
 
 
+class AuthSettings(_Strict):
+    """API keys on the inference endpoints (`auth:` in the serving config)."""
+
+    enabled: bool = True
+    """Inference endpoints (`/v1/chat/completions`, `/v1/completions`, `/v1/route`,
+    `/v1/models`, `/v1/feedback`) need an API key (`loramux keys create`) or the admin key. Turn
+    off only for a local demo: then anyone who reaches the port may use every model, and the
+    server logs a warning at start-up (env LORAMUX_AUTH=off|on). Admin endpoints always need the
+    admin key."""
+    rpm: int | None = Field(default=None, ge=1)
+    """Requests per minute per API key, for keys that set none (`--rpm`); None: no limit."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Prompt + completion tokens per minute per API key, for keys that set none (`--tpm`);
+    None: no limit. Charged as an estimate when a request starts, settled to the real count when
+    it ends."""
+
+
+# -- limits and engine supervision -----------------------------------------------------
+
+
+class LimitsSettings(_Strict):
+    """Request limits and the admission queue in front of the engine (`limits:`)."""
+
+    max_messages: int = Field(default=256, ge=1, le=100_000)
+    """Most messages in one chat or route request; more get HTTP 400 (`param: messages`)."""
+    max_message_chars: int = Field(default=100_000, ge=1)
+    """Longest message content (or completions prompt) in characters; longer gets HTTP 400."""
+    max_in_flight: int = Field(default=64, ge=1, le=100_000)
+    """Generations handed to the engine at once; keep it at or above `engine.max_batch_size`
+    so batches fill."""
+    max_queued: int = Field(default=256, ge=0, le=1_000_000)
+    """Requests waiting for a generation slot; when this many wait, new requests get HTTP 503
+    `server_overloaded` with `Retry-After` at once instead of growing latency."""
+    queue_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest wait for a generation slot before HTTP 503 `server_overloaded`."""
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    """Longest generation, from its slot to its last token; past it the generation is cancelled
+    and the client gets HTTP 504 `request_timeout` (a stream: an error event, then `[DONE]`)."""
+    retry_after_s: int = Field(default=1, ge=1, le=3600)
+    """`Retry-After` sent with `server_overloaded` and `shutting_down` 503s."""
+
+
+class SupervisorSettings(_Strict):
+    """The watchdog that restarts a failed or hung engine (`supervisor:`)."""
+
+    enabled: bool = True
+    """Watch the engine and restart it on failure; off: a failed engine stays down (503)."""
+    probe_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the engine's readiness and progress are checked."""
+    hang_timeout_s: float = Field(default=120.0, gt=0)
+    """An engine that produced no token for this long while requests waited on it is hung: it
+    is restarted and those requests fail. Allow for the longest prefill of a full batch."""
+    stop_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a failed engine may take to stop before it is abandoned."""
+    start_timeout_s: float = Field(default=600.0, gt=0)
+    """How long a restarted engine may take to load before the attempt counts as failed."""
+    backoff_s: float = Field(default=1.0, gt=0)
+    """Wait before the second restart attempt; doubled after each failed attempt."""
+    max_backoff_s: float = Field(default=60.0, gt=0)
+    """Longest wait between restart attempts."""
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+    """`Retry-After` sent with the 503s of an engine that is restarting."""
+
+
+# -- metrics and dashboard ------------------------------------------------------------
+
+
+class MetricsSettings(_Strict):
+    """Prometheus metrics (`metrics:` in the serving config)."""
+
+    enabled: bool = True
+    """Serve `GET /metrics` (Prometheus text format)."""
+    auth: Literal["auto", "open", "admin"] = "auto"
+    """Who may read `/metrics`: `open` (anyone who reaches the port), `admin` (the admin key as a
+    bearer token), or `auto`: open while `server.host` is a loopback address, else `admin`."""
+    window: int = Field(default=500, ge=10, le=100_000)
+    """Recent routing decisions the abstention and RAG rate gauges are computed over."""
+
+
+class DashboardSettings(_Strict):
+    """The admin dashboard at `/ui` (`dashboard:` in the serving config)."""
+
+    enabled: bool = True
+    """Serve the dashboard (it still needs an admin key to log in)."""
+    show_texts: bool = False
+    """Keep the last user message of recent requests in memory and show it beside the routing
+    decision. Off by default: prompts are private and never logged."""
+    recent_decisions: int = Field(default=100, ge=1, le=10_000)
+    """Routing decisions of recent requests kept in memory for the dashboard."""
+    eval_dir: Path | None = None
+    """Folder whose PNG charts (`loramux eval`, `loramux router eval`) the dashboard shows;
+    default `<paths.data_dir>/eval`."""
+    session_ttl_s: float = Field(default=8 * 3600, gt=0)
+    """How long a dashboard login lasts. Sessions are signed with a key made at start-up, so a
+    restart logs everyone out."""
+
+
 class LoramuxConfig(_Strict):
     server: ServerConfig = ServerConfig()
     paths: PathsConfig = PathsConfig()
@@ -241,8 +347,13 @@ class LoramuxConfig(_Strict):
     """Adapters registered (if new) and served from start-up, by name (the `model` to ask for)."""
     registry: RegistrySettings = RegistrySettings()
     admin: AdminSettings = AdminSettings()
+    auth: AuthSettings = AuthSettings()
     router: RouterConfig = RouterConfig()
     kb: KnowledgeBaseConfig = KnowledgeBaseConfig()
+    metrics: MetricsSettings = MetricsSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    limits: LimitsSettings = LimitsSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
 
     @field_validator("adapters")
     @classmethod
@@ -276,6 +387,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "LORAMUX_CACHE_DIR": ("paths", "cache_dir"),
     "LORAMUX_ENGINE": ("engine", "kind"),
     "LORAMUX_REMOTE_API_KEY": ("engine", "remote_api_key"),
+    "LORAMUX_LOG_FORMAT": ("server", "log_format"),
+    "LORAMUX_AUTH": ("auth", "enabled"),
 }
 # Also LORAMUX_ADMIN_KEY: a plain admin key, hashed at load time into `admin.keys.admin`.
 
@@ -397,6 +510,8 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
     registry = config.registry.model_copy(
         update={"import_roots": tuple(_resolve(p, base_dir) for p in config.registry.import_roots)}
     )
+    eval_dir = config.dashboard.eval_dir or paths.data_dir / "eval"
+    dashboard = config.dashboard.model_copy(update={"eval_dir": _resolve(eval_dir, base_dir)})
     return config.model_copy(
         update={
             "paths": paths,
@@ -406,6 +521,7 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
             "router": router,
             "kb": kb,
             "registry": registry,
+            "dashboard": dashboard,
         }
     )
 
@@ -485,6 +601,8 @@ class TrainConfig(_Strict):
     l2: L2Settings = L2Settings()
     early_stopping: EarlyStoppingSettings = EarlyStoppingSettings()
     seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: `auto` takes a CUDA GPU when torch sees one, else the CPU."""
     model: BaseModelConfig = BaseModelConfig()
     """Base model to train on (the embedded SmolLM2 by default)."""
     cache_dir: Path = Path("~/.cache/loramux")

@@ -14,6 +14,8 @@ class LoramuxError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    retry_after_s: int | None = None
+    """Whole seconds after which the same request may succeed (the `Retry-After` header)."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -76,11 +78,38 @@ class ModelFetchError(LoramuxError):
 
 
 class EngineUnavailableError(LoramuxError):
-    """The engine is not running or not ready (HTTP 503)."""
+    """The engine is not running or not ready (HTTP 503, `Retry-After`)."""
 
     status = 503
     type = "server_error"
     code = "engine_unavailable"
+    retry_after_s = 1
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
+
+
+class ServerOverloadedError(EngineUnavailableError):
+    """Every generation slot is busy and the waiting queue is full, or a request waited too long
+    for a slot (HTTP 503, `Retry-After`)."""
+
+    code = "server_overloaded"
+
+
+class ShuttingDownError(EngineUnavailableError):
+    """The server is draining before it stops and takes no new generations (HTTP 503)."""
+
+    code = "shutting_down"
+
+
+class RequestTimeoutError(LoramuxError):
+    """A generation ran past the server's request timeout and was cancelled (HTTP 504)."""
+
+    status = 504
+    type = "server_error"
+    code = "request_timeout"
 
 
 class EngineError(LoramuxError):
@@ -156,3 +185,36 @@ class UnknownRequestError(InvalidRequestError):
 
     status = 404
     code = "request_not_found"
+
+
+class PermissionDeniedError(LoramuxError):
+    """The API key is valid but may not use what the request asks for (HTTP 403)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class KeyNotFoundError(LoramuxError):
+    """No API key has this id (HTTP 404)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "api_key_not_found"
+
+
+class RateLimitError(LoramuxError):
+    """The API key used up its requests or tokens per minute (HTTP 429, `Retry-After`).
+
+    `type` says which limit, as OpenAI does: `requests` or `tokens`.
+    """
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, limit: str = "requests") -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """Whole seconds until the request can succeed (the `Retry-After` header)."""
+        self.type = limit

@@ -18,7 +18,7 @@ import pytest
 from loramux.adapters.filestore import AdapterFiles
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
-from loramux.adapters.store import DB_FILE, SQLiteRegistryStore
+from loramux.adapters.store import DB_FILE, MIGRATIONS, SQLiteRegistryStore
 from loramux.adapters.validation import spec_from_hf_config
 from loramux.config import RegistrySettings
 from loramux.errors import (
@@ -501,7 +501,7 @@ def test_the_database_is_migrated_and_newer_schemas_are_refused(tmp_path: Path) 
 
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()

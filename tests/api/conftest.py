@@ -11,6 +11,11 @@ from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
 from tests.fakes import write_lora_folder
 
+ADMIN_KEY = "api-test-admin"
+"""The admin key of the `client` app; `client` sends it on every request (it works on the
+inference endpoints too, with access to everything)."""
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+
 
 @pytest.fixture
 def adapter_dirs(tmp_path: Path) -> dict[str, Path]:
@@ -29,7 +34,8 @@ def fake_engine() -> FakeEngine:
 async def client(
     adapter_dirs: dict[str, Path], fake_engine: FakeEngine, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app (real registry in a temp data dir, real adapter checks), fake engine."""
+    """The real app (real registry in a temp data dir, real adapter checks, auth on), fake
+    engine; the client sends the admin key."""
     config_file = tmp_path / "loramux.yaml"
     config_file.write_text(
         "engine: {kind: fake, max_new_tokens: 32}\n"
@@ -40,9 +46,11 @@ async def client(
         f"  it: {{path: {adapter_dirs['it']}}}\n",
         encoding="utf-8",
     )
-    config = load_config(config_file, environ={})
+    config = load_config(config_file, environ={"LORAMUX_ADMIN_KEY": ADMIN_KEY})
     app = create_app(config, engine=fake_engine)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://loramux") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://loramux", headers=ADMIN
+        ) as c:
             yield c

@@ -237,13 +237,20 @@ async def test_traffic_promote_retire_and_experiment(
     assignment = registry.assign("hr", "alice")
     assert assignment is not None
     registry.experiments.record("req-1", assignment, ttft_s=0.02, total_s=0.2, completion_tokens=7)
-    rated = await client.post("/v1/feedback", json={"request_id": "req-1", "rating": "up"})
+    # Feedback needs a key too; the admin key works on every inference endpoint.
+    rated = await client.post(
+        "/v1/feedback", json={"request_id": "req-1", "rating": "up"}, headers=ADMIN
+    )
     assert rated.status_code == 200
     assert rated.json()["version"] == assignment.version.version
-    unknown_request = await client.post("/v1/feedback", json={"request_id": "x", "rating": "up"})
+    unknown_request = await client.post(
+        "/v1/feedback", json={"request_id": "x", "rating": "up"}, headers=ADMIN
+    )
     assert unknown_request.status_code == 404
     assert _error(unknown_request)["code"] == "request_not_found"
-    bad_rating = await client.post("/v1/feedback", json={"request_id": "req-1", "rating": "meh"})
+    bad_rating = await client.post(
+        "/v1/feedback", json={"request_id": "req-1", "rating": "meh"}, headers=ADMIN
+    )
     assert bad_rating.status_code == 400
 
     report = (await client.get("/v1/adapters/hr/experiment")).json()

@@ -33,7 +33,10 @@ async def test_hot_load_under_concurrent_traffic_fails_no_request(tmp_path: Path
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        # Every request carries the admin key (it works on the inference endpoints too).
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=ADMIN
+        ) as client:
 
             async def user(n: int) -> None:
                 while not stop.is_set():

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 HR_Q = "How many vacation days do I get per year?"
 IT_Q = "My laptop cannot connect to the VPN from home"
 ADMIN_KEY = "test-admin-key"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -46,7 +47,9 @@ async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[http
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://loramux") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://loramux", headers=ADMIN
+        ) as c:
             yield c
 
 
@@ -158,3 +161,56 @@ async def test_registered_adapter_utterances_join_the_router(
         "/v1/route", json={"messages": [{"role": "user", "content": question}]}
     )
     assert after.json()["route"] == "legal"
+
+
+async def make_key(client: httpx.AsyncClient, **spec: Any) -> dict[str, str]:
+    r = await client.post("/v1/keys", json={"department": "test", **spec})
+    assert r.status_code == 201, r.text
+    return {"authorization": f"Bearer {r.json()['key']}"}
+
+
+async def test_auto_never_picks_an_adapter_the_key_may_not_use(client: httpx.AsyncClient) -> None:
+    it_only = await make_key(client, adapters=["it"])
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": HR_Q}]},
+        headers=it_only,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-loramux-adapter"] != "hr"
+    assert r.headers["x-loramux-target"] in ("base", "rag")
+    assert not r.json()["choices"][0]["message"]["content"].startswith("[hr]")
+    decision = await client.post(
+        "/v1/route", json={"messages": [{"role": "user", "content": HR_Q}]}, headers=it_only
+    )
+    assert decision.json()["adapter"] != "hr"
+    assert "hr" not in [alt["route"] for alt in decision.json()["alternatives"]]
+    it = await client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": IT_Q}]},
+        headers=it_only,
+    )
+    assert it.headers["x-loramux-adapter"] == "it"
+
+
+async def test_auto_fallbacks_respect_a_key_without_base_or_rag(client: httpx.AsyncClient) -> None:
+    adapters_only = await make_key(client, adapters=["it"], base=False, rag=False)
+    canteen = [{"role": "user", "content": "When does the Brennsby canteen open?"}]
+    refused = await client.post(
+        "/v1/chat/completions", json={"model": "auto", "messages": canteen}, headers=adapters_only
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    rag_only = await make_key(client, adapters=["it"], base=False, rag=True)
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "auto", "messages": canteen}, headers=rag_only
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-loramux-target"] == "rag"
+    no_rag = await make_key(client, adapters=["it"], base=True, rag=False)
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "auto", "messages": canteen}, headers=no_rag
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-loramux-target"] == "base"
+    assert "sources" not in r.json()

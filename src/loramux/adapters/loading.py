@@ -5,15 +5,20 @@ missing ones and removes the others. A version the engine fails to load at start
 (with the reason) and left out of resolution instead of stopping the server; a version that
 fails to load while it is being registered is refused. Without an engine (the CLI), every
 operation is a no-op.
+
+Before a version reaches the engine its files are hashed again: a version id is the content hash
+of its config and weights, so files damaged or changed on disk since registration are refused
+(never served) with a message that says to re-register them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from loramux.adapters.version import AdapterVersion
+from loramux.adapters.version import AdapterVersion, content_version
 from loramux.errors import AdapterError, LoramuxError
 from loramux.serve.types import AdapterRef
 
@@ -45,6 +50,7 @@ class EngineLoader:
         """
         if self.engine is None or version.key in self.loaded:
             return
+        await asyncio.to_thread(check_intact, version)
         try:
             await self.engine.add_adapter(version.ref())
         except LoramuxError:
@@ -80,3 +86,23 @@ class EngineLoader:
         """Unload every loaded version whose key is not in `keep`."""
         for key in sorted(self.loaded - set(keep)):
             await self.unload(key)
+
+
+def check_intact(version: AdapterVersion) -> None:
+    """Check that a version's files still hash to its id (blocking: run in a thread).
+
+    Raises:
+        AdapterError: the files are missing, unreadable, or not the registered content.
+    """
+    try:
+        found = content_version(version.path)
+    except (OSError, AdapterError) as exc:
+        why = exc.message if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {exc}"
+        raise AdapterError(
+            f"the files of {version.key} are missing or unreadable ({why}); re-register it"
+        ) from exc
+    if found != version.version:
+        raise AdapterError(
+            f"the files of {version.key} changed on disk since it was registered (they now hash "
+            f"to {found}); it is not served: register the adapter again"
+        )

@@ -57,6 +57,7 @@ from loramux.adapters.version import AdapterVersion
 from loramux.config import RegistrySettings
 from loramux.errors import (
     AdapterConflictError,
+    AdapterError,
     AdapterNotFoundError,
     LoramuxError,
 )
@@ -311,6 +312,7 @@ class AdapterRegistry:
             version_id = checked.version.version
             for existing in self._state.versions.get(name, ()):
                 if existing.version == version_id:
+                    await self._repair(existing, root)
                     return await self._reregister(existing, actor=actor, meta=meta)
             final = self.files.version_dir(name, version_id)
             await asyncio.to_thread(self.files.publish, root, final)
@@ -339,6 +341,24 @@ class AdapterRegistry:
         record = self.version(name, version_id)
         logger.info("registered %s (%s) by %s", version.key, record.status, actor)
         return Registration(self._state.adapters[name], record, created=True)
+
+    async def _repair(self, existing: VersionRecord, fresh: Path) -> None:
+        """Put good files back under a version whose stored copy failed its check at load
+        (damaged on disk): the same content registered again repairs it."""
+        adapter = self._state.adapters[existing.adapter]
+        version = self._as_version(existing, adapter)
+        if version.key not in self.loader.failed:
+            return
+        await asyncio.to_thread(self.files.publish, fresh, version.path)
+        why = self.loader.failed.pop(version.key)
+        if existing.status is not VersionStatus.RETIRED:
+            try:
+                await self.loader.load(version)
+            except AdapterError:
+                self.loader.failed[version.key] = why
+                raise
+        await self._sync(self.store.load())
+        logger.warning("restored the damaged files of %s from a new registration", version.key)
 
     async def _reregister(
         self, existing: VersionRecord, *, actor: str, meta: dict[str, Any]

@@ -1,9 +1,10 @@
 """Where the registry keeps its state: the `RegistryStore` protocol and its SQLite implementation.
 
 One SQLite file (`<data_dir>/registry.sqlite3`, WAL mode) holds adapters, their immutable
-versions, traffic splits, the audit log, and the request -> version records, usage counters and
-feedback that experiments are judged on. The schema is versioned with `PRAGMA user_version` and
-migrated forward on open. Every registry change (`Change`) is written in one transaction, and is
+versions, traffic splits, the audit log, the request -> version records, usage counters and
+feedback that experiments are judged on, and the API keys (read and written by
+`loramux.keys.store`). The schema is versioned with `PRAGMA user_version` and migrated forward on
+open. Every registry change (`Change`) is written in one transaction, and is
 refused when the adapter changed since the change was computed (another process, or a race).
 With WAL and `synchronous=NORMAL` a killed process loses nothing committed; a power cut may lose
 the last commits, never part of one (a version folder without its rows is removed at start).
@@ -100,6 +101,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             comment TEXT NOT NULL,
             at REAL NOT NULL)""",
         "CREATE INDEX feedback_by_experiment ON feedback (adapter, experiment_id)",
+    ),
+    (
+        # Per-department API keys (loramux.keys.store): the sha256 of each key, never the key.
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            prefix TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            department TEXT NOT NULL,
+            label TEXT NOT NULL,
+            adapters TEXT NOT NULL,
+            base INTEGER NOT NULL CHECK (base IN (0, 1)),
+            rag INTEGER NOT NULL CHECK (rag IN (0, 1)),
+            rpm INTEGER CHECK (rpm >= 1),
+            tpm INTEGER CHECK (tpm >= 1),
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at REAL,
+            revoked_by TEXT)""",
     ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""

@@ -2,9 +2,10 @@
 
 `Dispatcher.dispatch` turns (model, messages, user) into a `Dispatch`: the route decision, the
 adapter version the traffic split assigns (sticky per user), and for RAG answers the messages
-with retrieved passages added and their sources. Routing never picks an adapter outside
-`allowed`, and never one that is not registered: such a request falls back to RAG or the base
-model as if the route did not exist.
+with retrieved passages added and their sources. Routing never picks an adapter the caller's
+`Access` does not list, and never one that is not registered: such a request falls back to RAG
+or the base model as if the route did not exist. The fallbacks respect `Access` too: without RAG
+an abstained request goes to the base model, and without the base model it is refused (403).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.traffic import Assignment
-from loramux.errors import ModelNotFoundError
+from loramux.errors import ModelNotFoundError, PermissionDeniedError
+from loramux.keys.records import EVERYTHING, Access
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.types import ChatMessage
 
@@ -96,7 +98,7 @@ class Dispatcher:
         messages: Sequence[ChatMessage],
         *,
         user: str | None = None,
-        allowed: Iterable[str] | None = None,
+        access: Access = EVERYTHING,
     ) -> Dispatch:
         """Decide who answers.
 
@@ -104,15 +106,21 @@ class Dispatcher:
             model: the request's `model` (`auto`, the base model id, `name`, `name@version`).
             messages: the conversation.
             user: who asks (API key or the `user` field), for sticky A/B assignment.
-            allowed: adapter names the caller may use; None means all.
+            access: what the caller may use (its API key's adapters, base model, RAG).
 
         Raises:
             ModelNotFoundError: an explicit model that is not served.
+            PermissionDeniedError: the caller may not use the model, or (`auto`) nothing it
+                may use fits the request.
         """
         if model != AUTO_MODEL:
             assignment = self.registry.assign(model, user)
+            if assignment is None:
+                access.require_base(model)
+            else:
+                access.require_adapter(assignment.version.name)
             return Dispatch(explicit_decision(model, assignment), assignment, tuple(messages))
-        decision = await self.decide(messages, allowed=allowed)
+        decision = await self.decide(messages, allowed=access.adapters)
         if decision.target is RouteTarget.ADAPTER and decision.adapter:
             try:
                 assignment = self.registry.assign(decision.adapter, user)
@@ -123,8 +131,9 @@ class Dispatcher:
                     decision.adapter,
                 )
                 decision = _fallback(decision, f"adapter {decision.adapter!r} is not served")
-                return Dispatch(decision, None, tuple(messages))
+                return Dispatch(_permitted(decision, access), None, tuple(messages))
             return Dispatch(decision, assignment, tuple(messages))
+        decision = _permitted(decision, access)
         if decision.target is RouteTarget.RAG and self.kb is not None:
             return await self._with_passages(decision, messages)
         return Dispatch(decision, None, tuple(messages))
@@ -177,6 +186,27 @@ class Dispatcher:
         prompt = build_rag_messages(plain, passages)
         rag_messages = tuple(ChatMessage(m["role"], m["content"]) for m in prompt.messages)  # type: ignore[arg-type]
         return Dispatch(decision, None, rag_messages, prompt.sources)
+
+
+def _permitted(decision: RouteDecision, access: Access) -> RouteDecision:
+    """A base or RAG decision within what the caller may use: RAG becomes the base model
+    when the caller may not use RAG.
+
+    Raises:
+        PermissionDeniedError: the answer would come from the base model, which the caller may
+            not use.
+    """
+    if decision.target is RouteTarget.RAG and not access.rag:
+        decision = _fallback(decision, "this API key may not use RAG answers")
+    if decision.target is RouteTarget.BASE and not access.base:
+        rag = "no RAG answer fits it" if access.rag else "the key may not use RAG answers"
+        raise PermissionDeniedError(
+            f"model `auto` found no adapter this API key may use for this request, {rag}, and "
+            f"the key may not use the base model; it may use: {access.describe()}. Name an "
+            "adapter as `model`, or ask an admin for a key with `--base`",
+            param="model",
+        )
+    return decision
 
 
 def _fallback(decision: RouteDecision, why: str) -> RouteDecision:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loramux.errors import LoramuxError
+from loramux.errors import AuthenticationError, LoramuxError, RateLimitError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,20 @@ logger = logging.getLogger(__name__)
 def error_body(
     message: str, type_: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return {
+        "error": {
+            "message": _utf8(message),
+            "type": type_,
+            "param": None if param is None else _utf8(param),
+            "code": code,
+        }
+    }
+
+
+def _utf8(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates from JSON `\\ud800` escapes that
+    a message may quote back) replaced, so an error about bad input can always be sent."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def error_response(
@@ -41,7 +54,16 @@ def error_response(
 
 
 def from_loramux_error(exc: LoramuxError) -> JSONResponse:
-    return error_response(exc.status, exc.message, exc.type, param=exc.param, code=exc.code)
+    headers = None
+    if isinstance(exc, RateLimitError):
+        headers = {"retry-after": str(exc.retry_after_s)}
+    elif isinstance(exc, AuthenticationError):
+        headers = {"www-authenticate": "Bearer"}
+    elif exc.retry_after_s is not None:  # 503s: overloaded, engine restarting, draining
+        headers = {"retry-after": str(exc.retry_after_s)}
+    return error_response(
+        exc.status, exc.message, exc.type, param=exc.param, code=exc.code, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -54,6 +76,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON; send a JSON object", None
     if first.get("type") == "missing":
+        if param is None:
+            return "the request body is empty; send a JSON object", None
         return f"missing required field `{param}`", param
     message = (
         f"invalid value for `{param}`: {first.get('msg', 'invalid')}"
@@ -83,6 +107,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's words for a body that is not UTF-8, or JSON nested too deeply to parse.
+            message = (
+                "the request body could not be parsed: send a JSON object in UTF-8, nested "
+                "no deeper than a few hundred levels"
+            )
         return error_response(
             exc.status_code,
             message,

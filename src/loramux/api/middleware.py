@@ -11,14 +11,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loramux.api.errors import error_body
 from loramux.errors import RequestTooLargeError
+from loramux.logs import REQUEST_ID
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
     """Gives every request an id (the client's `x-request-id` when well formed), echoes it in
-    the response headers, and refuses bodies over the limit with 413: `max_body_bytes`, or
-    `max_upload_bytes` for POSTs to `upload_paths` (adapter archives)."""
+    the response headers, sets it as the log context (`loramux.logs.REQUEST_ID`), and refuses
+    bodies over the limit with 413: `max_body_bytes`, or `max_upload_bytes` for POSTs to
+    `upload_paths` (adapter archives)."""
 
     def __init__(
         self,
@@ -65,10 +67,13 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        token = REQUEST_ID.set(request_id)  # log records made for this request carry its id
         try:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
             await _reject_too_large(send, request_id, limit)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class _BodyTooLarge(RequestTooLargeError):

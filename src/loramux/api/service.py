@@ -2,8 +2,10 @@
 
 Handlers call one method here. This is where OpenAI parameters are checked against the server's
 limits and become a `GenerationRequest`, where the `Dispatcher` picks the adapter (or RAG, or
-the base model), and where each finished request is recorded for its A/B experiment. It logs one
-line per request (ids, route, adapter, token counts, latency) and never the prompt or completion.
+the base model) within what the caller's API key may use, where the caller's tokens per minute
+are charged (an estimate up front, settled to the real count at the end), and where each
+finished request is recorded for its A/B experiment. It logs one line per request (ids, route,
+adapter, token counts, latency) and never the prompt or completion.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from loramux.api.access import ANONYMOUS, Caller, Gate
+from loramux.api.admission import AdmissionQueue, admitted_stream
 from loramux.api.dispatch import Dispatch, Dispatcher
+from loramux.api.limits import check_messages, check_prompt
 from loramux.api.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -23,6 +28,7 @@ from loramux.api.protocol import (
 )
 from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError
+from loramux.keys.ratelimit import TokenCharge, estimate_tokens
 from loramux.serve.engine import Engine
 from loramux.serve.types import (
     FinishReason,
@@ -31,6 +37,9 @@ from loramux.serve.types import (
     GenerationResult,
     SamplingParams,
 )
+
+if TYPE_CHECKING:
+    from loramux.api.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ class PreparedRequest:
     """The `model` echoed in the response (what the client asked for)."""
     dispatch: Dispatch | None
     """Who answers (None for raw completions of the base model)."""
+    charge: TokenCharge | None = None
+    """Tokens charged to the caller's per-minute limit; settled when the request ends."""
 
     def headers(self) -> dict[str, str]:
         if self.dispatch is None:
@@ -58,33 +69,68 @@ class PreparedRequest:
 
 
 class ChatService:
-    def __init__(self, config: LoramuxConfig, engine: Engine, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        config: LoramuxConfig,
+        engine: Engine,
+        dispatcher: Dispatcher,
+        gate: Gate | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.dispatcher = dispatcher
+        self.gate = gate
+        """Charges callers' tokens per minute (`auth`); None: no token limits."""
+        self.metrics = metrics
+        """Counts each finished request (Prometheus, dashboard); None: not counted."""
+        self.admission = AdmissionQueue.from_settings(config.limits)
+        """Generation slots and the bounded queue in front of the engine."""
 
     async def prepare_chat(
-        self, body: ChatCompletionRequest, request_id: str, *, user: str | None = None
+        self,
+        body: ChatCompletionRequest,
+        request_id: str,
+        *,
+        user: str | None = None,
+        caller: Caller = ANONYMOUS,
     ) -> PreparedRequest:
-        """Check a chat request and decide who answers it.
+        """Check a chat request, charge its tokens to the caller, decide who answers it.
 
         Raises:
             ModelNotFoundError: unknown model.
             InvalidRequestError: limits or message structure.
+            PermissionDeniedError: the caller may not use the model.
+            RateLimitError: the caller is over its tokens per minute.
         """
+        check_messages(body.messages, self.config.limits)
         messages = to_chat_messages(body.messages)
-        sampling = self._sampling(body, body.max_completion_tokens or body.max_tokens)
-        dispatch = await self.dispatcher.dispatch(body.model, messages, user=body.user or user)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        sampling = self._sampling(body, max_tokens)
+        charge = self._charge(caller, sum(len(m.content) for m in messages), max_tokens)
+        try:
+            dispatch = await self.dispatcher.dispatch(
+                body.model, messages, user=body.user or user or caller.user, access=caller.access
+            )
+        except BaseException:
+            if charge is not None:
+                charge.settle(0)
+            raise
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,
             messages=dispatch.messages,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch)
+        return PreparedRequest(generation, body.model, dispatch, charge)
 
     async def prepare_completion(
-        self, body: CompletionRequest, request_id: str, *, user: str | None = None
+        self,
+        body: CompletionRequest,
+        request_id: str,
+        *,
+        user: str | None = None,
+        caller: Caller = ANONYMOUS,
     ) -> PreparedRequest:
         """Check a completions request and resolve its model (raises as `prepare_chat`).
 
@@ -93,6 +139,7 @@ class ChatService:
         prompt = body.prompt_text()
         if not prompt:
             raise InvalidRequestError("prompt must not be empty", param="prompt")
+        check_prompt(prompt, self.config.limits)
         sampling = self._sampling(body, body.max_tokens)
         if body.model == "auto":
             raise InvalidRequestError(
@@ -100,14 +147,31 @@ class ChatService:
                 "model here",
                 param="model",
             )
-        dispatch = await self.dispatcher.dispatch(body.model, (), user=body.user or user)
+        charge = self._charge(caller, len(prompt), body.max_tokens)
+        try:
+            dispatch = await self.dispatcher.dispatch(
+                body.model, (), user=body.user or user or caller.user, access=caller.access
+            )
+        except BaseException:
+            if charge is not None:
+                charge.settle(0)
+            raise
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch)
+        return PreparedRequest(generation, body.model, dispatch, charge)
+
+    def _charge(
+        self, caller: Caller, prompt_chars: int, max_tokens: int | None
+    ) -> TokenCharge | None:
+        """Charge an estimate of a request's tokens to the caller (settled in `_record`)."""
+        if self.gate is None:
+            return None
+        most = max_tokens or self.config.engine.default_max_tokens
+        return self.gate.charge_tokens(caller, estimate_tokens(prompt_chars, most))
 
     def _sampling(self, body: _SamplingFields, max_tokens: int | None) -> SamplingParams:
         limit = self.config.engine.max_new_tokens
@@ -142,9 +206,14 @@ class ChatService:
         )
 
     async def stream(self, prepared: PreparedRequest) -> AsyncIterator[GenerationChunk]:
-        """Start generating; input errors are raised here, before any response is sent."""
+        """Start generating; input errors are raised here, before any response is sent, and so
+        are a full queue (503) and a timeout before the first chunk (504)."""
         started = time.perf_counter()
-        chunks = self.engine.stream(prepared.generation)
+        chunks = admitted_stream(
+            self.admission,
+            lambda: self.engine.stream(prepared.generation),
+            timeout_s=self.config.limits.request_timeout_s,
+        )
         try:
             first = await anext(chunks)
         except Exception:
@@ -191,6 +260,8 @@ class ChatService:
         now = time.perf_counter()
         prompt_tokens = last.prompt_tokens if last else 0
         completion_tokens = last.completion_tokens if last else 0
+        if prepared.charge is not None:
+            prepared.charge.settle(prompt_tokens + completion_tokens)
         dispatch = prepared.dispatch
         assignment = dispatch.assignment if dispatch else None
         logger.info(
@@ -207,6 +278,15 @@ class ChatService:
             1000 * (now - started),
             " error" if error else "",
         )
+        if self.metrics is not None:
+            self.metrics.observe_request(
+                prepared,
+                ttft_s=(first_at - started) if first_at else None,
+                total_s=now - started,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                error=error,
+            )
         if assignment is not None:
             self.dispatcher.registry.experiments.record(
                 prepared.generation.request_id,

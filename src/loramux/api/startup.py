@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.validation import LLAMA_MODULES, BaseModelSpec, spec_from_hf_config
-from loramux.api.auth import AdminKeys
+from loramux.api.access import open_gate
 from loramux.api.dispatch import Dispatcher
 from loramux.api.service import ChatService
 from loramux.api.state import AppServices
@@ -23,6 +23,7 @@ from loramux.config import LoramuxConfig
 from loramux.serve.engine import Engine
 
 if TYPE_CHECKING:
+    from loramux.api.metrics import GatewayMetrics
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.router.base import Router
     from loramux.router.encoder import Encoder
@@ -30,8 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-async def open_services(config: LoramuxConfig, engine: Engine) -> AppServices:
-    """Start everything the API needs (the engine included).
+async def open_services(
+    config: LoramuxConfig, engine: Engine, *, metrics: GatewayMetrics | None = None
+) -> AppServices:
+    """Start everything the API needs (the engine included); `metrics` counts its requests.
 
     Raises:
         LoramuxError: a configured adapter, router or knowledge base cannot be used.
@@ -46,18 +49,24 @@ async def open_services(config: LoramuxConfig, engine: Engine) -> AppServices:
     dispatcher = Dispatcher(registry, router, kb, top_k=config.kb.top_k)
     for adapter in registry.adapters():
         await dispatcher.learn_route(adapter.name, adapter.utterances)
+    gate = open_gate(config)
     svc = AppServices(
         config=config,
         engine=engine,
         registry=registry,
         dispatcher=dispatcher,
-        chat=ChatService(config, engine, dispatcher),
-        admin_keys=AdminKeys(config.admin.keys),
+        chat=ChatService(config, engine, dispatcher, gate=gate, metrics=metrics),
+        admin_keys=gate.admin,
         started_at=time.time(),
         encoder=encoder,
         router=router,
         kb=kb,
+        keyring=gate.keyring,
+        gate=gate,
+        metrics=metrics,
     )
+    if metrics is not None:
+        metrics.bind(svc)
     svc.tasks.append(asyncio.create_task(registry.watch(), name="registry-watch"))
     served = registry.served_versions()
     logger.info(
@@ -72,9 +81,14 @@ async def open_services(config: LoramuxConfig, engine: Engine) -> AppServices:
 
 
 async def close_services(svc: AppServices) -> None:
+    """Drain (new generations get 503, running ones get `server.drain_timeout_s` to finish),
+    then stop the background tasks, the registry and the engine."""
+    await svc.chat.admission.drain(svc.config.server.drain_timeout_s)
     for task in svc.tasks:
         task.cancel()
     await asyncio.gather(*svc.tasks, return_exceptions=True)
+    if svc.keyring is not None:
+        svc.keyring.close()
     await svc.registry.close()
     await svc.engine.stop()
 

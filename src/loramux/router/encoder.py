@@ -208,7 +208,9 @@ class SentenceTransformerEncoder:
             return None
         finally:
             self._fast = None
-        want = self._model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
+        want = self._model.encode(
+            _PROBE, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         if min(np.sum(got * want, axis=1).min(), np.sum(got_batched * want, axis=1).min()) < 0.9999:
             logger.info("embedder: TorchScript fast path disagrees with eager mode; not using it")
             return None

@@ -144,7 +144,12 @@ def _make_hf(config: LoramuxConfig) -> Engine:
 def _make_fake(config: LoramuxConfig) -> Engine:
     from loramux.serve.fake import FakeEngine
 
-    return FakeEngine(context_length=config.engine.context_length or 2048)
+    e = config.engine
+    return FakeEngine(
+        context_length=e.context_length or 2048,
+        default_max_tokens=e.default_max_tokens,
+        token_delay_s=e.fake_token_delay_s,
+    )
 
 
 def _make_vllm(config: LoramuxConfig) -> Engine:

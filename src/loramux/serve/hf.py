@@ -165,6 +165,9 @@ class HFEngine:
         if self._thread is None:
             return
         self._ready = False
+        if not self._thread.is_alive():  # the worker died: nobody would answer a stop
+            self._thread = None
+            return
         control = _Control("stop")
         self._inbox.put(control)
         await asyncio.wrap_future(control.done)

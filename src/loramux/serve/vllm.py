@@ -130,6 +130,7 @@ class VLLMEngine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
         self._request_ids = itertools.count()
+        self._in_flight: set[str] = set()  # vLLM request ids of the streams now running
         self._zero: Any = None  # LoRARequest of the zero-weight adapter, once made
         self._use_zero = False
         self._on_cpu = False
@@ -193,6 +194,11 @@ class VLLMEngine:
             return
         self._stopping = True
         llm, self._llm = self._llm, None
+        if self._in_flight:  # their streams end with a retryable error instead of waiting forever
+            try:
+                await llm.abort(list(self._in_flight))
+            except Exception:
+                logger.exception("could not abort the running requests")
         handler = getattr(llm, "output_handler", None)
         if handler is not None:  # stop reading first, or it reports the stopped core as dead
             handler.cancel()
@@ -270,6 +276,7 @@ class VLLMEngine:
         outputs = llm.generate(
             TokensPrompt(prompt_token_ids=prompt_ids), params, request_id, lora_request=lora
         )
+        self._in_flight.add(request_id)
         if slot is not None:
             slot.active += 1
             slot.idle.clear()
@@ -300,6 +307,7 @@ class VLLMEngine:
         except Exception as exc:
             raise self._engine_error(exc) from exc
         finally:
+            self._in_flight.discard(request_id)
             await outputs.aclose()  # aborts the request in vLLM when it has not finished
             if slot is not None:
                 slot.active -= 1

@@ -49,6 +49,7 @@ class TrainSummary:
     seconds: float
     tokens_per_second: float
     history: list[dict[str, float]] = field(default_factory=list)
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -112,6 +113,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         pool = load_chat_jsonl(config.replay.data or DEFAULT_REPLAY)
         distill_prompts = [tokenize_chat(tokenizer, m, max_len) for m in pool]
 
+    device = _pick_device(config.device)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     lora = LoraConfig(
         r=config.lora.r,
@@ -124,6 +126,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         model = get_peft_model(base, lora)
     except ValueError as exc:
         raise ConfigError(f"`lora.target_modules`: {exc}") from exc
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay
@@ -162,7 +165,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         losses: list[float] = []
         batches = [order[i : i + bs] for i in range(0, len(order), bs)]
         for b, index in enumerate(batches):
-            ids, mask, labels = _collate([train_set[i] for i in index], pad_id)
+            ids, mask, labels = _collate([train_set[i] for i in index], pad_id, device)
             task_loss = _assistant_loss(model, ids, mask, labels)
             loss = task_loss
             if config.distill.enabled and distill_prompts:
@@ -171,6 +174,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
                     rng.sample(distill_prompts, min(bs, len(distill_prompts))),
                     pad_id,
                     config.distill.temperature,
+                    device,
                 )
             if config.l2.enabled:
                 loss = loss + config.l2.weight * _lora_l2(model)
@@ -189,14 +193,14 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
                 report(f"epoch {epoch} step {step}/{total_steps} loss {losses[-1]:.4f}")
         record = {"epoch": float(epoch), "train_loss": sum(losses) / len(losses)}
         if val_set:
-            record["validation_loss"] = _evaluate(model, val_set, pad_id, bs)
+            record["validation_loss"] = _evaluate(model, val_set, pad_id, bs, device)
         history.append(record)
         report(" ".join(f"{k}={v:.4f}" for k, v in record.items()))
         val = record.get("validation_loss", record["train_loss"])
         if val < best_val - 1e-4:
             best_val, best_epoch, stale = val, epoch, 0
             best_state = {
-                k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k
+                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if "lora_" in k
             }
         else:
             stale += 1
@@ -211,6 +215,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         bar.close()
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
+    model.to("cpu")
 
     seconds = time.perf_counter() - started
     summary = TrainSummary(
@@ -224,13 +229,31 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         seconds=round(seconds, 1),
         tokens_per_second=round(tokens_seen / seconds, 1),
         history=history,
+        device=str(device),
     )
     _save(model, config, summary)
     return summary
 
 
-def _collate(batch: list[TokenizedExample], pad_id: int) -> tuple[Any, Any, Any]:
-    """Right-pad a batch (training needs no left padding)."""
+def _pick_device(choice: str) -> Any:
+    """The torch device for `device: auto|cpu|cuda`.
+
+    Raises:
+        ConfigError: `cuda` asked for where torch sees no GPU.
+    """
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("`device: cuda`: torch sees no CUDA GPU here; use `auto` or `cpu`")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def _collate(
+    batch: list[TokenizedExample], pad_id: int, device: Any = "cpu"
+) -> tuple[Any, Any, Any]:
+    """Right-pad a batch (training needs no left padding) and put it on `device`."""
     import torch
 
     width = max(len(e.input_ids) for e in batch)
@@ -242,7 +265,7 @@ def _collate(batch: list[TokenizedExample], pad_id: int) -> tuple[Any, Any, Any]
         ids[i, :n] = torch.tensor(e.input_ids)
         mask[i, :n] = 1
         labels[i, :n] = torch.tensor(e.labels)
-    return ids, mask, labels
+    return ids.to(device), mask.to(device), labels.to(device)
 
 
 def _answer_logits(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, Any]:
@@ -266,13 +289,15 @@ def _assistant_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
     return F.cross_entropy(logits, target)
 
 
-def _distill_loss(model: Any, prompts: list[TokenizedExample], pad_id: int, t: float) -> Any:
+def _distill_loss(
+    model: Any, prompts: list[TokenizedExample], pad_id: int, t: float, device: Any = "cpu"
+) -> Any:
     """KL(base || adapter) on the answer tokens of general examples; the base is the adapter
     disabled, so it costs no second copy of the model."""
     import torch
     import torch.nn.functional as F
 
-    ids, mask, labels = _collate(prompts, pad_id)
+    ids, mask, labels = _collate(prompts, pad_id, device)
     with torch.no_grad(), model.disable_adapter():
         teacher, _ = _answer_logits(model, ids, mask, labels)
     student, _ = _answer_logits(model, ids, mask, labels)
@@ -297,14 +322,16 @@ def _lora_l2(model: Any) -> Any:
     return total if total is not None else 0.0
 
 
-def _evaluate(model: Any, data: list[TokenizedExample], pad_id: int, bs: int) -> float:
+def _evaluate(
+    model: Any, data: list[TokenizedExample], pad_id: int, bs: int, device: Any = "cpu"
+) -> float:
     import torch
 
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(data), bs):
-            ids, mask, labels = _collate(data[i : i + bs], pad_id)
+            ids, mask, labels = _collate(data[i : i + bs], pad_id, device)
             n = int((labels[:, 1:] != IGNORE_INDEX).sum())
             total += float(_assistant_loss(model, ids, mask, labels)) * n
             count += n

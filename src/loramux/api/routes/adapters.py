@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from loramux.adapters.archive import save_upload
 from loramux.adapters.records import AdapterRecord, AuditEntry, VersionRecord, training_summary
 from loramux.adapters.registry import AdapterRegistry, Registration
+from loramux.api.access import CallerDep
 from loramux.api.auth import AdminActor
 from loramux.errors import InvalidRequestError, LoramuxError
 
@@ -75,8 +76,31 @@ def registry(request: Request) -> AdapterRegistry:
 
 Registry = Annotated[AdapterRegistry, Depends(registry)]
 
+# The handler reads its body itself (JSON or multipart), so the OpenAPI schema says what it takes.
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": AdapterCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "name"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string"},
+                        "department": {"type": "string"},
+                        "description": {"type": "string"},
+                        "utterances": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
 
-@router.post("/adapters", response_model=None)
+
+@router.post("/adapters", response_model=None, openapi_extra=_CREATE_BODY)
 async def create_adapter(request: Request, reg: Registry, actor: AdminActor) -> JSONResponse:
     """Register a version: JSON `{name, path, ...}`, or a multipart upload of an archive
     (`file`) with form fields name, department, description, utterances."""
@@ -149,9 +173,15 @@ async def experiment(name: str, reg: Registry) -> dict[str, Any]:
 
 
 @router.post("/feedback")
-async def feedback(body: FeedbackCreate, reg: Registry) -> dict[str, Any]:
-    """Rate a response (by its request id); counted for the version that produced it."""
+async def feedback(
+    body: FeedbackCreate, reg: Registry, caller: CallerDep, request: Request
+) -> dict[str, Any]:
+    """Rate a response (by its request id); counted for the version that produced it. Needs an
+    API key (any) unless auth is off."""
     saved = await reg.record_feedback(body.request_id, body.rating, body.comment)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.observe_feedback(saved.adapter, saved.version, saved.experiment_id, saved.rating)
     return {
         "object": "feedback",
         "request_id": saved.request_id,

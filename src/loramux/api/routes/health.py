@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from loramux.api.state import AppServices, services
+from loramux.serve.supervisor import SupervisedEngine
 
 router = APIRouter(tags=["health"])
 
@@ -20,12 +21,19 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", response_model=None)
 async def ready(svc: Annotated[AppServices, Depends(services)]) -> JSONResponse | dict[str, Any]:
-    """200 when the engine serves requests, 503 otherwise."""
-    body = {
-        "ready": svc.engine.ready,
+    """200 when the engine serves requests, 503 otherwise (starting, restarting after a failure,
+    or draining before shutdown)."""
+    admission = svc.chat.admission
+    is_ready = svc.engine.ready and not admission.closed
+    body: dict[str, Any] = {
+        "ready": is_ready,
         "engine": svc.engine.name,
         "adapters_loaded": len(svc.engine.loaded_adapters()),
+        "draining": admission.closed,
+        "queue": {"in_flight": admission.in_flight, "waiting": admission.depth},
     }
-    if not svc.engine.ready:
+    if isinstance(svc.engine, SupervisedEngine):
+        body["supervisor"] = svc.engine.status()
+    if not is_ready:
         return JSONResponse(body, status_code=503)
     return body

@@ -1,4 +1,8 @@
-"""OpenAI-compatible endpoints: chat completions, completions, models."""
+"""OpenAI-compatible endpoints: chat completions, completions, models.
+
+Each needs an API key (or the admin key) unless auth is off; `/v1/models` lists only what the
+key may use.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loramux.api import protocol
+from loramux.api.access import CallerDep, MeteredCaller
 from loramux.api.dispatch import AUTO_MODEL
 from loramux.api.errors import error_body
 from loramux.api.service import PreparedRequest
@@ -26,19 +31,19 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: protocol.ChatCompletionRequest, svc: Services, rid: RequestId
+    body: protocol.ChatCompletionRequest, svc: Services, rid: RequestId, caller: MeteredCaller
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
-    prepared = await svc.chat.prepare_chat(body, rid)
+    prepared = await svc.chat.prepare_chat(body, rid, caller=caller)
     return await _respond(svc, prepared, body, _chat_events, _chat_body)
 
 
 @router.post("/completions", response_model=None)
 async def completions(
-    body: protocol.CompletionRequest, svc: Services, rid: RequestId
+    body: protocol.CompletionRequest, svc: Services, rid: RequestId, caller: MeteredCaller
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
-    prepared = await svc.chat.prepare_completion(body, rid)
+    prepared = await svc.chat.prepare_completion(body, rid, caller=caller)
     return await _respond(svc, prepared, body, _completion_events, _completion_body)
 
 
@@ -91,10 +96,12 @@ def _completion_body(prepared: PreparedRequest, result: GenerationResult) -> dic
 
 
 @router.get("/models")
-async def list_models(svc: Services) -> dict[str, Any]:
+async def list_models(svc: Services, caller: CallerDep) -> dict[str, Any]:
+    """The base model, `auto` and the served adapters: those the caller's key may use."""
     created = int(svc.started_at)
     base = svc.config.model.id
-    data = [protocol.model_card(base, parent=None, created=created)]
+    access = caller.access
+    data = [protocol.model_card(base, parent=None, created=created)] if access.base else []
     data.append(
         protocol.model_card(
             AUTO_MODEL,
@@ -104,6 +111,8 @@ async def list_models(svc: Services) -> dict[str, Any]:
         )
     )
     for version in svc.registry.served_versions():
+        if not access.may_use_adapter(version.name):
+            continue
         data.append(
             protocol.model_card(
                 version.name,

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
+from loramux.api.access import MeteredCaller
 from loramux.api.dispatch import AUTO_MODEL
+from loramux.api.limits import check_messages
 from loramux.api.protocol import ChatMessageIn, _Lenient, to_chat_messages
 from loramux.api.state import AppServices, services
 
@@ -25,11 +27,15 @@ class RouteRequest(_Lenient):
 
 @router.post("/route")
 async def route(
-    body: RouteRequest, svc: Annotated[AppServices, Depends(services)]
+    body: RouteRequest, svc: Annotated[AppServices, Depends(services)], caller: MeteredCaller
 ) -> dict[str, Any]:
-    """Which route, target, adapter version (and RAG sources) a chat request would get."""
+    """Which route, target, adapter version (and RAG sources) a chat request would get, within
+    what the caller's API key may use."""
+    check_messages(body.messages, svc.config.limits)
     messages = to_chat_messages(body.messages)
-    dispatch = await svc.dispatcher.dispatch(body.model, messages, user=body.user)
+    dispatch = await svc.dispatcher.dispatch(
+        body.model, messages, user=body.user or caller.user, access=caller.access
+    )
     assignment = dispatch.assignment
     return {
         **dispatch.decision.to_dict(),

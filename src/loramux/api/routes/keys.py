@@ -1,0 +1,79 @@
+"""API key endpoints (admin key required): create, list, revoke.
+
+`POST /v1/keys` answers the new key once, in `key`; it is never shown again. Changes are recorded
+in the registry's audit log under the admin key's label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from loramux.api.auth import AdminActor
+from loramux.errors import LoramuxError
+from loramux.keys.keyring import Keyring
+from loramux.keys.records import KeySpec
+
+router = APIRouter(prefix="/v1", tags=["keys"])
+
+
+class KeyCreate(BaseModel):
+    """`POST /v1/keys`: a key for one department."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    department: str
+    adapters: list[str] = Field(default_factory=list)
+    """Adapter names the key may use (with `model: "auto"` too); they need not exist yet."""
+    base: bool = True
+    """May use the base model (named, or as `auto`'s fallback)."""
+    rag: bool = True
+    """May get RAG answers (`auto`'s fallback when the knowledge base matches)."""
+    rpm: int | None = Field(default=None, ge=1, le=10**9)  # le: SQLite holds 64-bit integers
+    """Requests per minute; default `auth.rpm` of the server."""
+    tpm: int | None = Field(default=None, ge=1, le=10**12)
+    """Prompt + completion tokens per minute; default `auth.tpm` of the server."""
+    label: str = Field(default="", max_length=200)
+
+
+def keyring(request: Request) -> Keyring:
+    """The app's keyring (`services.keyring`, or `services.extra["keyring"]`)."""
+    svc = request.app.state.services
+    found = getattr(svc, "keyring", None) or getattr(svc, "extra", {}).get("keyring")
+    if not isinstance(found, Keyring):
+        raise LoramuxError("API keys are not enabled on this server")
+    return found
+
+
+Keys = Annotated[Keyring, Depends(keyring)]
+
+
+@router.post("/keys")
+async def create_key(body: KeyCreate, keys: Keys, actor: AdminActor) -> JSONResponse:
+    spec = KeySpec(
+        department=body.department,
+        adapters=tuple(body.adapters),
+        base=body.base,
+        rag=body.rag,
+        rpm=body.rpm,
+        tpm=body.tpm,
+        label=body.label,
+    )
+    issued = await asyncio.to_thread(keys.create, spec, actor=actor)
+    return JSONResponse({**issued.record.public(), "key": issued.secret}, status_code=201)
+
+
+@router.get("/keys")
+async def list_keys(keys: Keys, actor: AdminActor) -> dict[str, Any]:
+    return {"object": "list", "data": [k.public() for k in keys.list_keys()]}
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_key(key_id: str, keys: Keys, actor: AdminActor) -> dict[str, Any]:
+    """Revoke a key; it stops working on the next request."""
+    record = await asyncio.to_thread(keys.revoke, key_id, actor=actor)
+    return record.public()

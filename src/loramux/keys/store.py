@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from loramux.adapters.store import DB_FILE, SQLiteRegistryStore
-from loramux.errors import ConfigError, KeyNotFoundError
+from loramux.adapters.store import DB_FILE, SQLiteRegistryStore, connect, transaction
+from loramux.errors import KeyNotFoundError
 from loramux.keys.records import ApiKey
 
 AUDIT_SUBJECT = "key:{id}"
@@ -74,29 +74,15 @@ class SQLiteKeyStore:
         SQLiteRegistryStore(path).close()  # creates the file and runs the migrations
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        try:
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise ConfigError(f"{path} is not a usable registry database: {exc}") from exc
+        self._db = connect(path)
 
     @classmethod
     def open(cls, data_dir: Path) -> SQLiteKeyStore:
         """The key store of a data dir (`<data_dir>/registry.sqlite3`)."""
         return cls(data_dir.expanduser() / DB_FILE)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._db)
 
     def insert(self, key: ApiKey, digest: str) -> None:
         with self._lock, self._transaction():

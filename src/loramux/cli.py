@@ -529,6 +529,38 @@ def _eval_options(adapter: list[str] | None, out: Path | None, device: str) -> A
     return RunOptions(adapters=tuple(adapter or ()), out=out, device=device)
 
 
+def _answers_eval(
+    kind: str,
+    adapter: list[str] | None,
+    data: list[str] | None,
+    metric: str | None,
+    out: Path | None,
+    limit: int | None,
+    max_new_tokens: int,
+    device: str,
+    as_json: bool,
+    config: Path | None,
+) -> None:
+    """`eval task` and `eval matrix`: both generate greedy answers to held-out task data."""
+
+    def run(cfg: LoramuxConfig) -> Any:
+        options = _eval_options(adapter, out, device)
+        from loramux.eval.commands import run_matrix_eval, run_task_eval
+        from loramux.eval.task import GenerationSettings
+
+        return (run_task_eval if kind == "task" else run_matrix_eval)(
+            cfg,
+            options,
+            data or [],
+            metric=metric,
+            limit=limit,
+            generation=GenerationSettings(max_new_tokens=max_new_tokens),
+            progress=_progress,
+        )
+
+    _eval_cmd(config, as_json, run)
+
+
 @eval_app.command("task")
 def eval_task_cmd(
     adapter: AdapterOpt = None,
@@ -543,22 +575,9 @@ def eval_task_cmd(
 ) -> None:
     """Each adapter vs the base model on its own task's held-out data (greedy answers)."""
 
-    def run(cfg: LoramuxConfig) -> Any:
-        options = _eval_options(adapter, out, device)
-        from loramux.eval.commands import run_task_eval
-        from loramux.eval.task import GenerationSettings
-
-        return run_task_eval(
-            cfg,
-            options,
-            data or [],
-            metric=metric,
-            limit=limit,
-            generation=GenerationSettings(max_new_tokens=max_new_tokens),
-            progress=_progress,
-        )
-
-    _eval_cmd(config, as_json, run)
+    _answers_eval(
+        "task", adapter, data, metric, out, limit, max_new_tokens, device, as_json, config
+    )
 
 
 @eval_app.command("forgetting")
@@ -612,22 +631,9 @@ def eval_matrix_cmd(
 ) -> None:
     """Every adapter and the base model on every task's held-out data: the misroute cost."""
 
-    def run(cfg: LoramuxConfig) -> Any:
-        options = _eval_options(adapter, out, device)
-        from loramux.eval.commands import run_matrix_eval
-        from loramux.eval.task import GenerationSettings
-
-        return run_matrix_eval(
-            cfg,
-            options,
-            data or [],
-            metric=metric,
-            limit=limit,
-            generation=GenerationSettings(max_new_tokens=max_new_tokens),
-            progress=_progress,
-        )
-
-    _eval_cmd(config, as_json, run)
+    _answers_eval(
+        "matrix", adapter, data, metric, out, limit, max_new_tokens, device, as_json, config
+    )
 
 
 def main() -> None:

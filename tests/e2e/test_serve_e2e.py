@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import REPO
+from tests.serve_process import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +24,6 @@ BASE = "SmolLM2-135M-Instruct"
 # Phrasings the demo adapters were trained on (demo/data/*/train.jsonl).
 HR_Q = "Where can I update my home address?"
 IT_Q = "Which VPN do we use?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +47,9 @@ def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"loramux serve exited early:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"loramux serve was not ready in 240 s:\n{log.read_text()[-3000:]}")
+        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=240, interval=0.5)
+        if problem:
+            pytest.fail(problem)
         yield url
     finally:
         proc.terminate()

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.engine import Engine
 from tests.conftest import REPO
+from tests.serve_process import free_port, wait_ready
 
 ADMIN_KEY = "reliability-admin"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -50,12 +49,6 @@ async def app_client(
             transport=transport, base_url="http://loramux", headers=ADMIN, timeout=30
         ) as client:
             yield app, client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -100,18 +93,12 @@ def start_server(
             stderr=subprocess.STDOUT,
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log, data_dir)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"loramux serve exited early:\n{server.output()}")
-        try:
-            if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"loramux serve was not ready in 60 s:\n{server.output()}")
+    problem = wait_ready(proc, server.url, server.output, timeout=60, interval=0.1)
+    if problem is None:
+        return server
+    if proc.poll() is None:
+        proc.kill()
+    raise RuntimeError(problem)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.fakes import write_lora_folder
+from tests.serve_process import free_port, wait_ready
 from tests.ui.test_dashboard import PNG
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,14 +45,6 @@ if not Path(CHROMIUM).is_file():
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +77,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"loramux serve exited early:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"loramux serve was not ready in 60 s:\n{log.read_text()[-3000:]}")
+        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=60, interval=0.2)
+        if problem:
+            pytest.fail(problem)
         yield url, tmp
     finally:
         proc.terminate()

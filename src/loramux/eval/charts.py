@@ -6,24 +6,15 @@ charts are skipped (the report says so) and the JSON is still written.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from loramux.plotting import pyplot
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        logger.warning("loramux eval: matplotlib is not installed; skipping the PNG chart")
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("loramux eval")
 
 
 def task_png(

@@ -8,8 +8,6 @@ its chart.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from loramux.eval.inputs import EvalInputError, resolve_adapters
 from loramux.eval.lm import AdapterSpec, EvalModel, check_device
 from loramux.eval.matrix import MatrixReport
 from loramux.eval.task import BASE, GenerationSettings, TaskReport
+from loramux.fileio import atomic_write_text
 
 Progress = Callable[[str], None]
 
@@ -190,17 +189,4 @@ def _finish(report: _Report, json_path: Path, png: Path | None) -> None:
     report.files["json"] = str(json_path)
     if png is not None:
         report.files["png"] = str(png)
-    _write_text(json_path, json.dumps(report.to_dict(), indent=1) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(json_path, json.dumps(report.to_dict(), indent=1) + "\n")

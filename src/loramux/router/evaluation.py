@@ -10,8 +10,6 @@ OOS rejection is its complement. Conversation items (`messages`) are routed with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from loramux.config import load_routes, read_yaml
+from loramux.fileio import atomic_write_text
 from loramux.router.base import Router
 from loramux.router.data import LabelledItem, load_labelled
 from loramux.router.decision import RouteDecision
@@ -163,7 +162,7 @@ def evaluate(
         files["report"] = str(out_dir / "report.json")
     report = RouterReport(**{**report.__dict__, "files": files})
     if out_dir is not None:
-        _write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+        atomic_write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
@@ -228,7 +227,7 @@ def write_predictions(
             "reason": d.reason,
         }
         lines.append(json.dumps(row, ensure_ascii=False))
-    _write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _measure(
@@ -296,16 +295,3 @@ def _curve(
     hits = np.cumsum([decisions[i].alternatives[0][0] == labels[i] for i in idx])
     n_in = int((labels != NONE).sum())
     return [(k / n_in, float(hits[k - 1]) / k) for k in range(1, len(idx) + 1)]
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,9 +8,6 @@ Both files are written to temporary names first and renamed into place.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loramux.config import RouteSpec, format_validation_error, read_yaml
 from loramux.errors import ConfigError, RouterNotFittedError
+from loramux.fileio import atomic_write, atomic_write_text
 from loramux.router.base import KbProbe
 from loramux.router.baseline import BaselineRouter
 from loramux.router.encoder import Encoder
@@ -125,9 +123,9 @@ def save_router(
         arrays = {f"route/{name}": vectors[name] for name in router.routes}
         doc = {**common, "threshold": router.threshold}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(sidecar, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
+    atomic_write(sidecar, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
     text = yaml.safe_dump(_plain(doc), sort_keys=False, allow_unicode=True, width=100)
-    _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write_text(path, text)
 
 
 def load_router(
@@ -238,15 +236,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _atomic_write(path: Path, write: Callable[[Any], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

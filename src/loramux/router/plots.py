@@ -6,24 +6,15 @@ charts are skipped (the report says so) and everything else still works.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from loramux.plotting import pyplot
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        logger.warning("router evaluate: matplotlib is not installed; skipping the PNG charts")
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("router evaluate")
 
 
 def confusion_png(

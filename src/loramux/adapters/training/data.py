@@ -7,7 +7,6 @@ labels, everything else gets -100 so it does not count in the loss.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +70,6 @@ def load_chat_jsonl(path: Path) -> list[list[dict[str, str]]]:
     if not examples:
         raise TrainingDataError(f"{path} holds no examples")
     return examples
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tokenize_chat(

@@ -25,12 +25,12 @@ from loramux.adapters.training.card import write_model_card
 from loramux.adapters.training.data import (
     IGNORE_INDEX,
     TokenizedExample,
-    file_sha256,
     load_chat_jsonl,
     tokenize_chat,
 )
 from loramux.config import TrainConfig
 from loramux.errors import ConfigError
+from loramux.fileio import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -351,11 +351,11 @@ def _save(model: Any, config: TrainConfig, summary: TrainSummary) -> None:
         # Record the served model id, not this machine's cache path.
         peft_config.base_model_name_or_path = config.model.id
         model.save_pretrained(staging, safe_serialization=True)
-        data_hashes = {"train": file_sha256(config.data.train)}
+        data_hashes = {"train": sha256_file(config.data.train)}
         if config.data.validation is not None:
-            data_hashes["validation"] = file_sha256(config.data.validation)
+            data_hashes["validation"] = sha256_file(config.data.validation)
         if config.replay.enabled:
-            data_hashes["replay"] = file_sha256(config.replay.data or DEFAULT_REPLAY)
+            data_hashes["replay"] = sha256_file(config.replay.data or DEFAULT_REPLAY)
         write_model_card(staging, config, summary.to_dict(), data_hashes)
         (staging / "training_summary.json").write_text(
             json.dumps(summary.to_dict(), indent=2), encoding="utf-8"

@@ -77,7 +77,7 @@ def admin_keys(request: Request) -> AdminKeys:
     return found if isinstance(found, AdminKeys) else AdminKeys({})
 
 
-def require_admin(request: Request) -> str:
+async def require_admin(request: Request) -> str:
     """FastAPI dependency: the label of the admin key the request carries.
 
     Raises:

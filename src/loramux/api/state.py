@@ -46,10 +46,12 @@ class AppServices:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def services(request: Request) -> AppServices:
+async def services(request: Request) -> AppServices:
+    """FastAPI dependency: the app's services (async: FastAPI runs a plain `def` dependency
+    in a worker thread, a hop that costs more than the lookup)."""
     svc: AppServices = request.app.state.services
     return svc
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return str(request.state.request_id)

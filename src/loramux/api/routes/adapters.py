@@ -74,7 +74,11 @@ def registry(request: Request) -> AdapterRegistry:
     return found
 
 
-Registry = Annotated[AdapterRegistry, Depends(registry)]
+async def _registry_dependency(request: Request) -> AdapterRegistry:
+    return registry(request)  # async: no worker-thread hop per request
+
+
+Registry = Annotated[AdapterRegistry, Depends(_registry_dependency)]
 
 # The handler reads its body itself (JSON or multipart), so the OpenAPI schema says what it takes.
 _CREATE_BODY = {

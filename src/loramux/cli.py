@@ -162,11 +162,13 @@ def train_cmd(
 
 
 def _encoder(cfg: LoramuxConfig) -> Any:
+    from loramux.api.startup import embedder_device
     from loramux.models import ensure_embedder
     from loramux.router.encoder import make_encoder
 
     ensure_embedder(cfg.embedder)  # a clear error when the embedder is missing
-    return make_encoder(cfg.embedder.source, cache_size=cfg.router.cache_size)
+    device = embedder_device(cfg.embedder)
+    return make_encoder(cfg.embedder.source, device=device, cache_size=cfg.router.cache_size)
 
 
 @app.command("route")

@@ -6,6 +6,7 @@ with retrieved passages added and their sources. Routing never picks an adapter 
 `Access` does not list, and never one that is not registered: such a request falls back to RAG
 or the base model as if the route did not exist. The fallbacks respect `Access` too: without RAG
 an abstained request goes to the base model, and without the base model it is refused (403).
+Concurrent `auto` requests are decided together, in one encoder pass per batch (`RouteBatcher`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.traffic import Assignment
 from loramux.errors import ModelNotFoundError, PermissionDeniedError
 from loramux.keys.records import EVERYTHING, Access
+from loramux.router.batcher import RouteBatcher
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.types import ChatMessage
 
@@ -77,7 +79,15 @@ def explicit_decision(model: str, assignment: Assignment | None) -> RouteDecisio
 
 
 class Dispatcher:
-    """Resolves explicit models through the registry and `auto` through the router."""
+    """Resolves explicit models through the registry and `auto` through the router.
+
+    Args:
+        registry: the adapters served.
+        router: decides `auto` requests (None: they go to the base model).
+        kb: the knowledge base for RAG answers.
+        top_k: passages added to a RAG prompt.
+        max_batch: most `auto` requests decided in one encoder pass.
+    """
 
     def __init__(
         self,
@@ -86,11 +96,15 @@ class Dispatcher:
         kb: KnowledgeBase | None = None,
         *,
         top_k: int = 4,
+        max_batch: int = 64,
     ) -> None:
         self.registry = registry
         self.router = router
         self.kb = kb
         self.top_k = top_k
+        self.max_batch = max_batch
+        # Batches the router's decisions; `decide` builds a new one if `router` is replaced.
+        self.batcher = RouteBatcher(router, max_batch=max_batch) if router is not None else None
 
     async def dispatch(
         self,
@@ -157,8 +171,10 @@ class Dispatcher:
         self, messages: Sequence[ChatMessage], *, allowed: Iterable[str] | None = None
     ) -> RouteDecision:
         """The router's decision for the conversation's last user turn (earlier user turns
-        are its history); the base model when no router is configured."""
-        if self.router is None:
+        are its history); the base model when no router is configured. Concurrent calls are
+        decided in batches (`RouteBatcher`)."""
+        router = self.router
+        if router is None:
             return RouteDecision(
                 RouteTarget.BASE, None, None, 0.0, 0.0, (), "no router is configured"
             )
@@ -168,11 +184,12 @@ class Dispatcher:
         permitted = served if allowed is None else served & set(allowed)
         routes = {
             name
-            for name, spec in self.router.routes.items()
+            for name, spec in router.routes.items()
             if spec.adapter is None or spec.adapter in permitted
         }
-        router = self.router
-        return await asyncio.to_thread(router.route, text, history=history, allowed=routes)
+        if self.batcher is None or self.batcher.router is not router:
+            self.batcher = RouteBatcher(router, max_batch=self.max_batch)
+        return await self.batcher.route(text, history=history, allowed=routes)
 
     async def _with_passages(
         self, decision: RouteDecision, messages: Sequence[ChatMessage]

@@ -19,7 +19,8 @@ from loramux.api.access import open_gate
 from loramux.api.dispatch import Dispatcher
 from loramux.api.service import ChatService
 from loramux.api.state import AppServices
-from loramux.config import LoramuxConfig
+from loramux.config import EmbedderConfig, LoramuxConfig
+from loramux.errors import ConfigError
 from loramux.serve.engine import Engine
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ async def open_services(
     await registry.start()
     await _register_configured(config, registry)
     encoder, kb, router = await asyncio.to_thread(_open_routing, config)
-    dispatcher = Dispatcher(registry, router, kb, top_k=config.kb.top_k)
+    dispatcher = Dispatcher(
+        registry, router, kb, top_k=config.kb.top_k, max_batch=config.router.batch_size
+    )
     for adapter in registry.adapters():
         await dispatcher.learn_route(adapter.name, adapter.utterances)
     gate = open_gate(config)
@@ -100,6 +103,29 @@ def base_spec(config: LoramuxConfig) -> BaseModelSpec:
     return BaseModelSpec(config.model.id, LLAMA_MODULES)  # SmolLM2 is a Llama
 
 
+def embedder_device(embedder: EmbedderConfig) -> str:
+    """The torch device of `embedder.device`: `auto` is `cuda` when torch sees a GPU, else `cpu`.
+
+    torch is imported here, not when `loramux.api` is imported.
+
+    Raises:
+        ConfigError: `cuda` asked for where torch sees no GPU.
+    """
+    if embedder.device == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:  # the encoder itself will say what to install
+        cuda = False
+    else:
+        cuda = torch.cuda.is_available()
+    if embedder.device == "cuda" and not cuda:
+        raise ConfigError(
+            "`embedder.device: cuda`: torch sees no CUDA GPU here; use `auto` or `cpu`"
+        )
+    return "cuda" if cuda else "cpu"
+
+
 async def _register_configured(config: LoramuxConfig, registry: AdapterRegistry) -> None:
     """Register the config's adapters. New files for a configured name become its main version:
     the config is the source of truth for the adapters it lists."""
@@ -138,7 +164,9 @@ def _open_routing(
 
     set_offline()
     ensure_embedder(config.embedder)  # a clear error when the embedder is missing
-    encoder = make_encoder(config.embedder.source, cache_size=rc.cache_size)
+    device = embedder_device(config.embedder)
+    encoder = make_encoder(config.embedder.source, device=device, cache_size=rc.cache_size)
+    logger.info("embedder: %s on %s", encoder.name, device)
     kb = None
     kb_dir = kc.dir or config.paths.data_dir / "kb"
     if kc.sources:

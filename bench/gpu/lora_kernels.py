@@ -1,0 +1,391 @@
+"""vLLM's multi-LoRA Triton kernels at an 8B model's shapes: time them, tune their launch configs.
+
+Runs ON the lent GPU machine (vLLM 0.26.0 installed). Two parts:
+
+  python bench/gpu/lora_kernels.py tune --out DIR   # grid search; writes vLLM's config JSONs
+  python bench/gpu/lora_kernels.py step --configs DIR
+
+- tune: for each LoRA'd layer of a Llama-8B block (qkv: 3 slices, o, gate_up: 2 slices, down)
+  and each kernel (shrink = x @ A, expand = y += buffer @ B), try a grid of Triton launch
+  configs at several token counts, for one adapter and for 16 mixed adapters, and keep the
+  fastest. Kernels are compiled in parallel worker processes first (Triton's disk cache), then
+  timed one by one in CUDA graphs (as vLLM runs them). Output: `{GPU}_SHRINK.json` and
+  `{GPU}_EXPAND_TRUE.json` in the layout `VLLM_TUNED_CONFIG_FOLDER` expects
+  (config[max_loras + 1][num_slices][m][k][n]).
+- step: one decode step's LoRA work (32 layers x 4 layers x shrink + expand, batch 128) in one
+  CUDA graph, for 1 adapter and 16 mixed, with vLLM's default configs and with `--configs`; and
+  the base model's linear layers of the same step, for scale.
+
+Rank 16, bf16, max_loras 16 (the benchmark of issue 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+RANK = 16
+MAX_LORAS = 16
+LAYERS = 32
+MODULES: dict[str, tuple[int, list[int]]] = {
+    # name: (input features, output slices)
+    "qkv": (4096, [4096, 1024, 1024]),
+    "o": (4096, [4096]),
+    "gate_up": (4096, [14336, 14336]),
+    "down": (14336, [4096]),
+}
+TOKENS = (16, 64, 128, 256, 1024, 4096)
+"""Token counts tuned: decode batches (CUDA-graph sizes) and prefill chunks."""
+MIXES = (1, 16)
+"""Adapters among the tokens: one, and 16 in turn."""
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def shrink_space() -> list[dict[str, Any]]:
+    out = []
+    for bm, bk, sk, stages in itertools.product(
+        (16, 32, 64), (32, 64, 128, 256), (1, 4, 8, 16, 32, 64), (2, 3)
+    ):
+        if bk * sk > 4096:
+            continue
+        out.append(
+            {
+                "block_m": bm,
+                "block_n": 16,
+                "block_k": bk,
+                "split_k": sk,
+                "num_warps": 4,
+                "num_ctas": 1,
+                "num_stages": stages,
+                "group_size_m": 8,
+                "max_nreg": None,
+            }
+        )
+    return out
+
+
+def expand_space() -> list[dict[str, Any]]:
+    out = []
+    for bm, bn, warps, stages in itertools.product(
+        (16, 32, 64, 128), (32, 64, 128, 256), (2, 4, 8), (1, 2, 3)
+    ):
+        out.append(
+            {
+                "block_m": bm,
+                "block_n": bn,
+                "block_k": 16,
+                "num_warps": warps,
+                "num_ctas": 1,
+                "num_stages": stages,
+                "max_nreg": None,
+            }
+        )
+    return out
+
+
+# -- the kernels, with a config forced -------------------------------------------------------------
+
+_FORCED: dict[str, dict[str, Any] | None] = {"shrink": None, "expand": None}
+
+
+def install_override() -> None:
+    """Make vLLM's shrink/expand ops use `_FORCED[op]` when set (their module-level lookup)."""
+    import vllm.lora.ops.triton_ops.lora_expand_op as expand_op
+    import vllm.lora.ops.triton_ops.lora_shrink_op as shrink_op
+
+    for module, op in ((shrink_op, "shrink"), (expand_op, "expand")):
+        original = module.get_lora_op_configs
+
+        def lookup(*args: Any, _original=original, _op=op, **kwargs: Any) -> dict[str, Any]:
+            forced = _FORCED[_op]
+            return dict(forced) if forced is not None else _original(*args, **kwargs)
+
+        module.get_lora_op_configs = lookup
+
+
+class Case:
+    """Tensors for one LoRA'd layer at `tokens` tokens spread over `mix` adapters."""
+
+    def __init__(self, module: str, tokens: int, mix: int, layers: int = 1) -> None:
+        import torch
+        from vllm.lora.ops.triton_ops import LoRAKernelMeta
+
+        dev = torch.device("cuda")
+        k, slices = MODULES[module]
+        self.slices = slices
+        self.x = torch.randn(tokens, k, dtype=torch.bfloat16, device=dev)
+        self.y = torch.zeros(tokens, sum(slices), dtype=torch.bfloat16, device=dev)
+        self.a = [
+            [
+                torch.randn(MAX_LORAS, RANK, k, dtype=torch.bfloat16, device=dev) * 0.01
+                for _ in slices
+            ]
+            for _ in range(layers)
+        ]
+        self.b = [
+            [
+                torch.randn(MAX_LORAS, n, RANK, dtype=torch.bfloat16, device=dev) * 0.01
+                for n in slices
+            ]
+            for _ in range(layers)
+        ]
+        self.meta = LoRAKernelMeta.make(MAX_LORAS, tokens, device=dev)
+        mapping = torch.arange(tokens, device=dev, dtype=torch.int32) % mix
+        self.meta.prepare_tensors(mapping)
+        self.args = self.meta.meta_args(tokens, False)
+
+    def buffer(self) -> Any:
+        import torch
+
+        return torch.empty(
+            len(self.slices), self.x.shape[0], RANK, dtype=torch.float32, device=self.x.device
+        )
+
+    def shrink(self, buf: Any, layer: int = 0) -> None:
+        from vllm.lora.ops.triton_ops import lora_shrink
+
+        lora_shrink(self.x, self.a[layer], buf, *self.args, 1.0)
+
+    def expand(self, buf: Any, layer: int = 0) -> None:
+        from vllm.lora.ops.triton_ops import lora_expand
+
+        lora_expand(buf, self.b[layer], self.y, *self.args, offset_start=0, add_inputs=True)
+
+
+def graph_time(fn: Any, calls: int = 10, replays: int = 5) -> float:
+    """Microseconds per `fn()` inside a CUDA graph of `calls` calls (best of `replays`)."""
+    import torch
+
+    fn()  # compile / warm
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream):
+        fn()
+        with torch.cuda.graph(graph, stream=stream):
+            for _ in range(calls):
+                fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) * 1000 / calls)
+    return best
+
+
+# -- tune ----------------------------------------------------------------------------------------
+
+
+def _compile(jobs: list[tuple[str, str, dict[str, Any]]]) -> int:
+    """Worker: call each (op, module, config) once so Triton compiles it to its disk cache."""
+    import torch
+
+    install_override()
+    cases: dict[str, Case] = {}
+    failed = 0
+    for op, module, config in jobs:
+        case = cases.setdefault(module, Case(module, 128, 16))
+        _FORCED[op] = config
+        try:
+            buf = case.buffer()
+            case.shrink(buf) if op == "shrink" else case.expand(buf)
+            torch.cuda.synchronize()
+        except Exception:
+            failed += 1
+        _FORCED[op] = None
+    return failed
+
+
+def tune(args: argparse.Namespace) -> None:
+    import torch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spaces = {"shrink": shrink_space(), "expand": expand_space()}
+    jobs = [(op, m, c) for op, space in spaces.items() for m in MODULES for c in space]
+    log(f"compiling {len(jobs)} kernels in {args.workers} processes")
+    t0 = time.perf_counter()
+    chunks = [jobs[i :: args.workers] for i in range(args.workers)]
+    ctx = __import__("multiprocessing").get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+        failed = sum(pool.map(_compile, chunks))
+    log(f"compiled in {time.perf_counter() - t0:.0f} s ({failed} configs failed)")
+
+    install_override()
+    from vllm.lora.ops.triton_ops.utils import get_lora_op_configs
+
+    gpu = torch.cuda.get_device_name().replace(" ", "_").replace("-", "_")
+    tables: dict[str, dict] = {"shrink": {}, "expand": {}}
+    report: list[dict[str, Any]] = []
+    for module, (k, slices) in MODULES.items():
+        for tokens in TOKENS:
+            cases = {mix: Case(module, tokens, mix) for mix in MIXES}
+            for op, space in spaces.items():
+
+                def run(case: Case, op: str = op) -> Any:
+                    buf = case.buffer()
+                    return (
+                        (lambda: case.shrink(buf)) if op == "shrink" else (lambda: case.expand(buf))
+                    )
+
+                _FORCED[op] = None
+                n_key = RANK if op == "shrink" else max(slices)
+                k_key = k if op == "shrink" else RANK
+                default = get_lora_op_configs(
+                    op,
+                    MAX_LORAS + 1,
+                    tokens,
+                    k_key if op == "shrink" else n_key,
+                    RANK,
+                    len(slices),
+                    add_inputs=True if op == "expand" else None,
+                )
+                base = {mix: graph_time(run(c)) for mix, c in cases.items()}
+                best, best_t = None, float("inf")
+                for config in space:
+                    _FORCED[op] = config
+                    try:
+                        t = sum(graph_time(run(c), calls=10, replays=3) for c in cases.values())
+                    except Exception:
+                        continue
+                    if t < best_t:
+                        best, best_t = config, t
+                _FORCED[op] = best
+                tuned = {mix: graph_time(run(c)) for mix, c in cases.items()}
+                _FORCED[op] = None
+                # a tuned config must beat the default; else keep the default
+                if sum(tuned.values()) >= sum(base.values()):
+                    best, tuned = dict(default), base
+                tables[op].setdefault(str(MAX_LORAS + 1), {}).setdefault(
+                    str(len(slices)), {}
+                ).setdefault(str(tokens), {}).setdefault(str(k_key), {})[str(n_key)] = best
+                row = {
+                    "op": op,
+                    "module": module,
+                    "tokens": tokens,
+                    "default_us": base,
+                    "tuned_us": tuned,
+                    "config": best,
+                }
+                report.append(row)
+                log(
+                    f"{op:6} {module:7} m={tokens:5}: default "
+                    + " ".join(f"{mix}:{base[mix]:6.1f}" for mix in MIXES)
+                    + " us -> tuned "
+                    + " ".join(f"{mix}:{tuned[mix]:6.1f}" for mix in MIXES)
+                    + " us"
+                )
+            del cases
+            torch.cuda.empty_cache()
+    (out / f"{gpu}_SHRINK.json").write_text(json.dumps(tables["shrink"], indent=1))
+    (out / f"{gpu}_EXPAND_TRUE.json").write_text(json.dumps(tables["expand"], indent=1))
+    (out / "tune_report.json").write_text(json.dumps(report, indent=1))
+    log(f"wrote {out}/{gpu}_SHRINK.json and _EXPAND_TRUE.json")
+
+
+# -- step ----------------------------------------------------------------------------------------
+
+
+def step_time(tokens: int, mix: int, layers: int) -> float:
+    """Milliseconds of one forward step's LoRA kernels (all layers) in one CUDA graph."""
+    cases = [Case(m, tokens, mix, layers=layers) for m in MODULES]
+
+    def step() -> None:
+        for layer in range(layers):
+            for case in cases:
+                buf = case.buffer()
+                case.shrink(buf, layer)
+                case.expand(buf, layer)
+
+    return graph_time(step, calls=1, replays=10) / 1000
+
+
+def base_step_time(tokens: int, layers: int) -> float:
+    """Milliseconds of the base model's linear layers for one step (bf16 GEMMs, all layers)."""
+    import torch
+
+    dev = torch.device("cuda")
+    weights = [
+        [torch.empty(sum(s), k, dtype=torch.bfloat16, device=dev) for k, s in MODULES.values()]
+        for _ in range(layers)
+    ]
+    xs = [torch.randn(tokens, k, dtype=torch.bfloat16, device=dev) for k, _ in MODULES.values()]
+
+    def step() -> None:
+        for layer in weights:
+            for x, w in zip(xs, layer, strict=True):
+                torch.nn.functional.linear(x, w)
+
+    t = graph_time(step, calls=1, replays=10) / 1000
+    weights.clear()
+    torch.cuda.empty_cache()
+    return t
+
+
+def step(args: argparse.Namespace) -> None:
+    import torch
+    from vllm.lora.ops.triton_ops import utils as op_utils
+
+    rows: list[tuple[str, float, float]] = []
+    base = {t: base_step_time(t, LAYERS) for t in args.tokens}
+    results: dict[str, Any] = {"base_linear_ms": base}
+    for label, folder in (("vLLM default configs", None), ("tuned configs", args.configs)):
+        if label == "tuned configs" and not folder:
+            continue
+        if folder:
+            os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(Path(folder).resolve())
+        else:
+            os.environ.pop("VLLM_TUNED_CONFIG_FOLDER", None)
+        op_utils.load_lora_op_config.cache_clear()
+        op_utils.get_lora_op_configs.cache_clear()
+        for tokens in args.tokens:
+            one = step_time(tokens, 1, LAYERS)
+            mixed = step_time(tokens, 16, LAYERS)
+            rows.append((f"{label}, {tokens} tokens", one, mixed))
+            results[f"{label}/{tokens}"] = {"one_ms": one, "mixed16_ms": mixed}
+            torch.cuda.empty_cache()
+    print()
+    print(
+        f"LoRA kernels of one step, {LAYERS} layers x (qkv, o, gate_up, down), rank {RANK}, "
+        f"max_loras {MAX_LORAS}, {torch.cuda.get_device_name()}"
+    )
+    for t, ms in base.items():
+        print(f"  base model's linear layers, {t} tokens: {ms:.3f} ms")
+    print(f"{'':40} {'1 adapter':>12} {'16 mixed':>12}")
+    for label, one, mixed in rows:
+        print(f"{label:40} {one:10.3f} ms {mixed:10.3f} ms")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "lora_step.json").write_text(json.dumps(results, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("tune")
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p = sub.add_parser("step")
+    p.add_argument("--configs", default=None, help="a folder of tuned configs (from `tune`)")
+    p.add_argument("--tokens", type=int, nargs="+", default=[128])
+    p.add_argument("--out", default=None)
+    args = parser.parse_args()
+    {"tune": tune, "step": step}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

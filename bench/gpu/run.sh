@@ -4,6 +4,8 @@
 #   bash bench/gpu/run.sh e2e       # loramux serve --engine vllm vs the hf engine (SmolLM2)
 #   bash bench/gpu/run.sh lora      # multi-LoRA throughput, 8B shape, dummy weights
 #   bash bench/gpu/run.sh gateway   # loramux serve (HTTP) vs straight into vLLM
+#   bash bench/gpu/run.sh kernels step|tune --out DIR   # LoRA kernel time per step; tune configs
+#   bash bench/gpu/run.sh routing   # router decisions/s vs requests/s served (SmolLM2)
 # Logs and JSON go to $OUT (or ./out).
 set -uo pipefail
 source /tmp/gpu-env.sh
@@ -15,5 +17,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 case $what in
   e2e) python3 bench/gpu/e2e_vllm.py --out "$out" "$@" 2>&1 | tee "$out/e2e.log" ;;
   lora|gateway|all) python3 bench/bench_vllm.py "$what" --out "$out" "$@" 2>&1 | tee "$out/bench_$what.log" ;;
+  kernels) python3 bench/gpu/lora_kernels.py "$@" 2>&1 | tee "$out/kernels.log" ;;
+  routing) python3 bench/gpu/routing_rate.py --out "$out" "$@" 2>&1 | tee "$out/routing.log" ;;
   *) echo "unknown: $what"; exit 2 ;;
 esac

@@ -106,6 +106,11 @@ def test_compose_runs_vllm_with_runtime_lora_on_a_gpu(compose: dict[str, Any]) -
     assert device["driver"] == "nvidia"
     assert "gpu" in device["capabilities"]
     assert any(c.startswith("--api-key=${VLLM_API_KEY") for c in command)
+    # the tuned LoRA kernel configs loramux ships reach the vLLM container
+    folder = vllm["environment"]["VLLM_TUNED_CONFIG_FOLDER"]
+    (mount,) = [v for v in vllm["volumes"] if v.endswith(f":{folder}:ro")]
+    source = (REPO / "deploy" / mount.split(":")[0]).resolve()
+    assert (source / "NVIDIA_H100_80GB_HBM3_SHRINK.json").is_file()
 
 
 def test_compose_points_loramux_at_vllm_with_the_remote_engine(compose: dict[str, Any]) -> None:

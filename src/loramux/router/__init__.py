@@ -5,6 +5,7 @@ One module per part: `encoder` (texts to unit vectors), `index` (faiss nearest n
 `evidence` (head + neighbour vote per request), `semantic` and `baseline` (routers), `thresholds`
 and `calibration` (fitting), `persist` (fitted.yaml + .npz), `data` (labelled JSONL),
 `evaluation` and `plots` (reports), `decision` (the `RouteDecision` value), `base` (the `Router`
-protocol) and `build` (name -> class table, factory). Importing this package is light: torch,
+protocol), `build` (name -> class table, factory) and `batcher` (concurrent decisions in one
+encoder pass). Importing this package is light: torch,
 sentence-transformers and faiss are imported only when an encoder or index is built.
 """

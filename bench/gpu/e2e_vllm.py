@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=420)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--dtype", default="auto", help="engine.dtype of the vllm server")
+    parser.add_argument(
+        "--lora-kernel-configs", default=None, help="engine.lora_kernel_configs (e.g. builtin)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from loramux.config import load_config
@@ -143,6 +146,7 @@ def main() -> None:
     config = args.out / "serve.yaml"
     lines = [
         f"paths:\n  data_dir: {args.out.resolve() / 'data'}",
+        "auth:\n  enabled: false",  # a local check on loopback; the API-key paths have own tests
         "engine:",
         "  kind: vllm",
         f"  dtype: {args.dtype}",
@@ -151,6 +155,11 @@ def main() -> None:
         "  max_lora_rank: 16",
         "  context_length: 2048",
         "  gpu_memory_utilization: 0.3",
+        *(
+            [f"  lora_kernel_configs: {args.lora_kernel_configs}"]
+            if args.lora_kernel_configs
+            else []
+        ),
         "adapters:",
     ] + [f"  {n}:\n    path: {REPO / 'demo' / 'adapters' / n}" for n in adapters]
     config.write_text("\n".join(lines) + "\n")

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # tests.serve_process: free port, wait for /ready
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 BASE = "SmolLM2-135M-Instruct"
@@ -111,12 +111,6 @@ async def _ask_all(url: str, adapters: list[str]) -> tuple[dict[str, list[str]],
     return answers, "".join(pieces), seconds
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out"))
@@ -142,7 +136,9 @@ def main() -> None:
         for dtype in ("bfloat16", "float32")
     }
     print("hf references done", flush=True)
-    port = _free_port()
+    from tests.serve_process import free_port, wait_ready
+
+    port = free_port()
     config = args.out / "serve.yaml"
     lines = [
         f"paths:\n  data_dir: {args.out.resolve() / 'data'}",
@@ -170,20 +166,11 @@ def main() -> None:
     t_start = time.perf_counter()
     report: dict[str, object] = {"command": " ".join(cmd[1:]), "adapters": adapters}
     try:
-        import httpx
-
         url = f"http://127.0.0.1:{port}"
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"loramux serve exited early: see {args.out / 'serve.log'}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - t_start > args.ready_timeout:
-                raise SystemExit("loramux serve was not ready in time")
-            time.sleep(1)
+        tail = (args.out / "serve.log").read_text
+        why = wait_ready(proc, url, lambda: tail()[-3000:], timeout=args.ready_timeout, interval=1)
+        if why:
+            raise SystemExit(why)
         report["ready_after_s"] = round(time.perf_counter() - t_start, 1)
         print(f"serve ready after {report['ready_after_s']} s", flush=True)
         answers, streamed, seconds = asyncio.run(_ask_all(url, adapters))

@@ -35,6 +35,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # tests.serve_process: free port, wait for /ready
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BASE = "SmolLM2-135M-Instruct"
 ADAPTERS = ("hr", "it", "finance")
@@ -120,13 +121,9 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=420)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    import socket
+    from tests.serve_process import free_port, wait_ready
 
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     config = args.out / "routing_rate.yaml"
     lines = [
         "server:\n  log_level: warning",
@@ -155,17 +152,10 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"loramux serve exited early: see {args.out}/routing_serve.log")
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - t0 > args.ready_timeout:
-                raise SystemExit("loramux serve was not ready in time")
-            time.sleep(1)
+        tail = (args.out / "routing_serve.log").read_text
+        why = wait_ready(proc, url, lambda: tail()[-3000:], timeout=args.ready_timeout, interval=1)
+        if why:
+            raise SystemExit(why)
         print(f"serve ready after {time.perf_counter() - t0:.0f} s", flush=True)
         base = texts()
         jobs = (base * (args.requests // len(base) + 1))[: args.requests]

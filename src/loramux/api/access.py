@@ -18,7 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from loramux.api.auth import AdminKeys, admin_keys
+from loramux.api.auth import AdminKeys, admin_keys, app_service
 from loramux.config import AuthSettings, LoramuxConfig
 from loramux.errors import AuthenticationError
 from loramux.keys.keyring import KEY_PREFIX, Keyring
@@ -142,10 +142,8 @@ class Gate:
 
 
 def gate(request: Request) -> Gate:
-    """The app's `Gate` (`services.gate`, or `services.extra["gate"]`); an app without one
-    accepts admin keys only."""
-    svc = request.app.state.services
-    found = getattr(svc, "gate", None) or getattr(svc, "extra", {}).get("gate")
+    """The app's `Gate`; an app without one accepts admin keys only."""
+    found = app_service(request, "gate")
     return found if isinstance(found, Gate) else Gate(AuthSettings(), admin_keys(request))
 
 

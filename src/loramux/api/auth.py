@@ -70,10 +70,16 @@ class AdminKeys:
         return found
 
 
-def admin_keys(request: Request) -> AdminKeys:
-    """The app's `AdminKeys` (`services.admin_keys`, or `services.extra["admin_keys"]`)."""
+def app_service(request: Request, name: str) -> object | None:
+    """One of the app's services: `services.<name>`, or `services.extra[name]` (apps that tests
+    build with only some parts), or None."""
     svc = request.app.state.services
-    found = getattr(svc, "admin_keys", None) or getattr(svc, "extra", {}).get("admin_keys")
+    return getattr(svc, name, None) or getattr(svc, "extra", {}).get(name)
+
+
+def admin_keys(request: Request) -> AdminKeys:
+    """The app's `AdminKeys` (none configured when the app has none)."""
+    found = app_service(request, "admin_keys")
     return found if isinstance(found, AdminKeys) else AdminKeys({})
 
 

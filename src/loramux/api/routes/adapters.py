@@ -25,7 +25,7 @@ from loramux.adapters.archive import save_upload
 from loramux.adapters.records import AdapterRecord, AuditEntry, VersionRecord, training_summary
 from loramux.adapters.registry import AdapterRegistry, Registration
 from loramux.api.access import CallerDep
-from loramux.api.auth import AdminActor
+from loramux.api.auth import AdminActor, app_service
 from loramux.errors import InvalidRequestError, LoramuxError
 
 router = APIRouter(prefix="/v1", tags=["adapters"])
@@ -66,9 +66,8 @@ class FeedbackCreate(BaseModel):
 
 
 def registry(request: Request) -> AdapterRegistry:
-    """The app's registry (`services.registry`, or `services.extra["registry"]`)."""
-    svc = request.app.state.services
-    found = getattr(svc, "registry", None) or getattr(svc, "extra", {}).get("registry")
+    """The app's registry."""
+    found = app_service(request, "registry")
     if not isinstance(found, AdapterRegistry):
         raise LoramuxError("the adapter registry is not enabled on this server")
     return found

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from loramux.api.auth import AdminActor
+from loramux.api.auth import AdminActor, app_service
 from loramux.errors import LoramuxError
 from loramux.keys.keyring import Keyring
 from loramux.keys.records import KeySpec
@@ -41,9 +41,8 @@ class KeyCreate(BaseModel):
 
 
 def keyring(request: Request) -> Keyring:
-    """The app's keyring (`services.keyring`, or `services.extra["keyring"]`)."""
-    svc = request.app.state.services
-    found = getattr(svc, "keyring", None) or getattr(svc, "extra", {}).get("keyring")
+    """The app's keyring."""
+    found = app_service(request, "keyring")
     if not isinstance(found, Keyring):
         raise LoramuxError("API keys are not enabled on this server")
     return found

@@ -59,15 +59,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         {"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True},
         {"VLLM_LORA_ENABLE_DUAL_STREAM": "1"},
     ),
-    # TUNED: loramux's `engine.lora_kernel_configs` = --lora-configs (default: the builtin set,
-    # from bench/gpu/lora_kernels.py tune)
-    "tuned": ({"cudagraph_capture_sizes": CAPTURE}, {"TUNED": "1"}),
-    "tuned8": ({"cudagraph_capture_sizes": CAPTURE, "max_loras": 8}, {"TUNED": "1"}),
-    "spec+tuned": (
-        {"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True},
-        {"TUNED": "1"},
-    ),
+    # the tuned* variants also set loramux's `engine.lora_kernel_configs` (see TUNED)
+    "tuned": ({"cudagraph_capture_sizes": CAPTURE}, {}),
+    "tuned8": ({"cudagraph_capture_sizes": CAPTURE, "max_loras": 8}, {}),
+    "spec+tuned": ({"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True}, {}),
 }
+TUNED = {"tuned", "tuned8", "spec+tuned"}
+"""Variants with tuned LoRA kernel configs: --lora-configs, default loramux's builtin set."""
 VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER")
 
 
@@ -281,13 +279,12 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
     extra, env = VARIANTS[variant]
     for k in VARIANT_ENV:
         os.environ.pop(k, None)
-    env = dict(env)
+    os.environ.update(env)
     kernels = None
-    if env.pop("TUNED", None):
+    if variant in TUNED:
         from loramux.serve.vllm import BUILTIN_LORA_KERNELS
 
         kernels = Path(args.lora_configs).resolve() if args.lora_configs else BUILTIN_LORA_KERNELS
-    os.environ.update(env)
     engine = VLLMEngine(
         model_dir,
         VLLMEngineSettings(

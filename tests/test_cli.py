@@ -84,3 +84,30 @@ def test_kb_ingest_reports_added_then_unchanged(config: Path) -> None:
     second = json.loads(out[out.index("{") :])
     assert second["added"] == []
     assert len(second["unchanged"]) == 1
+
+
+def test_serve_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
+    """A start-up failure loramux explains (here: an adapter folder that is not there) ends
+    the server with that line, not a traceback; a real `loramux serve` process."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.serve_process import free_port
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"paths: {{data_dir: {tmp_path / 'data'}}}\nengine: {{kind: fake}}\n"
+        f"auth: {{enabled: false}}\nadapters:\n  x: {{path: {tmp_path / 'missing'}}}\n"
+    )
+    env = {**os.environ, "LORAMUX_PORT": str(free_port()), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert f"cannot start: adapter 'x': {tmp_path / 'missing'} is not a folder" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

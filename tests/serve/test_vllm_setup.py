@@ -158,3 +158,13 @@ def test_builtin_lora_kernel_configs_are_what_vllm_reads() -> None:
                     for n, cfg in by_n.items():
                         assert fields <= set(cfg)
                         assert (n if rank_key == "n" else k) == "16"  # the rank
+
+
+@pytest.mark.skipif(HAVE_VLLM, reason="checks the machine without vllm")
+def test_vllm_engine_without_vllm_says_what_to_install(tmp_path: Path) -> None:
+    from loramux.serve.vllm import VLLMEngineSettings
+
+    engine = VLLMEngine(tmp_path, VLLMEngineSettings())
+    hint = "install the `vllm` extra .*`engine.kind: hf`"
+    with pytest.raises(EngineUnavailableError, match=hint):
+        engine._build()

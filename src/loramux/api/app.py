@@ -16,7 +16,7 @@ from loramux.api.dashboard import install_dashboard
 from loramux.api.disconnect import CancelOnDisconnectMiddleware
 from loramux.api.errors import install_error_handlers
 from loramux.api.metrics import GatewayMetrics, MetricsMiddleware
-from loramux.api.middleware import RequestContextMiddleware
+from loramux.api.middleware import RequestContextMiddleware, StartupErrorMiddleware
 from loramux.api.routes import adapters, health, keys, metrics, openai, routing
 from loramux.api.startup import close_services, open_services
 from loramux.api.textguard import UnicodeGuardMiddleware
@@ -71,6 +71,7 @@ def create_app(config: LoramuxConfig, *, engine: Engine | None = None) -> FastAP
         max_upload_bytes=config.registry.limits.max_total_bytes,
     )
     app.add_middleware(MetricsMiddleware, metrics=gateway_metrics)
+    app.add_middleware(StartupErrorMiddleware)  # outermost: one line for a failed start-up
     app.state.metrics = gateway_metrics
     app.include_router(openai.router)
     app.include_router(routing.router)

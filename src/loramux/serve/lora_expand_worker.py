@@ -1,0 +1,86 @@
+"""Puts loramux's masked multi-LoRA expand (`lora_expand.py`) into a vLLM engine.
+
+vLLM builds and compiles the model in its engine-core process, so the swap must happen there,
+before the model loads. With `engine.lora_expand: masked`, loramux passes `MaskedLoRAExpand` as
+vLLM's `worker_extension_cls`; vLLM imports this module in that process while it sets up the
+worker, and the import calls `install()`. Nothing else imports this module.
+
+(No `from __future__ import annotations` here: torch infers the custom op's schema from the
+annotations of `_expand_op`.)
+"""
+
+import logging
+
+import torch
+
+from loramux.serve.lora_expand import masked_expand
+
+log = logging.getLogger(__name__)
+
+
+def _expand_op(
+    inputs: torch.Tensor,
+    lora_b_weights: list[torch.Tensor],
+    output_tensor: torch.Tensor,
+    token_lora_mapping: torch.Tensor,
+    token_indices_sorted_by_lora_ids: torch.Tensor,
+    num_tokens_per_lora: torch.Tensor,
+    lora_token_start_loc: torch.Tensor,
+    lora_ids: torch.Tensor,
+    no_lora_flag_cpu: torch.Tensor,
+    num_active_loras: torch.Tensor,
+    offset_start: int = 0,
+    add_inputs: bool = False,
+) -> None:
+    masked_expand(
+        inputs, lora_b_weights, output_tensor, token_lora_mapping,
+        token_indices_sorted_by_lora_ids, num_tokens_per_lora, lora_token_start_loc, lora_ids,
+        no_lora_flag_cpu, num_active_loras, offset_start=offset_start, add_inputs=add_inputs,
+    )  # fmt: skip
+
+
+def _expand_fake(
+    inputs: torch.Tensor,
+    lora_b_weights: list[torch.Tensor],
+    output_tensor: torch.Tensor,
+    token_lora_mapping: torch.Tensor,
+    token_indices_sorted_by_lora_ids: torch.Tensor,
+    num_tokens_per_lora: torch.Tensor,
+    lora_token_start_loc: torch.Tensor,
+    lora_ids: torch.Tensor,
+    no_lora_flag_cpu: torch.Tensor,
+    num_active_loras: torch.Tensor,
+    offset_start: int = 0,
+    add_inputs: bool = False,
+) -> None:
+    return None
+
+
+_installed = False
+
+
+def install() -> None:
+    """Route vLLM's GPU punica wrapper's expand through `masked_expand` (once per process)."""
+    global _installed
+    if _installed:
+        return
+    from vllm.lora.punica_wrapper import punica_gpu
+    from vllm.utils.torch_utils import direct_register_custom_op
+
+    # a custom op, like vLLM's own: torch.compile keeps it opaque, CUDA graphs capture its launch
+    direct_register_custom_op(
+        op_name="loramux_masked_expand",
+        op_func=_expand_op,
+        mutates_args=["output_tensor"],
+        fake_impl=_expand_fake,
+    )
+    punica_gpu.lora_expand = torch.ops.vllm.loramux_masked_expand
+    _installed = True
+    log.info("multi-LoRA expand: loramux's masked kernel (engine.lora_expand: masked)")
+
+
+class MaskedLoRAExpand:
+    """vLLM `worker_extension_cls` (see the module docstring); it adds no methods to the worker."""
+
+
+install()

@@ -438,6 +438,8 @@ def step(args: argparse.Namespace) -> None:
 def masked_space(tokens: int) -> list[dict[str, int]]:
     grid = (
         ((16, 32, 64), (32, 64, 128), (2, 4), (1, 2), (4,))
+        if tokens <= 64
+        else ((64, 128), (32, 64, 128), (2, 4), (1, 2), (4, 8))
         if tokens <= 256
         else ((64, 128), (64, 128, 256), (2, 4), (2, 3), (4, 8))
     )

@@ -152,6 +152,7 @@ if triton is not None:
         tl.store(out, result, mask=out_ok)
 
 
+DEFAULT_ROWS_LIMIT = 256
 DEFAULT_CONFIG = {"block_m": 64, "block_n": 64, "slots": 4, "num_warps": 4, "num_stages": 2}
 BUILTIN_CONFIGS = Path(__file__).with_name("lora_kernels") / "masked_expand.json"
 """Launch configs by batch rows, from `bench/gpu/lora_kernels.py masked` on an H100."""
@@ -170,6 +171,13 @@ def pick_config(m: int) -> dict[str, int]:
     >= m (else its largest). The table: `LORAMUX_MASKED_EXPAND_CONFIGS` (a JSON file written by
     `bench/gpu/lora_kernels.py masked`), else the one loramux ships."""
     return _pick(m, os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS))
+
+
+def masked_rows_limit() -> int:
+    """The most rows the config table covers: larger batches (prefill chunks) are left to
+    vLLM's expand (`DEFAULT_ROWS_LIMIT` without a table)."""
+    table = _configs(os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS))
+    return max(table, default=DEFAULT_ROWS_LIMIT)
 
 
 @functools.cache

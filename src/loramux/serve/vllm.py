@@ -42,6 +42,8 @@ DEFAULT_CONTEXT = 2048
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """Ranks vLLM accepts as `max_lora_rank`."""
 BUILTIN_LORA_KERNELS = Path(__file__).with_name("lora_kernels")
+_USER_VLLM_CACHE_ROOT = os.environ.get("VLLM_CACHE_ROOT")
+"""vLLM's cache root as the user set it (loramux sets the variable per engine start)."""
 MASKED_EXPAND_WORKER = "loramux.serve.lora_expand_worker.MaskedLoRAExpand"
 """LoRA kernel configs tuned on an H100 80GB (`bench/gpu/lora_kernels.py tune`)."""
 CPU_KV_CACHE_BYTES = 1 << 30
@@ -409,7 +411,13 @@ class VLLMEngine:
 
         set_offline()
         cache = self._cache_dir
-        os.environ.setdefault("VLLM_CACHE_ROOT", str(cache / "vllm"))
+        root = Path(_USER_VLLM_CACHE_ROOT or cache / "vllm")
+        if self.settings.lora_expand == "masked":
+            # vLLM's compile cache key leaves out `worker_extension_cls`: a graph compiled with
+            # loramux's expand op would be loaded by an engine without it, and fail (or the
+            # reverse, silently run vLLM's kernel). Each choice gets its own cache.
+            root = root / "masked-expand"
+        os.environ["VLLM_CACHE_ROOT"] = str(root)
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")

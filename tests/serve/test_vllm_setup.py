@@ -168,3 +168,57 @@ def test_vllm_engine_without_vllm_says_what_to_install(tmp_path: Path) -> None:
     hint = "install the `vllm` extra .*`engine.kind: hf`"
     with pytest.raises(EngineUnavailableError, match=hint):
         engine._build()
+
+
+def test_lora_expand_choice_comes_from_the_config(tmp_path: Path) -> None:
+    assert VLLMEngine.from_config(config(tmp_path, "  kind: vllm")).settings.lora_expand == "vllm"
+    masked = VLLMEngine.from_config(config(tmp_path, "  lora_expand: masked"))
+    assert masked.settings.lora_expand == "masked"
+    with pytest.raises(ConfigError, match="lora_expand"):
+        config(tmp_path, "  lora_expand: fastest")
+
+
+@pytest.mark.skipif(HAVE_VLLM, reason="stops where vllm is missing, after the environment is set")
+def test_masked_expand_gets_its_own_compile_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM's compile cache key leaves the worker extension out: a graph compiled with loramux's
+    expand op must never be loaded by an engine without it (seen on the H100: the engine died)."""
+    import os
+
+    from loramux.serve import vllm as vllm_mod
+
+    monkeypatch.setattr(vllm_mod, "_USER_VLLM_CACHE_ROOT", None)
+    monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
+    roots = []
+    for choice in ("masked", "vllm"):
+        settings = vllm_mod.VLLMEngineSettings(lora_expand=choice, cache_dir=tmp_path)
+        with pytest.raises(EngineUnavailableError):  # no vllm here: stops at the import
+            VLLMEngine(tmp_path, settings)._build()
+        roots.append(os.environ["VLLM_CACHE_ROOT"])
+    assert roots == [str(tmp_path / "vllm" / "masked-expand"), str(tmp_path / "vllm")]
+
+
+def test_masked_expand_configs_by_batch_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from loramux.serve import lora_expand
+
+    monkeypatch.delenv("LORAMUX_MASKED_EXPAND_CONFIGS", raising=False)
+    shipped = json.loads(lora_expand.BUILTIN_CONFIGS.read_text())["configs"]
+    assert lora_expand.pick_config(100) == shipped["128"]  # the smallest row count >= 100
+    assert lora_expand.pick_config(16) == shipped["16"]
+    assert lora_expand.masked_rows_limit() == max(int(m) for m in shipped)  # larger: vLLM's
+    for cfg in shipped.values():
+        assert set(cfg) == {"block_m", "block_n", "slots", "num_warps", "num_stages"}
+
+    mine = tmp_path / "masked.json"
+    mine.write_text(json.dumps({"configs": {"32": {**lora_expand.DEFAULT_CONFIG, "slots": 1}}}))
+    monkeypatch.setenv("LORAMUX_MASKED_EXPAND_CONFIGS", str(mine))
+    assert lora_expand.pick_config(4096)["slots"] == 1  # above the table: its largest entry
+    assert lora_expand.masked_rows_limit() == 32
+    monkeypatch.setenv("LORAMUX_MASKED_EXPAND_CONFIGS", str(tmp_path / "missing.json"))
+    assert lora_expand.pick_config(8) == lora_expand.DEFAULT_CONFIG
+    assert lora_expand.masked_rows_limit() == lora_expand.DEFAULT_ROWS_LIMIT

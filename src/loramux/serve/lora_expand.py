@@ -40,8 +40,8 @@ try:  # triton ships with vLLM's GPU and CPU builds; the kernel is only defined 
     import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover - the hf-only install
-    triton = None  # type: ignore[assignment]
-    tl = None  # type: ignore[assignment]
+    triton = None
+    tl = None
 
 
 if triton is not None:
@@ -209,6 +209,9 @@ def _slices(lora_b_weights: list[torch.Tensor], offset_start: int) -> dict[str, 
     else:
         ptr = torch.tensor([w.data_ptr() for w in weights], dtype=torch.uint64, device=device)
         start = torch.tensor(starts, dtype=torch.int64, device=device)
+    d0: Any
+    d1: Any
+    d2: Any
     if same:
         sizes: Any = n_sizes[0]
         d0, d1, d2 = strides[0]

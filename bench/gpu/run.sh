@@ -4,7 +4,7 @@
 #   bash bench/gpu/run.sh e2e       # loramux serve --engine vllm vs the hf engine (SmolLM2)
 #   bash bench/gpu/run.sh lora      # multi-LoRA throughput, 8B shape, dummy weights
 #   bash bench/gpu/run.sh gateway   # loramux serve (HTTP) vs straight into vLLM
-#   bash bench/gpu/run.sh kernels step|tune --out DIR   # LoRA kernel time per step; tune configs
+#   bash bench/gpu/run.sh kernels step|tune|masked --out DIR  # LoRA kernels per step; tune; masked expand
 #   bash bench/gpu/run.sh routing   # router decisions/s vs requests/s served (SmolLM2)
 # Logs and JSON go to $OUT (or ./out).
 set -uo pipefail

@@ -176,9 +176,8 @@ class Case:
     def masked(self, buf: Any, layer: int = 0, config: dict | None = None) -> None:
         from loramux.serve.lora_expand import masked_expand
 
-        masked_expand(
-            buf, self.b[layer], self.y, *self.args, offset_start=0, add_inputs=True, config=config
-        )
+        mapping, *_, no_lora, _ = self.args
+        masked_expand(buf, self.b[layer], self.y, mapping, no_lora, add_inputs=True, config=config)
 
 
 def graph_time(fn: Any, calls: int = 10, replays: int = 5) -> float:

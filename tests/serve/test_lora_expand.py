@@ -32,9 +32,9 @@ import torch
 from loramux.serve.lora_expand import masked_expand, reference_expand
 
 def meta(mapping):
-    # the kernel reads only the row -> slot mapping and the no-LoRA flag
+    # the row -> slot mapping and the no-LoRA flag
     t = torch.tensor(mapping, dtype=torch.int32)
-    return (t, t, t, t, t, torch.tensor([all(s < 0 for s in mapping)]), torch.tensor([1]))
+    return (t, torch.tensor([all(s < 0 for s in mapping)]))
 
 def case(name, mapping, sizes, rank, slots, add, offset, config=None, skip=False):
     g = torch.Generator().manual_seed(len(mapping) * 31 + rank)

@@ -166,18 +166,22 @@ def _configs(path: str) -> dict[int, dict[str, int]]:
     return {int(m): dict(c) for m, c in json.loads(file.read_text())["configs"].items()}
 
 
+def _table_path() -> str:
+    """The config table: `LORAMUX_MASKED_EXPAND_CONFIGS` (a JSON file written by
+    `bench/gpu/lora_kernels.py masked`), else the one loramux ships."""
+    return os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS)
+
+
 def pick_config(m: int) -> dict[str, int]:
     """The launch config for a batch of `m` rows: the table's entry for the smallest row count
-    >= m (else its largest). The table: `LORAMUX_MASKED_EXPAND_CONFIGS` (a JSON file written by
-    `bench/gpu/lora_kernels.py masked`), else the one loramux ships."""
-    return _pick(m, os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS))
+    >= m (else its largest)."""
+    return _pick(m, _table_path())
 
 
 def masked_rows_limit() -> int:
     """The most rows the config table covers: larger batches (prefill chunks) are left to
     vLLM's expand (`DEFAULT_ROWS_LIMIT` without a table)."""
-    table = _configs(os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS))
-    return max(table, default=DEFAULT_ROWS_LIMIT)
+    return max(_configs(_table_path()), default=DEFAULT_ROWS_LIMIT)
 
 
 @functools.cache
@@ -238,19 +242,14 @@ def masked_expand(
     lora_b_weights: list[torch.Tensor],
     output_tensor: torch.Tensor,
     token_lora_mapping: torch.Tensor,
-    token_indices_sorted_by_lora_ids: torch.Tensor,
-    num_tokens_per_lora: torch.Tensor,
-    lora_token_start_loc: torch.Tensor,
-    lora_ids: torch.Tensor,
     no_lora_flag_cpu: torch.Tensor,
-    num_active_loras: torch.Tensor,
     offset_start: int = 0,
     add_inputs: bool = False,
     skip_empty: bool = False,
     config: dict[str, int] | None = None,
 ) -> None:
-    """`output_tensor[:, slice s] (+)= inputs[s] @ lora_b[slot(row)]`, vLLM's `lora_expand`
-    signature (the sorted-token metadata is not needed: rows are masked by their slot)."""
+    """`output_tensor[:, slice s] (+)= inputs[s] @ lora_b[slot(row)]`: vLLM's `lora_expand`,
+    less the sorted-token metadata, which it does not need (rows are masked by their slot)."""
     if no_lora_flag_cpu.item():
         return
     key = (offset_start, *(w.data_ptr() for w in lora_b_weights))

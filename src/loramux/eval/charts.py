@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loramux.plotting import pyplot
+from loramux.plotting import label_cells, pyplot, save
 
 
 def _pyplot() -> Any:
@@ -51,10 +51,7 @@ def task_png(
         "Held-out task data: base model vs adapter\n(error bar: 95% CI of adapter - base)",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(plt, fig, path)
 
 
 def forgetting_png(
@@ -108,10 +105,7 @@ def forgetting_png(
     right.grid(axis="y", alpha=0.3)
     right.legend(fontsize=8)
     right.set_title("Difference with 95% paired bootstrap CI")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(plt, fig, path)
 
 
 def matrix_png(
@@ -135,13 +129,7 @@ def matrix_png(
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("task data (held-out questions of)")
     ax.set_ylabel("answered by")
-    for i, row in enumerate(matrix):
-        for j, value in enumerate(row):
-            color = "black" if value > 0.6 else "white"
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color)
+    label_cells(ax, matrix, lambda value: f"{value:.2f}", lambda value: value <= 0.6)
     fig.colorbar(image, ax=ax, fraction=0.046, label=metric)
     ax.set_title(f"Misroute matrix ({metric})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(plt, fig, path)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loramux.plotting import pyplot
+from loramux.plotting import label_cells, pyplot, save
 
 
 def _pyplot() -> Any:
@@ -36,16 +36,10 @@ def confusion_png(
     ax.set_xlabel("routed to")
     ax.set_ylabel("label")
     peak = max((max(row) for row in matrix), default=0)
-    for i, row in enumerate(matrix):
-        for j, value in enumerate(row):
-            color = "white" if value > peak / 2 else "black"
-            ax.text(j, i, str(value), ha="center", va="center", color=color)
+    label_cells(ax, matrix, str, lambda value: value > peak / 2)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title("Router confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(plt, fig, path)
 
 
 def coverage_png(
@@ -76,7 +70,4 @@ def coverage_png(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     ax.set_title("Coverage vs accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(plt, fig, path)

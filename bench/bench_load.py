@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.serve_process: free_port
 BASE = "SmolLM2-135M-Instruct"
 ADMIN_KEY = "bench-load-admin"
 DOCUMENTED_503 = {"server_overloaded", "engine_unavailable", "shutting_down"}
@@ -54,12 +54,6 @@ class Tally:
     refusal_latencies: list[float] = field(default_factory=list)
     retry_after_missing: int = 0
     other_5xx_bodies: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -262,7 +256,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="loramux-load-") as tmp:
         state = Path(tmp)
-        port = _free_port()
+        from tests.serve_process import free_port
+
+        port = free_port()
         config = write_config(state, args, port)
         proc = start_server(config, port, state / "serve.log")
         try:

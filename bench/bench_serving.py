@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # tests.serve_process: free_port
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from loramux.adapters.version import inspect_adapter  # noqa: E402
@@ -115,12 +115,6 @@ async def _hf_parts(parts: set[str], batch: int, tokens: int, repeats: int) -> l
     return rows
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _gateway(n: int) -> list[tuple]:
     import httpx
 
@@ -143,7 +137,9 @@ def _gateway(n: int) -> list[tuple]:
             times.append(time.perf_counter() - t)
         return times
 
-    port = _free_port()
+    from tests.serve_process import free_port
+
+    port = free_port()
     # Auth stays on, as in production: the client sends an admin key with every request.
     key = "bench-gateway-admin-key"
     env = {

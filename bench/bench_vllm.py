@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # tests.serve_process: free_port
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODEL_ID = "llama8b-dummy"
@@ -360,12 +360,6 @@ async def lora_part(args: argparse.Namespace, model_dir: Path, folders: list[Pat
 # -- gateway ---------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def http_client(url: str, jobs: list[tuple[str, str]], out: int, start_at: float) -> dict:
     """Stream /v1/completions for every (model, prompt) at once; per-request TTFT and tokens."""
     import httpx
@@ -464,7 +458,9 @@ async def gateway_part(args: argparse.Namespace, model_dir: Path, folders: list[
     for r in adapter_refs:
         await engine.add_adapter(r)
     app = create_app(config, engine=engine)
-    port = _free_port()
+    from tests.serve_process import free_port
+
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )

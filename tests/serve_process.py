@@ -1,5 +1,5 @@
-"""Helpers for tests that start `loramux serve` as a subprocess: a free loopback port, and
-waiting until the server answers GET /ready (or says why it did not)."""
+"""Helpers for tests that start `loramux serve` as a subprocess: a free loopback port,
+waiting until the server answers GET /ready (or says why it did not), and stopping it."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def wait_ready(
             pass
         time.sleep(interval)
     return f"loramux serve was not ready in {timeout:g} s:\n{output()}"
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM (a graceful drain), then SIGKILL if it is still running after `timeout` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -136,7 +136,7 @@ def main() -> None:
         for dtype in ("bfloat16", "float32")
     }
     print("hf references done", flush=True)
-    from tests.serve_process import free_port, wait_ready
+    from tests.serve_process import free_port, stop, wait_ready
 
     port = free_port()
     config = args.out / "serve.yaml"
@@ -195,11 +195,7 @@ def main() -> None:
             stream_equal=streamed == answers[first][0],
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 60)
         log.close()
         (args.out / "e2e.json").write_text(json.dumps(report, indent=1))
     for row in report.get("rows", []):  # type: ignore[union-attr]

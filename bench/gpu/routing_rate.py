@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=420)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from tests.serve_process import free_port, wait_ready
+    from tests.serve_process import free_port, stop, wait_ready
 
     port = free_port()
     config = args.out / "routing_rate.yaml"
@@ -171,11 +171,7 @@ def main() -> None:
                     rates[mode].append(rate)
                 print(f"round {rnd} {mode:>5}: {rate:8.0f} requests/s ({errs} errors)", flush=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 60)
     med = {m: statistics.median(v) for m, v in rates.items()}
     lines = [
         f"Routing at GPU rates: {args.requests} requests per mode and round, {args.concurrency} "

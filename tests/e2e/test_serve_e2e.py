@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import REPO
-from tests.serve_process import free_port, wait_ready
+from tests.serve_process import free_port, stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +52,7 @@ def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             pytest.fail(problem)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 30)
     text = log.read_text()
     # Prompts and completions never reach the log at INFO.
     assert HR_Q not in text

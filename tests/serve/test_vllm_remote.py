@@ -25,7 +25,7 @@ from loramux.serve.engine import generate
 from loramux.serve.remote import RemoteEngine
 from tests.conftest import DEMO_ADAPTERS
 from tests.serve.conftest import BASE, QUESTIONS, ref, request
-from tests.serve.fake_vllm_server import free_port
+from tests.serve_process import free_port, stop
 
 pytestmark = [
     pytest.mark.vllm,
@@ -77,11 +77,7 @@ def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             time.sleep(1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 60)
 
 
 def test_remote_engine_serves_the_base_model_and_a_runtime_loaded_adapter(

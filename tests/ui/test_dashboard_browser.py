@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.fakes import write_lora_folder
-from tests.serve_process import free_port, wait_ready
+from tests.serve_process import free_port, stop, wait_ready
 from tests.ui.test_dashboard import PNG
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -82,11 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             pytest.fail(problem)
         yield url, tmp
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(line["logger"] == "loramux.api.service" for line in lines)
     for line in lines:

@@ -8,6 +8,20 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from loramux.adapters.validation import spec_from_hf_config
+
+SMOLLM2_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+}
+"""The shapes of SmolLM2-135M-Instruct's config.json that adapter checks read."""
+SMOLLM2_SPEC = spec_from_hf_config(SMOLLM2_CONFIG, name="SmolLM2-135M-Instruct")
+"""The base model as the registry sees it, without loading it."""
+
 
 def write_lora_folder(
     folder: Path,

@@ -18,22 +18,12 @@ from loramux.adapters.experiment import (
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.traffic import TrafficSplit, check_weights
-from loramux.adapters.validation import spec_from_hf_config
 from loramux.config import ExperimentSettings, RegistrySettings
 from loramux.errors import AdapterError, UnknownRequestError
 from loramux.serve.fake import FakeEngine
-from tests.fakes import write_lora_folder
+from tests.fakes import SMOLLM2_SPEC, write_lora_folder
 
-BASE = spec_from_hf_config(
-    {
-        "model_type": "llama",
-        "hidden_size": 576,
-        "intermediate_size": 1536,
-        "num_attention_heads": 9,
-        "num_key_value_heads": 3,
-    },
-    name="SmolLM2-135M-Instruct",
-)
+BASE = SMOLLM2_SPEC
 SETTINGS = ExperimentSettings(min_ratings=100, min_requests=200)
 
 

@@ -29,18 +29,10 @@ from loramux.errors import (
     ModelNotFoundError,
 )
 from loramux.serve.fake import FakeEngine
-from tests.fakes import write_lora_folder
+from tests.fakes import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
 REPO = Path(__file__).resolve().parents[2]
-SMOLLM2_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "head_dim": 64,
-}
-BASE = spec_from_hf_config(SMOLLM2_CONFIG, name="SmolLM2-135M-Instruct")
+BASE = SMOLLM2_SPEC
 
 
 async def _open(data_dir: Path, engine: FakeEngine | None = None) -> AdapterRegistry:

@@ -19,17 +19,9 @@ from loramux.adapters.validation import (
 )
 from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError
-from tests.fakes import write_lora_folder
+from tests.fakes import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
-SMOLLM2_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "head_dim": 64,
-}
-BASE = spec_from_hf_config(SMOLLM2_CONFIG, name="SmolLM2-135M-Instruct")
+BASE = SMOLLM2_SPEC
 LIMITS = AdapterLimits()
 DEMO_HR = Path(__file__).resolve().parents[2] / "demo" / "adapters" / "hr"
 PREFIX = "base_model.model.model.layers.0.self_attn"

@@ -14,23 +14,13 @@ import pytest
 from fastapi import FastAPI
 
 from loramux.adapters.registry import AdapterRegistry
-from loramux.adapters.validation import spec_from_hf_config
 from loramux.api.auth import AdminKeys, hash_key
 from loramux.api.errors import install_error_handlers
 from loramux.api.routes import adapters
 from loramux.serve.fake import FakeEngine
-from tests.fakes import write_lora_folder
+from tests.fakes import SMOLLM2_SPEC, write_lora_folder
 
-BASE = spec_from_hf_config(
-    {
-        "model_type": "llama",
-        "hidden_size": 576,
-        "intermediate_size": 1536,
-        "num_attention_heads": 9,
-        "num_key_value_heads": 3,
-    },
-    name="SmolLM2-135M-Instruct",
-)
+BASE = SMOLLM2_SPEC
 ADMIN = {"Authorization": "Bearer s3cret-admin"}
 
 

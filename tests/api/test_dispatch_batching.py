@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from loramux.adapters.registry import AdapterRegistry
-from loramux.adapters.validation import spec_from_hf_config
 from loramux.api import create_app
 from loramux.api.dispatch import Dispatcher
 from loramux.config import RouteSpec, load_config
@@ -21,18 +20,9 @@ from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
 from loramux.serve.types import ChatMessage
 from tests.conftest import REPO
-from tests.fakes import write_lora_folder
+from tests.fakes import SMOLLM2_SPEC, write_lora_folder
 
-BASE = spec_from_hf_config(
-    {
-        "model_type": "llama",
-        "hidden_size": 576,
-        "intermediate_size": 1536,
-        "num_attention_heads": 9,
-        "num_key_value_heads": 3,
-    },
-    name="SmolLM2-135M-Instruct",
-)
+BASE = SMOLLM2_SPEC
 
 
 class KeywordRouter:

@@ -199,6 +199,35 @@ def test_masked_expand_gets_its_own_compile_cache(
     assert roots == [str(tmp_path / "vllm" / "masked-expand"), str(tmp_path / "vllm")]
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "no such file"),
+        ("not json", "JSONDecodeError"),
+        ('{"configs": {}}', "no configs in it"),
+        ('{"configs": {"64": {"block_m": 64}}}', "rows 64 lack block_n, num_stages"),
+    ],
+)
+def test_a_bad_masked_expand_table_stops_the_start_with_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None, why: str
+) -> None:
+    from loramux.serve import vllm as vllm_mod
+
+    table = tmp_path / "mine.json"
+    if content is not None:
+        table.write_text(content)
+    monkeypatch.setenv("LORAMUX_MASKED_EXPAND_CONFIGS", str(table))
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "root"))
+    settings = vllm_mod.VLLMEngineSettings(lora_expand="masked", cache_dir=tmp_path)
+    with pytest.raises(EngineUnavailableError) as info:
+        VLLMEngine(tmp_path, settings)._build()
+    message = str(info.value)
+    assert message.startswith(f"engine.lora_expand: masked: LORAMUX_MASKED_EXPAND_CONFIGS={table}")
+    assert why in message
+    # the engine never started against it: vLLM's cache root was left alone
+    assert __import__("os").environ["VLLM_CACHE_ROOT"] == str(tmp_path / "root")
+
+
 def test_masked_expand_configs_by_batch_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

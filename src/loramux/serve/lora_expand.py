@@ -184,6 +184,40 @@ def masked_rows_limit() -> int:
     return max(_configs(_table_path()), default=DEFAULT_ROWS_LIMIT)
 
 
+def check_table() -> None:
+    """Refuse, before vLLM starts, a `LORAMUX_MASKED_EXPAND_CONFIGS` that names no config table
+    (else the engine core would fall back or fail at its first forward pass).
+
+    Raises:
+        ValueError: the file is missing, not JSON, or lacks a launch setting; names the file.
+    """
+    path = os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS")
+    if not path:
+        return
+    if not Path(path).is_file():
+        why = "no such file"
+    else:
+        try:
+            table = _configs(path)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            lacking = {m: sorted(set(DEFAULT_CONFIG) - set(c)) for m, c in sorted(table.items())}
+            lacking = {m: keys for m, keys in lacking.items() if keys}
+            if table and not lacking:
+                return
+            first = next(iter(lacking), None)
+            why = (
+                "no configs in it"
+                if first is None
+                else f"rows {first} lack {', '.join(lacking[first])}"
+            )
+    raise ValueError(
+        f"LORAMUX_MASKED_EXPAND_CONFIGS={path} is not a table written by "
+        f"`bench/gpu/lora_kernels.py masked` ({why})"
+    )
+
+
 @functools.cache
 def _pick(m: int, path: str) -> dict[str, int]:
     table = _configs(path)

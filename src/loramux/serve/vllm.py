@@ -417,6 +417,12 @@ class VLLMEngine:
             # loramux's expand op would be loaded by an engine without it, and fail (or the
             # reverse, silently run vLLM's kernel). Each choice gets its own cache.
             root = root / "masked-expand"
+            from loramux.serve.lora_expand import check_table
+
+            try:
+                check_table()
+            except ValueError as exc:
+                raise EngineUnavailableError(f"engine.lora_expand: masked: {exc}") from exc
         os.environ["VLLM_CACHE_ROOT"] = str(root)
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")

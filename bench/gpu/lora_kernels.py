@@ -51,7 +51,6 @@ TOKENS = (16, 64, 128, 256, 1024, 4096)
 """Token counts tuned: decode batches (CUDA-graph sizes) and prefill chunks."""
 MIXES = (1, 16)
 """Adapters among the tokens: one, and 16 in turn."""
-OPS = ("shrink", "expand")
 
 
 def log(msg: str) -> None:
@@ -179,19 +178,6 @@ class Case:
 
         mapping, *_, no_lora, _ = self.args
         masked_expand(buf, self.b[layer], self.y, mapping, no_lora, add_inputs=True, config=config)
-
-    def masked_shrink(self, buf: Any, layer: int = 0, config: dict | None = None) -> None:
-        from loramux.serve.lora_shrink import masked_shrink
-
-        mapping, *_, no_lora, _ = self.args
-        masked_shrink(self.x, self.a[layer], buf, mapping, no_lora, 1.0, config=config)
-
-    def run(self, op: str, buf: Any, layer: int = 0, config: dict | None = None) -> None:
-        """One kernel: `op` is shrink or expand; vLLM's without `config`, else the masked one."""
-        if op == "shrink":
-            self.shrink(buf, layer) if config is None else self.masked_shrink(buf, layer, config)
-        else:
-            self.expand(buf, layer) if config is None else self.masked(buf, layer, config)
 
 
 def graph_time(fn: Any, calls: int = 10, replays: int = 5) -> float:
@@ -368,21 +354,20 @@ def tune(args: argparse.Namespace) -> None:
 # -- step ----------------------------------------------------------------------------------------
 
 
-def step_time(tokens: int, mix: int, layers: int, masked: tuple[str, ...] = ()) -> float:
+def step_time(tokens: int, mix: int, layers: int, masked: bool = False) -> float:
     """Milliseconds of one forward step's LoRA kernels (all layers) in one CUDA graph; `masked`:
-    the kernels (shrink, expand) that are loramux's in place of vLLM's (configs from the
-    tables)."""
-    from loramux.serve.lora_expand import pick_config
-
+    loramux's expand in place of vLLM's."""
     cases = [Case(m, tokens, mix, layers=layers) for m in MODULES]
-    configs = {op: pick_config(tokens, op) if op in masked else None for op in OPS}
 
     def step() -> None:
         for layer in range(layers):
             for case in cases:
                 buf = case.buffer()
-                for op in OPS:
-                    case.run(op, buf, layer, configs[op])
+                case.shrink(buf, layer)
+                if masked:
+                    case.masked(buf, layer)
+                else:
+                    case.expand(buf, layer)
 
     return graph_time(step, calls=1, replays=10) / 1000
 
@@ -449,99 +434,73 @@ def step(args: argparse.Namespace) -> None:
 # -- masked ----------------------------------------------------------------------------------------
 
 
-def _fits(config: dict[str, int]) -> bool:
-    """Whether a masked kernel config leaves enough registers: the shrink holds a (rows x slots *
-    rank) product, the expand a (rows x columns) tile."""
-    if "split_k" in config:
-        return config["block_m"] * config["slots"] <= 256
-    return not (config["block_m"] == 128 and config["block_n"] == 256 and config["num_warps"] == 4)
+def masked_space(tokens: int) -> list[dict[str, int]]:
+    grid = (
+        ((16, 32, 64), (32, 64, 128), (2, 4), (1, 2), (4,))
+        if tokens <= 64
+        else ((64, 128), (32, 64, 128), (2, 4), (1, 2), (4, 8))
+        if tokens <= 256
+        else ((64, 128), (64, 128, 256), (2, 4), (2, 3), (4, 8))
+    )
+    return [
+        {"block_m": bm, "block_n": bn, "slots": sl, "num_stages": st, "num_warps": w}
+        for bm, bn, sl, st, w in itertools.product(*grid)
+        if not (bm == 128 and bn == 256 and w == 4)  # too many registers
+    ]
 
 
-def masked_space(op: str, tokens: int) -> list[dict[str, int]]:
-    """The launch configs tried for loramux's masked `op` kernel at `tokens` rows."""
-    if op == "shrink":
-        keys = ("block_m", "block_k", "slots", "split_k", "num_stages", "num_warps")
-        grid = (
-            ((16, 32, 64), (64, 128), (2, 4), (8, 16, 32), (2,), (4,))
-            if tokens <= 64
-            else ((32, 64, 128), (64, 128), (2, 4), (8, 16, 32), (2,), (4,))
-        )
-    else:
-        keys = ("block_m", "block_n", "slots", "num_stages", "num_warps")
-        grid = (
-            ((16, 32, 64), (32, 64, 128), (2, 4), (1, 2), (4,))
-            if tokens <= 64
-            else ((64, 128), (32, 64, 128), (2, 4), (1, 2), (4, 8))
-            if tokens <= 256
-            else ((64, 128), (64, 128, 256), (2, 4), (2, 3), (4, 8))
-        )
-    configs = [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid)]
-    return [c for c in configs if _fits(c)]
-
-
-def _fill(case: Case, op: str, buf: Any, config: dict | None) -> Any:
-    """`op`'s output with `config` (vLLM's kernel without), from fixed inputs."""
+def masked_at(tokens: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The fastest masked config at `tokens` (summed over layers and mixes), and per shape its
+    time and output against vLLM's expand."""
     import torch
 
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    if op == "shrink":
-        buf.normal_(generator=gen)
-        case.run(op, buf, config=config)
-        return buf.clone()
-    case.y.normal_(generator=gen)
-    case.run(op, buf, config=config)
-    return case.y.float().clone()
-
-
-def masked_at(op: str, tokens: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """The fastest masked `op` config at `tokens` (summed over layers and mixes), and per shape
-    its time and output against vLLM's kernel."""
     cases = {(mod, mix): Case(mod, tokens, mix) for mod in MODULES for mix in MIXES}
     bufs = {key: c.buffer().normal_() for key, c in cases.items()}
 
-    def timed(case: Case, buf: Any, config: dict | None) -> float:
-        replays = 5 if config is None else 3
-        return graph_time(lambda: case.run(op, buf, config=config), replays=replays)
+    def timed(case: Case, buf: Any, config: dict | None, calls: int = 10) -> float:
+        if config is None:
+            return graph_time(lambda: case.expand(buf))
+        return graph_time(lambda: case.masked(buf, config=config), calls=calls, replays=3)
 
     best, best_t = None, float("inf")
-    space = masked_space(op, tokens)
+    space = masked_space(tokens)
     for config in space:
         try:
             t = sum(timed(c, bufs[k], config) for k, c in cases.items())
         except Exception as exc:  # a config that does not compile (registers, shared memory)
-            log(f"  {op} m={tokens} {config}: {type(exc).__name__}")
+            log(f"  m={tokens} {config}: {type(exc).__name__}")
             continue
         if t < best_t:
             best, best_t = config, t
     assert best is not None
-    log(f"{op} m={tokens}: best of {len(space)} masked configs {best}")
+    log(f"m={tokens}: best of {len(space)} masked configs {best}")
     rows = []
     for (mod, mix), case in cases.items():
         buf = bufs[(mod, mix)]
         vllm_us, masked_us = timed(case, buf, None), timed(case, buf, best)
-        ref, got = (_fill(case, op, buf, config) for config in (None, best))
+        outs = []
+        for config in (None, best):
+            case.y.normal_(generator=torch.Generator(device="cuda").manual_seed(1))
+            case.expand(buf) if config is None else case.masked(buf, config=config)
+            outs.append(case.y.float().clone())
+        ref, got = outs
         diff = float(((got - ref).abs() / (ref.abs() + 1)).max())
         rows.append(
-            {"op": op, "module": mod, "tokens": tokens, "mix": mix, "vllm_us": vllm_us,
+            {"module": mod, "tokens": tokens, "mix": mix, "vllm_us": vllm_us,
              "masked_us": masked_us, "max_rel_diff": diff}
         )  # fmt: skip
         log(
-            f"{op} {mod:7} m={tokens:5} {mix:2} adapters: vLLM {vllm_us:7.1f} us, "
+            f"expand {mod:7} m={tokens:5} {mix:2} adapters: vLLM {vllm_us:7.1f} us, "
             f"masked {masked_us:7.1f} us (x{vllm_us / masked_us:4.2f}), max diff {diff:.1e}"
         )
         if diff > 0.02:
-            raise SystemExit(f"masked {op} differs from vLLM's: {diff:.3f} ({mod}, m={tokens})")
+            raise SystemExit(f"masked expand differs from vLLM's: {diff:.3f} ({mod}, m={tokens})")
     return best, rows
-
-
-STEP_VARIANTS = {"vllm": (), "masked expand": ("expand",), "masked both": OPS}
 
 
 def masked(args: argparse.Namespace) -> None:
     import torch
     from vllm.lora.ops.triton_ops import utils as op_utils
-
-    from loramux.serve.lora_expand import table_env
 
     if args.configs:
         os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(Path(args.configs).resolve())
@@ -549,34 +508,31 @@ def masked(args: argparse.Namespace) -> None:
     op_utils.get_lora_op_configs.cache_clear()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    table: dict[str, dict[str, int]] = {}
     rows: list[dict[str, Any]] = []
-    for op in args.ops:
-        table: dict[str, dict[str, int]] = {}
-        for tokens in args.tokens:
-            best, found = masked_at(op, tokens)
-            table[str(tokens)] = best
-            rows += found
-            torch.cuda.empty_cache()
-        file = out / f"masked_{op}.json"
-        file.write_text(
-            json.dumps({"gpu": torch.cuda.get_device_name(), "configs": table}, indent=1)
-        )
-        os.environ[table_env(op)] = str(file)
+    for tokens in args.tokens:
+        best, found = masked_at(tokens)
+        table[str(tokens)] = best
+        rows += found
+        torch.cuda.empty_cache()
+    file = out / "masked_expand.json"
+    file.write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "configs": table}, indent=1))
+    os.environ["LORAMUX_MASKED_EXPAND_CONFIGS"] = str(file)
     steps = {}
     for tokens in args.step_tokens:
         for mix in MIXES:
-            for label, ops in STEP_VARIANTS.items():
-                steps[f"{label}/{tokens}/{mix}"] = step_time(tokens, mix, LAYERS, masked=ops)
+            for label, flag in (("vllm", False), ("masked", True)):
+                steps[f"{label}/{tokens}/{mix}"] = step_time(tokens, mix, LAYERS, masked=flag)
     base = {t: base_step_time(t, LAYERS) for t in args.step_tokens}
     print()
-    print(f"one step's LoRA kernels (vLLM's tuned configs: {bool(args.configs)}), "
+    print(f"one step's LoRA kernels (shrink: vLLM's, tuned configs: {bool(args.configs)}), "
           f"{torch.cuda.get_device_name()}")  # fmt: skip
     print(f"{'':34} {'1 adapter':>12} {'16 mixed':>12}")
     for tokens in args.step_tokens:
         print(f"base linear layers, {tokens} tokens: {base[tokens]:.3f} ms")
-        for label in STEP_VARIANTS:
+        for label in ("vllm", "masked"):
             one, mix16 = steps[f"{label}/{tokens}/1"], steps[f"{label}/{tokens}/16"]
-            print(f"  {label:32} {one:9.3f} ms {mix16:9.3f} ms")
+            print(f"  {label + ' expand':32} {one:9.3f} ms {mix16:9.3f} ms")
     (out / "masked_report.json").write_text(
         json.dumps({"kernels": rows, "steps_ms": steps, "base_linear_ms": base}, indent=1)
     )
@@ -597,7 +553,6 @@ def main() -> None:
     p.add_argument("--configs", default=None, help="vLLM's tuned configs (for its kernels)")
     p.add_argument("--tokens", type=int, nargs="+", default=[16, 64, 128, 256, 1024, 4096])
     p.add_argument("--step-tokens", type=int, nargs="+", default=[128])
-    p.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="kernels to tune")
     p.add_argument("--out", required=True)
     args = parser.parse_args()
     {"tune": tune, "step": step, "masked": masked}[args.cmd](args)

@@ -236,7 +236,7 @@ def test_masked_expand_configs_by_batch_rows(
     from loramux.serve import lora_expand
 
     monkeypatch.delenv("LORAMUX_MASKED_EXPAND_CONFIGS", raising=False)
-    shipped = json.loads((lora_expand.TABLES / "masked_expand.json").read_text())["configs"]
+    shipped = json.loads(lora_expand.BUILTIN_CONFIGS.read_text())["configs"]
     assert lora_expand.pick_config(100) == shipped["128"]  # the smallest row count >= 100
     assert lora_expand.pick_config(16) == shipped["16"]
     assert lora_expand.masked_rows_limit() == max(int(m) for m in shipped)  # larger: vLLM's

@@ -153,18 +153,9 @@ if triton is not None:
 
 
 DEFAULT_ROWS_LIMIT = 256
-DEFAULT_CONFIGS = {
-    "expand": {"block_m": 64, "block_n": 64, "slots": 4, "num_warps": 4, "num_stages": 2},
-    "shrink": {
-        "block_m": 64, "block_k": 64, "slots": 4, "split_k": 8, "num_warps": 4, "num_stages": 2,
-    },
-}  # fmt: skip
-"""Launch configs used without a table entry, per kernel; also the keys a table entry needs."""
-DEFAULT_CONFIG = DEFAULT_CONFIGS["expand"]
-KINDS = tuple(DEFAULT_CONFIGS)
-TABLES = Path(__file__).with_name("lora_kernels")
-"""The launch-config tables loramux ships, `masked_<kind>.json`, by batch rows, from
-`bench/gpu/lora_kernels.py masked` on an H100."""
+DEFAULT_CONFIG = {"block_m": 64, "block_n": 64, "slots": 4, "num_warps": 4, "num_stages": 2}
+BUILTIN_CONFIGS = Path(__file__).with_name("lora_kernels") / "masked_expand.json"
+"""Launch configs by batch rows, from `bench/gpu/lora_kernels.py masked` on an H100."""
 
 
 @functools.cache
@@ -175,43 +166,34 @@ def _configs(path: str) -> dict[int, dict[str, int]]:
     return {int(m): dict(c) for m, c in json.loads(file.read_text())["configs"].items()}
 
 
-def table_env(kind: str) -> str:
-    """The variable that points the `kind` kernel to another table."""
-    return f"LORAMUX_MASKED_{kind.upper()}_CONFIGS"
-
-
-def _table_path(kind: str = "expand") -> str:
-    """The `kind` kernel's config table: `LORAMUX_MASKED_<KIND>_CONFIGS` (a JSON file written by
+def _table_path() -> str:
+    """The config table: `LORAMUX_MASKED_EXPAND_CONFIGS` (a JSON file written by
     `bench/gpu/lora_kernels.py masked`), else the one loramux ships."""
-    return os.environ.get(table_env(kind)) or str(TABLES / f"masked_{kind}.json")
+    return os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS)
 
 
-def pick_config(m: int, kind: str = "expand") -> dict[str, int]:
-    """The `kind` kernel's launch config for a batch of `m` rows: the table's entry for the
-    smallest row count >= m (else its largest)."""
-    return _pick(m, kind, _table_path(kind))
+def pick_config(m: int) -> dict[str, int]:
+    """The launch config for a batch of `m` rows: the table's entry for the smallest row count
+    >= m (else its largest)."""
+    return _pick(m, _table_path())
 
 
-def masked_rows_limit(kind: str = "expand") -> int:
-    """The most rows the `kind` kernel's table covers: larger batches (prefill chunks) are left
-    to vLLM's kernel (`DEFAULT_ROWS_LIMIT` without a table)."""
-    return max(_configs(_table_path(kind)), default=DEFAULT_ROWS_LIMIT)
+def masked_rows_limit() -> int:
+    """The most rows the config table covers: larger batches (prefill chunks) are left to
+    vLLM's expand (`DEFAULT_ROWS_LIMIT` without a table)."""
+    return max(_configs(_table_path()), default=DEFAULT_ROWS_LIMIT)
 
 
 def check_table() -> None:
-    """Refuse, before vLLM starts, a `LORAMUX_MASKED_<KIND>_CONFIGS` that names no config table
+    """Refuse, before vLLM starts, a `LORAMUX_MASKED_EXPAND_CONFIGS` that names no config table
     (else the engine core would fall back or fail at its first forward pass).
 
     Raises:
         ValueError: the file is missing, not JSON, or lacks a launch setting; names the file.
     """
-    for kind in KINDS:
-        path = os.environ.get(table_env(kind))
-        if path:
-            _check_table(kind, path)
-
-
-def _check_table(kind: str, path: str) -> None:
+    path = os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS")
+    if not path:
+        return
     if not Path(path).is_file():
         why = "no such file"
     else:
@@ -220,8 +202,7 @@ def _check_table(kind: str, path: str) -> None:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             why = f"{type(exc).__name__}: {exc}"
         else:
-            needed = set(DEFAULT_CONFIGS[kind])
-            lacking = {m: sorted(needed - set(c)) for m, c in sorted(table.items())}
+            lacking = {m: sorted(set(DEFAULT_CONFIG) - set(c)) for m, c in sorted(table.items())}
             lacking = {m: keys for m, keys in lacking.items() if keys}
             if table and not lacking:
                 return
@@ -232,16 +213,16 @@ def _check_table(kind: str, path: str) -> None:
                 else f"rows {first} lack {', '.join(lacking[first])}"
             )
     raise ValueError(
-        f"{table_env(kind)}={path} is not a config table for the masked {kind}, written by "
+        f"LORAMUX_MASKED_EXPAND_CONFIGS={path} is not a table written by "
         f"`bench/gpu/lora_kernels.py masked` ({why})"
     )
 
 
 @functools.cache
-def _pick(m: int, kind: str, path: str) -> dict[str, int]:
+def _pick(m: int, path: str) -> dict[str, int]:
     table = _configs(path)
     if not table:
-        return dict(DEFAULT_CONFIGS[kind])
+        return dict(DEFAULT_CONFIG)
     sizes = sorted(table)
     return dict(table[next((t for t in sizes if t >= m), sizes[-1])])
 

@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument(
         "--lora-kernel-configs", default=None, help="engine.lora_kernel_configs (e.g. builtin)"
     )
+    parser.add_argument(
+        "--lora-expand", choices=["vllm", "masked"], default="vllm", help="engine.lora_expand"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from loramux.config import load_config
@@ -156,6 +159,7 @@ def main() -> None:
             if args.lora_kernel_configs
             else []
         ),
+        f"  lora_expand: {args.lora_expand}",
         "adapters:",
     ] + [f"  {n}:\n    path: {REPO / 'demo' / 'adapters' / n}" for n in adapters]
     config.write_text("\n".join(lines) + "\n")

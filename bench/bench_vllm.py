@@ -65,14 +65,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "spec+tuned": ({"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True}, {}),
     # tuned + loramux's masked expand kernel (`engine.lora_expand: masked`, see MASKED)
     "tuned+masked": ({"cudagraph_capture_sizes": CAPTURE}, {}),
-    # tuned+masked + the LoRA kernels' metadata computed on the host (no GPU sync per step)
-    "tuned+masked+host": ({"cudagraph_capture_sizes": CAPTURE}, {"LORAMUX_LORA_METADATA": "host"}),
 }
-TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked", "tuned+masked+host"}
+TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked"}
 """Variants with tuned LoRA kernel configs: --lora-configs, default loramux's builtin set."""
-MASKED = {"tuned+masked", "tuned+masked+host"}
+MASKED = {"tuned+masked"}
 """Variants with loramux's masked multi-LoRA expand kernel."""
-VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER", "LORAMUX_LORA_METADATA")
+VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER")
 
 
 def log(msg: str) -> None:

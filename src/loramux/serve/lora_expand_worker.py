@@ -10,13 +10,11 @@ annotations of `_expand_op`.)
 """
 
 import logging
-import os
 from typing import Any
 
 import torch
 
 from loramux.serve.lora_expand import masked_expand, masked_rows_limit
-from loramux.serve.lora_metadata import update_metadata
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +76,6 @@ def install() -> None:
     )
     _vllm_expand = punica_gpu.lora_expand
     punica_gpu.lora_expand = torch.ops.vllm.loramux_masked_expand
-    if os.environ.get("LORAMUX_LORA_METADATA") == "host":
-        punica_gpu.PunicaWrapperGPU.update_metadata = update_metadata
-        log.info("multi-LoRA metadata: from the host, without a GPU sync")
     _installed = True
     log.info("multi-LoRA expand: loramux's masked kernel (engine.lora_expand: masked)")
 

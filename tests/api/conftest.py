@@ -6,10 +6,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loramux.adapters.registry import AdapterRegistry
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.fakes import write_lora_folder
+from tests.fakes import SMOLLM2_SPEC, write_lora_folder
 
 ADMIN_KEY = "api-test-admin"
 """The admin key of the `client` app; `client` sends it on every request (it works on the
@@ -23,6 +24,17 @@ def adapter_dirs(tmp_path: Path) -> dict[str, Path]:
         "hr": write_lora_folder(tmp_path / "hr", seed=1),
         "it": write_lora_folder(tmp_path / "it", seed=2),
     }
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[AdapterRegistry]:
+    """A real registry, empty, in a temp data dir, over a started fake engine (SmolLM2's spec)."""
+    engine = FakeEngine()
+    await engine.start()
+    reg = AdapterRegistry.open(tmp_path / "data", SMOLLM2_SPEC, engine=engine)
+    await reg.start()
+    yield reg
+    await reg.close()
 
 
 @pytest.fixture

@@ -17,21 +17,9 @@ from loramux.adapters.registry import AdapterRegistry
 from loramux.api.auth import AdminKeys, hash_key
 from loramux.api.errors import install_error_handlers
 from loramux.api.routes import adapters
-from loramux.serve.fake import FakeEngine
-from tests.fakes import SMOLLM2_SPEC, write_lora_folder
+from tests.fakes import write_lora_folder
 
-BASE = SMOLLM2_SPEC
 ADMIN = {"Authorization": "Bearer s3cret-admin"}
-
-
-@pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[AdapterRegistry]:
-    engine = FakeEngine()
-    await engine.start()
-    reg = AdapterRegistry.open(tmp_path / "data", BASE, engine=engine)
-    await reg.start()
-    yield reg
-    await reg.close()
 
 
 def _app(registry: AdapterRegistry, keys: AdminKeys) -> FastAPI:

@@ -5,7 +5,7 @@ from the config, and `embedder.device: auto` picks the device."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import httpx
@@ -20,9 +20,7 @@ from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
 from loramux.serve.types import ChatMessage
 from tests.conftest import REPO
-from tests.fakes import SMOLLM2_SPEC, write_lora_folder
-
-BASE = SMOLLM2_SPEC
+from tests.fakes import write_lora_folder
 
 
 class KeywordRouter:
@@ -67,15 +65,13 @@ class KeywordRouter:
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[AdapterRegistry]:
-    engine = FakeEngine()
-    await engine.start()
-    reg = AdapterRegistry.open(tmp_path / "data", BASE, engine=engine)
-    await reg.start()
+async def registry(registry: AdapterRegistry, tmp_path: Path) -> AdapterRegistry:
+    """tests/api/conftest.py's registry with the adapters hr and it registered."""
     for seed, name in enumerate(("hr", "it"), start=1):
-        await reg.register(write_lora_folder(tmp_path / name, seed=seed), name=name, actor="test")
-    yield reg
-    await reg.close()
+        await registry.register(
+            write_lora_folder(tmp_path / name, seed=seed), name=name, actor="test"
+        )
+    return registry
 
 
 def _ask(text: str) -> list[ChatMessage]:

@@ -43,15 +43,15 @@ from typing import Any
 
 import numpy as np
 
-from loramux.api.startup import embedder_device
 from loramux.config import EmbedderConfig, RouteSpec, load_routes
-from loramux.router.baseline import fit_baseline
+from loramux.embed.device import embedder_device
+from loramux.embed.encoder import SentenceTransformerEncoder, make_encoder
+from loramux.embed.index import FaissIndex
 from loramux.router.batcher import BatchStats, RouteBatcher
-from loramux.router.calibration import fit
-from loramux.router.data import load_labelled
-from loramux.router.encoder import SentenceTransformerEncoder, make_encoder
-from loramux.router.evaluation import evaluate
-from loramux.router.index import FaissIndex
+from loramux.router.fit.baseline import fit_baseline
+from loramux.router.fit.calibration import fit
+from loramux.router.fit.data import load_labelled
+from loramux.router.fit.evaluation import evaluate
 from loramux.router.semantic import SemanticRouter, Thresholds
 from loramux.router.training import TrainingOptions
 

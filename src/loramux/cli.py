@@ -162,9 +162,9 @@ def train_cmd(
 
 
 def _encoder(cfg: LoramuxConfig) -> Any:
-    from loramux.api.startup import embedder_device
+    from loramux.embed.device import embedder_device
+    from loramux.embed.encoder import make_encoder
     from loramux.models import ensure_embedder
-    from loramux.router.encoder import make_encoder
 
     ensure_embedder(cfg.embedder)  # a clear error when the embedder is missing
     device = embedder_device(cfg.embedder)
@@ -201,7 +201,7 @@ def router_fit(
     """Choose per-route thresholds (and train the classifier head) on labelled data."""
     try:
         _setup_logging("warning")
-        from loramux.router.calibration import fit_router
+        from loramux.router.fit.calibration import fit_router
 
         summary = fit_router(routes, data, target_precision, out, kind=kind)
     except LoramuxError as exc:
@@ -225,7 +225,7 @@ def router_eval(
     """Accuracy, abstention, out-of-scope rejection, per-route precision/recall/F1, charts."""
     try:
         _setup_logging("warning")
-        from loramux.router.evaluation import evaluate_router
+        from loramux.router.fit.evaluation import evaluate_router
 
         report = evaluate_router(
             routes, data, out_dir=out_dir, predictions_path=predictions, kind=kind
@@ -272,7 +272,7 @@ def kb_ingest(
 def _with_registry(cfg: LoramuxConfig, action: Callable[[Any], Awaitable[Any]]) -> Any:
     """Open the registry without an engine (a running server picks changes up by itself)."""
     from loramux.adapters.registry import AdapterRegistry
-    from loramux.api.startup import base_spec
+    from loramux.gateway.startup import base_spec
 
     async def run() -> Any:
         registry = AdapterRegistry.open(cfg.paths.data_dir, base_spec(cfg), cfg.registry)
@@ -286,7 +286,7 @@ def _with_registry(cfg: LoramuxConfig, action: Callable[[Any], Awaitable[Any]]) 
 
 
 def _adapter_view(registry: Any, name: str) -> dict[str, Any]:
-    from loramux.api.routes.adapters import adapter_json
+    from loramux.adapters.public import adapter_json
 
     adapter, versions = registry.get(name)
     return adapter_json(adapter, versions)
@@ -315,7 +315,7 @@ def adapters_list(config: ConfigOpt = None) -> None:
 @adapters_app.command("show")
 def adapters_show(name: str, config: ConfigOpt = None) -> None:
     """One adapter, its versions and its recent audit log."""
-    from loramux.api.routes.adapters import audit_json
+    from loramux.adapters.public import audit_json
 
     async def action(reg: Any) -> Any:
         return {**_adapter_view(reg, name), "audit": [audit_json(e) for e in reg.audit_log(name)]}
@@ -335,7 +335,7 @@ def adapters_register(
     config: ConfigOpt = None,
 ) -> None:
     """Check and register an adapter version (the first version of a name gets its traffic)."""
-    from loramux.api.routes.adapters import version_json
+    from loramux.adapters.public import version_json
 
     examples = None
     if utterances is not None:

@@ -14,9 +14,9 @@ import pytest
 from fastapi import FastAPI
 
 from loramux.adapters.registry import AdapterRegistry
-from loramux.api.auth import AdminKeys, hash_key
 from loramux.api.errors import install_error_handlers
 from loramux.api.routes import adapters
+from loramux.keys.admin import AdminKeys, hash_key
 from tests.fakes import write_lora_folder
 
 ADMIN = {"Authorization": "Bearer s3cret-admin"}

@@ -13,8 +13,8 @@ import pytest
 
 from loramux.adapters.registry import AdapterRegistry
 from loramux.api import create_app
-from loramux.api.dispatch import Dispatcher
 from loramux.config import RouteSpec, load_config
+from loramux.gateway.dispatch import Dispatcher
 from loramux.keys.records import Access
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
@@ -147,8 +147,8 @@ async def test_router_batch_size_from_the_config_reaches_the_dispatcher(tmp_path
 def test_embedder_device_auto_takes_a_gpu_only_when_torch_sees_one() -> None:
     import torch
 
-    from loramux.api.startup import embedder_device
     from loramux.config import EmbedderConfig
+    from loramux.embed.device import embedder_device
     from loramux.errors import ConfigError
 
     gpu = torch.cuda.is_available()

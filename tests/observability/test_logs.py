@@ -52,7 +52,7 @@ async def test_a_chat_request_logs_its_id_and_no_prompt_text(
     assert lines, "the request logged nothing at INFO"
     for line in lines:
         assert {"ts", "level", "logger", "message", "request_id"} <= line.keys()
-    mine = [line for line in lines if line["logger"] == "loramux.api.service"]
+    mine = [line for line in lines if line["logger"] == "loramux.gateway.service"]
     assert len(mine) == 1
     assert mine[0]["request_id"] == "trace-me-123" == r.headers["x-request-id"]
     assert mine[0]["level"] == "INFO"

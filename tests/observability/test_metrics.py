@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loramux.adapters.traffic import Assignment
 from loramux.adapters.version import AdapterVersion
-from loramux.api.dispatch import Dispatch
-from loramux.api.metrics import GatewayMetrics
-from loramux.api.service import PreparedRequest
 from loramux.config import LoramuxConfig
+from loramux.gateway.dispatch import Dispatch
+from loramux.gateway.metrics import GatewayMetrics
+from loramux.gateway.service import PreparedRequest
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
 from tests.fakes import write_lora_folder

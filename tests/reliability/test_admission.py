@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from loramux.api.admission import AdmissionQueue, admitted_stream
 from loramux.errors import RequestTimeoutError, ServerOverloadedError, ShuttingDownError
+from loramux.gateway.admission import AdmissionQueue, admitted_stream
 from loramux.serve.types import FinishReason, GenerationChunk
 
 
@@ -124,13 +124,13 @@ async def test_closing_the_stream_early_frees_its_slot() -> None:
 
 
 def test_in_flight_default_follows_the_engine_batch(caplog: pytest.LogCaptureFixture) -> None:
-    from loramux.api.admission import in_flight_limit
     from loramux.config import LimitsSettings
+    from loramux.gateway.admission import in_flight_limit
 
     assert in_flight_limit(LimitsSettings(), 16) == 64  # the hf default: at least 64
     assert in_flight_limit(LimitsSettings(), 128) == 256  # vLLM's 128 slots stay full
     assert AdmissionQueue.from_settings(LimitsSettings(), 128).max_in_flight == 256
-    with caplog.at_level("WARNING", logger="loramux.api.admission"):
+    with caplog.at_level("WARNING", logger="loramux.gateway.admission"):
         assert in_flight_limit(LimitsSettings(max_in_flight=300), 128) == 300
         assert not caplog.records
         assert in_flight_limit(LimitsSettings(max_in_flight=64), 128) == 64

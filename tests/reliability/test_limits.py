@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loramux.api.state import AppServices
+from loramux.gateway.services import AppServices
 from tests.reliability.fakes import FaultyEngine
 from tests.reliability.helpers import ADMIN_KEY, BASE, app_client, chat
 

@@ -31,8 +31,8 @@ def demo_fit(encoder: Any) -> Any:
     if not (DEMO_ROUTES.is_file() and DEMO_CALIB.is_file()):
         pytest.skip("demo routing data not generated (python demo/make_data.py)")
     from loramux.config import load_routes
-    from loramux.router.calibration import fit
-    from loramux.router.data import load_labelled
+    from loramux.router.fit.calibration import fit
+    from loramux.router.fit.data import load_labelled
 
     routes = load_routes(DEMO_ROUTES)
     return fit(routes, load_labelled(DEMO_CALIB), 0.95, encoder=encoder)

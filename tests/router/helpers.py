@@ -56,7 +56,7 @@ def small_routes() -> list[RouteSpec]:
 @functools.cache
 def real_encoder() -> object:
     """The embedded MiniLM, loaded once per test process (shared by router and RAG tests)."""
-    from loramux.router.encoder import make_encoder
+    from loramux.embed.encoder import make_encoder
 
     return make_encoder()
 

@@ -202,7 +202,7 @@ def test_max_batch_must_be_positive() -> None:
 
 
 async def test_batched_decisions_equal_single_decisions_of_the_real_router(demo_fit: Any) -> None:
-    from loramux.router.data import load_labelled
+    from loramux.router.fit.data import load_labelled
 
     router = demo_fit.router
     items = load_labelled(DEMO_TEST)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from loramux.errors import CalibrationDataError, RouterNotFittedError
-from loramux.router.calibration import fit, fit_router
-from loramux.router.data import LabelledItem, load_labelled
-from loramux.router.evaluation import evaluate, evaluate_router
 from loramux.router.evidence import Scored
+from loramux.router.fit.calibration import fit, fit_router
+from loramux.router.fit.data import LabelledItem, load_labelled
+from loramux.router.fit.evaluation import evaluate, evaluate_router
+from loramux.router.fit.thresholds import choose_thresholds
 from loramux.router.persist import FitInfo, load_router, save_router
-from loramux.router.thresholds import choose_thresholds
 from tests.router.conftest import DEMO_CONVERSATIONS, DEMO_ROUTES, DEMO_TEST
 from tests.router.helpers import TinyEncoder, small_routes
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from loramux.config import RoutesFile, RouteSpec, load_routes
+from loramux.embed.encoder import CachingEncoder
+from loramux.embed.index import FaissIndex
 from loramux.errors import ConfigError
 from loramux.router.baseline import BaselineRouter
-from loramux.router.data import LabelledItem
 from loramux.router.decision import RouteDecision, RouteTarget
-from loramux.router.encoder import CachingEncoder
-from loramux.router.evaluation import _measure
+from loramux.router.fit.data import LabelledItem
+from loramux.router.fit.evaluation import _measure
 from loramux.router.head import NONE, SoftmaxHead
-from loramux.router.index import FaissIndex
 from loramux.router.semantic import SemanticRouter
 from tests.router.conftest import DEMO_ROUTES
 from tests.router.helpers import TinyEncoder, small_routes

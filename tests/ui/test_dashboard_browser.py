@@ -84,7 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     finally:
         stop(proc, 20)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    assert any(line["logger"] == "loramux.api.service" for line in lines)
+    assert any(line["logger"] == "loramux.gateway.service" for line in lines)
     for line in lines:
         assert {"ts", "level", "logger", "message", "request_id"} <= line.keys()
         assert "heron" not in line["message"]

@@ -15,12 +15,13 @@ from loramux import __version__
 from loramux.api.dashboard import install_dashboard
 from loramux.api.disconnect import CancelOnDisconnectMiddleware
 from loramux.api.errors import install_error_handlers
-from loramux.api.metrics import GatewayMetrics, MetricsMiddleware
+from loramux.api.metrics import MetricsMiddleware
 from loramux.api.middleware import RequestContextMiddleware, StartupErrorMiddleware
 from loramux.api.routes import adapters, health, keys, metrics, openai, routing
-from loramux.api.startup import close_services, open_services
 from loramux.api.textguard import UnicodeGuardMiddleware
 from loramux.config import LoramuxConfig
+from loramux.gateway.metrics import GatewayMetrics
+from loramux.gateway.startup import close_services, open_services
 from loramux.serve.engine import Engine
 from loramux.serve.supervisor import supervise
 

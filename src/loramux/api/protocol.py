@@ -1,7 +1,8 @@
 """OpenAI wire models (requests and responses), kept apart from the domain types.
 
 Requests accept unknown fields (clients send many), which are logged at debug level and ignored.
-`to_generation_request` converts at the edge into `serve.types.GenerationRequest`.
+`ChatCompletionRequest.to_input` and `CompletionRequest.to_input` convert at the edge into the
+gateway's engine-neutral `ChatInput` / `CompletionInput` (`loramux.gateway.requests`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loramux.errors import InvalidRequestError
+from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
 from loramux.serve.types import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -48,20 +49,12 @@ class ChatMessageIn(_Lenient):
 
 
 def to_chat_messages(messages: list[ChatMessageIn]) -> tuple[ChatMessage, ...]:
-    """Wire messages -> domain messages (`developer` becomes `system`).
-
-    Raises:
-        InvalidRequestError: no user message with text.
-    """
-    out = tuple(
+    """Wire messages -> domain messages (`developer` becomes `system`); the gateway checks
+    their count, length and that a user message has text (`gateway.limits.check_messages`)."""
+    return tuple(
         ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
         for m in messages
     )
-    if not any(m.role == "user" and m.content.strip() for m in out):
-        raise InvalidRequestError(
-            "messages must contain at least one user message with text", param="messages"
-        )
-    return out
 
 
 class StreamOptions(_Lenient):
@@ -92,10 +85,28 @@ class _SamplingFields(_Lenient):
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
+    def sampling(self, max_tokens: int | None) -> SamplingInput:
+        return SamplingInput(
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=self.stop_list(),
+            seed=self.seed,
+        )
+
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def to_input(self) -> ChatInput:
+        """The gateway's view of this request (`max_completion_tokens` wins over `max_tokens`)."""
+        return ChatInput(
+            model=self.model,
+            messages=to_chat_messages(self.messages),
+            sampling=self.sampling(self.max_completion_tokens or self.max_tokens),
+            user=self.user,
+        )
 
 
 class CompletionRequest(_SamplingFields):
@@ -110,6 +121,15 @@ class CompletionRequest(_SamplingFields):
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def to_input(self) -> CompletionInput:
+        """The gateway's view of this request."""
+        return CompletionInput(
+            model=self.model,
+            prompt=self.prompt_text(),
+            sampling=self.sampling(self.max_tokens),
+            user=self.user,
+        )
 
 
 class Usage(BaseModel):

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from loramux.embed.encoder import Encoder
+from loramux.embed.index import FaissIndex
 from loramux.errors import KnowledgeBaseError
 from loramux.rag.chunking import Chunk, chunk_blocks
 from loramux.rag.readers import READERS, read_document
 from loramux.rag.store import Generation, Manifest, StoredChunk, load_generation, write_generation
-from loramux.router.encoder import Encoder
-from loramux.router.index import FaissIndex
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(file, done, total) after each file."""

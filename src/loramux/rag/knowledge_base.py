@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loramux.embed.encoder import Encoder
 from loramux.errors import KnowledgeBaseError
 from loramux.rag.store import Generation, current_dir, load_generation
-from loramux.router.encoder import Encoder
 
 
 @dataclass(frozen=True)

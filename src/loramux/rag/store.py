@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loramux.embed.index import FaissIndex
 from loramux.errors import KnowledgeBaseError
-from loramux.router.index import FaissIndex
 
 CURRENT = "CURRENT"
 INDEX_FILE = "index.faiss"

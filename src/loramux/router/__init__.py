@@ -1,11 +1,10 @@
-"""Routing of chat requests to an adapter, the base model or a RAG answer.
+"""Routing of chat requests to an adapter, the base model or a RAG answer: what runs per request.
 
-One module per part: `encoder` (texts to unit vectors), `index` (faiss nearest neighbours),
-`training` and `augment` (what the router learns from), `head` (classifier over routes + "none"),
-`evidence` (head + neighbour vote per request), `semantic` and `baseline` (routers), `thresholds`
-and `calibration` (fitting), `persist` (fitted.yaml + .npz), `data` (labelled JSONL),
-`evaluation` and `plots` (reports), `decision` (the `RouteDecision` value), `base` (the `Router`
-protocol), `build` (name -> class table, factory) and `batcher` (concurrent decisions in one
-encoder pass). Importing this package is light: torch,
-sentence-transformers and faiss are imported only when an encoder or index is built.
+`base` (the `Router` protocol, the route table, abstention), `decision` (the `RouteDecision`
+value), `semantic` and `baseline` (the routers), `evidence` (head + neighbour vote per request),
+`head` (classifier over routes + "none"), `training` and `augment` (the labelled set a router
+is built from), `persist` (fitted.yaml + .npz), `build` (the name -> class table and the
+factory) and `batcher` (concurrent decisions in one encoder pass). Encoders and indexes are
+`loramux.embed`; fitting and evaluation are `router.fit`. Importing this package is light:
+torch, sentence-transformers and faiss are imported only when an encoder or index is built.
 """

@@ -2,25 +2,23 @@
 
 This is the plain "semantic router" most systems start with, kept for comparison (`loramux router
 evaluate`, `bench/bench_router.py`). It has no out-of-scope class and no notion of a follow-up; its
-single threshold can be fitted to a precision target with `fit_baseline`.
+single threshold can be fitted to a precision target with `router.fit.baseline.fit_baseline`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from loramux.config import RouteSpec
+from loramux.config import RouterConfig, RouteSpec
+from loramux.embed.encoder import Encoder
+from loramux.embed.index import FaissIndex
 from loramux.router.base import KbProbe, abstain, routed
-from loramux.router.data import LabelledItem
 from loramux.router.decision import RouteDecision
-from loramux.router.encoder import Encoder
 from loramux.router.evidence import Evidence, Scored, neighbour_vote
-from loramux.router.index import FaissIndex
 
 
 class BaselineRouter:
@@ -64,6 +62,26 @@ class BaselineRouter:
             self._vectors[spec.name] = encoder.encode(spec.utterances) if given is None else given
             self._routes[spec.name] = spec
         self._reindex()
+
+    @classmethod
+    def from_config(
+        cls,
+        encoder: Encoder,
+        routes: Sequence[RouteSpec],
+        config: RouterConfig,
+        *,
+        kb_probe: KbProbe | None = None,
+        rag_min_score: float = 0.4,
+    ) -> BaselineRouter:
+        """An unfitted router with built-in thresholds, from the `router:` section."""
+        return cls(
+            encoder,
+            routes,
+            kb_probe=kb_probe,
+            rag_min_score=rag_min_score,
+            neighbours=config.neighbours,
+            exact_search_max=config.exact_search_max,
+        )
 
     @property
     def routes(self) -> dict[str, RouteSpec]:
@@ -156,40 +174,3 @@ class BaselineRouter:
                     )
                 )
         return out
-
-
-def fit_baseline(
-    routes: Sequence[RouteSpec],
-    data: Sequence[LabelledItem],
-    target_precision: float = 0.95,
-    *,
-    encoder: Encoder,
-    **router_kwargs: Any,
-) -> BaselineRouter:
-    """A baseline router whose threshold is the lowest one reaching `target_precision` on `data`.
-
-    Nothing is trained, so the threshold is chosen on `data` directly. When no threshold reaches
-    the target, the one with the best precision is used.
-
-    Args:
-        routes: the routes.
-        data: labelled items (items with history are left out).
-        target_precision: routed precision to reach.
-        encoder: text encoder.
-        **router_kwargs: passed to `BaselineRouter`.
-
-    Returns:
-        The router with its fitted threshold.
-    """
-    router = BaselineRouter(encoder, routes, **router_kwargs)
-    usable = [item for item in data if not item.history]
-    scored = router.score(encoder.encode([item.text for item in usable]))
-    labels = np.array([item.label for item in usable])
-    best = np.array([b or "" for b in scored.best])
-    order = np.argsort(-scored.probability, kind="stable")
-    correct = (best == labels)[order]
-    precision = np.cumsum(correct) / np.arange(1, len(order) + 1)
-    ok = np.flatnonzero(precision >= target_precision)
-    k = int(ok[-1]) if len(ok) else int(np.argmax(precision))
-    router.threshold = float(scored.probability[order[k]]) if len(order) else 1.0
-    return router

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 
 from loramux.config import RouterConfig, RouteSpec, load_routes
+from loramux.embed.encoder import Encoder
 from loramux.errors import RouterNotFittedError
 from loramux.router.base import KbProbe, Router
 from loramux.router.baseline import BaselineRouter
-from loramux.router.encoder import Encoder
 from loramux.router.persist import load_router
 from loramux.router.semantic import SemanticRouter
 
@@ -78,22 +78,6 @@ def build_router(
             )
         routes = load_routes(config.routes)
     logger.info("router: no fitted router configured; using built-in thresholds")
-    if config.kind == "baseline":
-        return BaselineRouter(
-            encoder,
-            routes,
-            kb_probe=kb_probe,
-            rag_min_score=rag_min_score,
-            neighbours=config.neighbours,
-            exact_search_max=config.exact_search_max,
-        )
-    return SemanticRouter(
-        encoder,
-        routes,
-        kb_probe=kb_probe,
-        rag_min_score=rag_min_score,
-        neighbours=config.neighbours,
-        exact_search_max=config.exact_search_max,
-        history_turns=config.history_turns,
-        history_decay=config.history_decay,
+    return ROUTER_CLS[config.kind].from_config(
+        encoder, routes, config, kb_probe=kb_probe, rag_min_score=rag_min_score
     )

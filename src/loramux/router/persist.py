@@ -17,11 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loramux.config import RouteSpec, format_validation_error, read_yaml
+from loramux.embed.encoder import Encoder
 from loramux.errors import ConfigError, RouterNotFittedError
 from loramux.fileio import atomic_write, atomic_write_text
 from loramux.router.base import KbProbe
 from loramux.router.baseline import BaselineRouter
-from loramux.router.encoder import Encoder
 from loramux.router.head import SoftmaxHead
 from loramux.router.semantic import SemanticRouter, Thresholds
 from loramux.router.training import TrainingOptions, TrainingSet

@@ -28,14 +28,14 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from loramux.config import RouteSpec
+from loramux.config import RouterConfig, RouteSpec
+from loramux.embed.encoder import Encoder
+from loramux.embed.index import FaissIndex
 from loramux.errors import RouterNotFittedError
 from loramux.router.base import KbProbe, abstain, routed
 from loramux.router.decision import RouteDecision
-from loramux.router.encoder import Encoder
 from loramux.router.evidence import Evidence, Scored, neighbour_vote
 from loramux.router.head import NONE, SoftmaxHead
-from loramux.router.index import FaissIndex
 from loramux.router.training import Kind, TrainingOptions, TrainingSet, build_training, route_rows
 
 _VARIANT_WEIGHT = 0.5
@@ -128,6 +128,28 @@ class SemanticRouter:
         self._state = self._make_state({spec.name: spec for spec in routes}, training, head)
 
     # -- state --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        encoder: Encoder,
+        routes: Sequence[RouteSpec],
+        config: RouterConfig,
+        *,
+        kb_probe: KbProbe | None = None,
+        rag_min_score: float = 0.4,
+    ) -> SemanticRouter:
+        """An unfitted router with built-in thresholds, from the `router:` section."""
+        return cls(
+            encoder,
+            routes,
+            kb_probe=kb_probe,
+            rag_min_score=rag_min_score,
+            neighbours=config.neighbours,
+            exact_search_max=config.exact_search_max,
+            history_turns=config.history_turns,
+            history_decay=config.history_decay,
+        )
 
     @property
     def routes(self) -> dict[str, RouteSpec]:

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from loramux.config import RouteSpec
+from loramux.embed.encoder import Encoder
 from loramux.router.augment import GENERIC_NEGATIVES, augment_all
-from loramux.router.encoder import Encoder
 from loramux.router.head import NONE
 
 

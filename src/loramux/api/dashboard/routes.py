@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from loramux.adapters.public import adapter_json
 from loramux.api.auth import admin_keys
 from loramux.api.dashboard import views
 from loramux.api.dashboard.charts import list_charts, resolve_chart
@@ -28,10 +29,10 @@ from loramux.api.dashboard.session import (
     SessionSigner,
 )
 from loramux.api.errors import error_body
-from loramux.api.metrics import GatewayMetrics
-from loramux.api.routes.adapters import adapter_json, registry
-from loramux.api.state import AppServices
+from loramux.api.routes.adapters import registry
 from loramux.errors import AuthenticationError, LoramuxError
+from loramux.gateway.metrics import GatewayMetrics
+from loramux.gateway.services import AppServices
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from loramux.adapters.experiment import ArmStats, ExperimentReport, Latency
-from loramux.api.activity import RequestRow
 from loramux.api.dashboard.charts import Chart
+from loramux.gateway.activity import RequestRow
 
 NAV = (
     ("/ui", "Overview"),

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from loramux.adapters.archive import save_upload
-from loramux.adapters.records import AdapterRecord, AuditEntry, VersionRecord, training_summary
+from loramux.adapters.public import adapter_json, audit_json, version_json
 from loramux.adapters.registry import AdapterRegistry, Registration
 from loramux.api.access import CallerDep
 from loramux.api.auth import AdminActor, app_service
@@ -192,46 +192,6 @@ async def feedback(
         "version": saved.version,
         "rating": saved.rating,
     }
-
-
-# -- wire format ---------------------------------------------------------------------------
-
-
-def adapter_json(adapter: AdapterRecord, versions: tuple[VersionRecord, ...]) -> dict[str, Any]:
-    return {
-        "object": "adapter",
-        "name": adapter.name,
-        "department": adapter.department,
-        "description": adapter.description,
-        "utterances": list(adapter.utterances),
-        "traffic": dict(adapter.traffic),
-        "main_version": adapter.main_version,
-        "experiment_id": adapter.experiment_id,
-        "created_at": adapter.created_at,
-        "updated_at": adapter.updated_at,
-        "versions": [version_json(v, adapter) for v in versions],
-    }
-
-
-def version_json(record: VersionRecord, adapter: AdapterRecord) -> dict[str, Any]:
-    return {
-        "object": "adapter.version",
-        "id": record.version,
-        "adapter": record.adapter,
-        "status": record.status.value,
-        "weight": adapter.traffic.get(record.version, 0),
-        "rank": record.rank,
-        "target_modules": list(record.target_modules),
-        "base_model": record.base_model,
-        "size_bytes": record.size_bytes,
-        "created_at": record.created_at,
-        "created_by": record.created_by,
-        "training": training_summary(record.card),
-    }
-
-
-def audit_json(entry: AuditEntry) -> dict[str, Any]:
-    return dataclasses.asdict(entry)
 
 
 # -- request parsing -----------------------------------------------------------------------

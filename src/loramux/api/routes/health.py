@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from loramux.api.state import AppServices, services
+from loramux.api.state import services
+from loramux.gateway.services import AppServices
 from loramux.serve.supervisor import SupervisedEngine
 
 router = APIRouter(tags=["health"])

@@ -11,7 +11,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from loramux.api.auth import admin_keys
-from loramux.api.metrics import GatewayMetrics, metrics_open
+from loramux.api.metrics import metrics_open
+from loramux.gateway.metrics import GatewayMetrics
 
 router = APIRouter(tags=["metrics"])
 

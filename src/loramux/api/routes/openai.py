@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from loramux.api import protocol
 from loramux.api.access import CallerDep, MeteredCaller
-from loramux.api.dispatch import AUTO_MODEL
 from loramux.api.errors import error_body
-from loramux.api.service import PreparedRequest
-from loramux.api.state import AppServices, request_id, services
+from loramux.api.state import request_id, services
 from loramux.errors import EngineError, LoramuxError
+from loramux.gateway.dispatch import AUTO_MODEL
+from loramux.gateway.service import PreparedRequest
+from loramux.gateway.services import AppServices
 from loramux.serve.types import GenerationChunk, GenerationResult
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -34,7 +35,7 @@ async def chat_completions(
     body: protocol.ChatCompletionRequest, svc: Services, rid: RequestId, caller: MeteredCaller
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
-    prepared = await svc.chat.prepare_chat(body, rid, caller=caller)
+    prepared = await svc.chat.prepare_chat(body.to_input(), rid, caller=caller)
     return await _respond(svc, prepared, body, _chat_events, _chat_body)
 
 
@@ -43,7 +44,7 @@ async def completions(
     body: protocol.CompletionRequest, svc: Services, rid: RequestId, caller: MeteredCaller
 ) -> JSONResponse | StreamingResponse:
     protocol.log_unknown_fields(body, rid)
-    prepared = await svc.chat.prepare_completion(body, rid, caller=caller)
+    prepared = await svc.chat.prepare_completion(body.to_input(), rid, caller=caller)
     return await _respond(svc, prepared, body, _completion_events, _completion_body)
 
 

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from loramux.api.access import MeteredCaller
-from loramux.api.dispatch import AUTO_MODEL
-from loramux.api.limits import check_messages
 from loramux.api.protocol import ChatMessageIn, _Lenient, to_chat_messages
-from loramux.api.state import AppServices, services
+from loramux.api.state import services
+from loramux.gateway.dispatch import AUTO_MODEL
+from loramux.gateway.limits import check_messages
+from loramux.gateway.services import AppServices
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
@@ -31,8 +32,8 @@ async def route(
 ) -> dict[str, Any]:
     """Which route, target, adapter version (and RAG sources) a chat request would get, within
     what the caller's API key may use."""
-    check_messages(body.messages, svc.config.limits)
     messages = to_chat_messages(body.messages)
+    check_messages(messages, svc.config.limits)
     dispatch = await svc.dispatcher.dispatch(
         body.model, messages, user=body.user or caller.user, access=caller.access
     )

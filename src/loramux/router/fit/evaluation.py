@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from loramux.config import load_routes, read_yaml
+from loramux.config import RouterConfig, load_routes, read_yaml
+from loramux.embed.encoder import Encoder
 from loramux.fileio import atomic_write_text
 from loramux.router.base import Router
-from loramux.router.data import LabelledItem, load_labelled
 from loramux.router.decision import RouteDecision
-from loramux.router.encoder import Encoder
+from loramux.router.fit.data import LabelledItem, load_labelled
+from loramux.router.fit.plots import confusion_png, coverage_png
 from loramux.router.head import NONE
-from loramux.router.plots import confusion_png, coverage_png
 
 ABSTAIN = "(abstain)"
 """Confusion-matrix column of abstained requests."""
@@ -193,8 +193,8 @@ def evaluate_router(
         CalibrationDataError: the data file is invalid or names unknown routes.
         RouterNotFittedError: the fitted router does not match the encoder.
     """
+    from loramux.embed.encoder import make_encoder
     from loramux.router.build import ROUTER_CLS
-    from loramux.router.encoder import make_encoder
     from loramux.router.persist import load_router
 
     encoder = encoder or make_encoder()
@@ -204,7 +204,9 @@ def evaluate_router(
     else:
         if kind not in ROUTER_CLS:
             raise ValueError(f"unknown router kind {kind!r}; choose from {sorted(ROUTER_CLS)}")
-        router = ROUTER_CLS[kind](encoder, load_routes(routes_or_fitted_path))
+        router = ROUTER_CLS[kind].from_config(
+            encoder, load_routes(routes_or_fitted_path), RouterConfig()
+        )
     data = load_labelled(data_path, list(router.routes))
     return evaluate(router, data, out_dir=out_dir, predictions_path=predictions_path)
 

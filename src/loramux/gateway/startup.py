@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING
 
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.validation import LLAMA_MODULES, BaseModelSpec, spec_from_hf_config
-from loramux.api.access import open_gate
-from loramux.api.dispatch import Dispatcher
-from loramux.api.service import ChatService
-from loramux.api.state import AppServices
-from loramux.config import EmbedderConfig, LoramuxConfig
-from loramux.errors import ConfigError
+from loramux.config import LoramuxConfig
+from loramux.embed.device import embedder_device
+from loramux.gateway.access import open_gate
+from loramux.gateway.dispatch import Dispatcher
+from loramux.gateway.service import ChatService
+from loramux.gateway.services import AppServices
 from loramux.serve.engine import Engine
 
 if TYPE_CHECKING:
-    from loramux.api.metrics import GatewayMetrics
+    from loramux.embed.encoder import Encoder
+    from loramux.gateway.metrics import GatewayMetrics
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.router.base import Router
-    from loramux.router.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -103,29 +103,6 @@ def base_spec(config: LoramuxConfig) -> BaseModelSpec:
     return BaseModelSpec(config.model.id, LLAMA_MODULES)  # SmolLM2 is a Llama
 
 
-def embedder_device(embedder: EmbedderConfig) -> str:
-    """The torch device of `embedder.device`: `auto` is `cuda` when torch sees a GPU, else `cpu`.
-
-    torch is imported here, not when `loramux.api` is imported.
-
-    Raises:
-        ConfigError: `cuda` asked for where torch sees no GPU.
-    """
-    if embedder.device == "cpu":
-        return "cpu"
-    try:
-        import torch
-    except ImportError:  # the encoder itself will say what to install
-        cuda = False
-    else:
-        cuda = torch.cuda.is_available()
-    if embedder.device == "cuda" and not cuda:
-        raise ConfigError(
-            "`embedder.device: cuda`: torch sees no CUDA GPU here; use `auto` or `cpu`"
-        )
-    return "cuda" if cuda else "cpu"
-
-
 async def _register_configured(config: LoramuxConfig, registry: AdapterRegistry) -> None:
     """Register the config's adapters. New files for a configured name become its main version:
     the config is the source of truth for the adapters it lists."""
@@ -155,12 +132,12 @@ def _open_routing(
     rc, kc = config.router, config.kb
     if rc.routes is None and rc.fitted is None and not kc.sources:
         return None, None, None
+    from loramux.embed.encoder import make_encoder
     from loramux.models import ensure_embedder, set_offline
     from loramux.rag.ingest import ingest
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.rag.store import CURRENT
     from loramux.router.build import build_router
-    from loramux.router.encoder import make_encoder
 
     set_offline()
     ensure_embedder(config.embedder)  # a clear error when the embedder is missing

@@ -21,13 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from loramux.config import RouteSpec, load_routes
+from loramux.embed.encoder import Encoder
 from loramux.errors import CalibrationDataError
-from loramux.router.data import LabelledItem, load_labelled
-from loramux.router.encoder import Encoder
 from loramux.router.evidence import Evidence
+from loramux.router.fit.data import LabelledItem, load_labelled
+from loramux.router.fit.thresholds import CalibrationEstimate, choose_thresholds
 from loramux.router.head import NONE
 from loramux.router.semantic import SemanticRouter
-from loramux.router.thresholds import CalibrationEstimate, choose_thresholds
 from loramux.router.training import Kind, TrainingOptions, build_training
 
 logger = logging.getLogger(__name__)
@@ -287,8 +287,8 @@ def fit_router(
         ConfigError: the routes file is invalid.
         CalibrationDataError: the data file is invalid or does not fit the routes.
     """
-    from loramux.router.baseline import fit_baseline
-    from loramux.router.encoder import make_encoder
+    from loramux.embed.encoder import make_encoder
+    from loramux.router.fit.baseline import fit_baseline
     from loramux.router.persist import FitInfo, save_router
 
     if not 0.0 < target_precision <= 1.0:

@@ -1,7 +1,8 @@
-"""The gateway's request service: wire request -> who answers -> engine -> result.
+"""The gateway's request service: parsed request -> who answers -> engine -> result.
 
-Handlers call one method here. This is where OpenAI parameters are checked against the server's
-limits and become a `GenerationRequest`, where the `Dispatcher` picks the adapter (or RAG, or
+HTTP handlers convert the body at the edge (`ChatInput`, `CompletionInput`) and call one method
+here. This is where the request is checked against the server's limits and becomes a
+`GenerationRequest`, where the `Dispatcher` picks the adapter (or RAG, or
 the base model) within what the caller's API key may use, where the caller's tokens per minute
 are charged (an estimate up front, settled to the real count at the end), and where each
 finished request is recorded for its A/B experiment. It logs one line per request (ids, route,
@@ -16,18 +17,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loramux.api.access import ANONYMOUS, Caller, Gate
-from loramux.api.admission import AdmissionQueue, admitted_stream
-from loramux.api.dispatch import Dispatch, Dispatcher
-from loramux.api.limits import check_messages, check_prompt
-from loramux.api.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    _SamplingFields,
-    to_chat_messages,
-)
 from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError
+from loramux.gateway.access import ANONYMOUS, Caller, Gate
+from loramux.gateway.admission import AdmissionQueue, admitted_stream
+from loramux.gateway.dispatch import Dispatch, Dispatcher
+from loramux.gateway.limits import check_messages, check_prompt
+from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
 from loramux.keys.ratelimit import TokenCharge, estimate_tokens
 from loramux.serve.engine import Engine
 from loramux.serve.types import (
@@ -39,7 +35,7 @@ from loramux.serve.types import (
 )
 
 if TYPE_CHECKING:
-    from loramux.api.metrics import GatewayMetrics
+    from loramux.gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +85,7 @@ class ChatService:
 
     async def prepare_chat(
         self,
-        body: ChatCompletionRequest,
+        body: ChatInput,
         request_id: str,
         *,
         user: str | None = None,
@@ -103,11 +99,10 @@ class ChatService:
             PermissionDeniedError: the caller may not use the model.
             RateLimitError: the caller is over its tokens per minute.
         """
-        check_messages(body.messages, self.config.limits)
-        messages = to_chat_messages(body.messages)
-        max_tokens = body.max_completion_tokens or body.max_tokens
-        sampling = self._sampling(body, max_tokens)
-        charge = self._charge(caller, sum(len(m.content) for m in messages), max_tokens)
+        messages = body.messages
+        check_messages(messages, self.config.limits)
+        sampling = self._sampling(body.sampling)
+        charge = self._charge(caller, sum(len(m.content) for m in messages), sampling.max_tokens)
         try:
             dispatch = await self.dispatcher.dispatch(
                 body.model, messages, user=body.user or user or caller.user, access=caller.access
@@ -126,7 +121,7 @@ class ChatService:
 
     async def prepare_completion(
         self,
-        body: CompletionRequest,
+        body: CompletionInput,
         request_id: str,
         *,
         user: str | None = None,
@@ -136,18 +131,18 @@ class ChatService:
 
         `auto` is not accepted here: routing needs a conversation.
         """
-        prompt = body.prompt_text()
+        prompt = body.prompt
         if not prompt:
             raise InvalidRequestError("prompt must not be empty", param="prompt")
         check_prompt(prompt, self.config.limits)
-        sampling = self._sampling(body, body.max_tokens)
+        sampling = self._sampling(body.sampling)
         if body.model == "auto":
             raise InvalidRequestError(
                 "model `auto` routes chat conversations; use /v1/chat/completions, or name a "
                 "model here",
                 param="model",
             )
-        charge = self._charge(caller, len(prompt), body.max_tokens)
+        charge = self._charge(caller, len(prompt), sampling.max_tokens)
         try:
             dispatch = await self.dispatcher.dispatch(
                 body.model, (), user=body.user or user or caller.user, access=caller.access
@@ -173,7 +168,9 @@ class ChatService:
         most = max_tokens or self.config.engine.default_max_tokens
         return self.gate.charge_tokens(caller, estimate_tokens(prompt_chars, most))
 
-    def _sampling(self, body: _SamplingFields, max_tokens: int | None) -> SamplingParams:
+    def _sampling(self, body: SamplingInput) -> SamplingParams:
+        """The request's sampling with the server's defaults filled in (raises over limits)."""
+        max_tokens = body.max_tokens
         limit = self.config.engine.max_new_tokens
         if max_tokens is not None and max_tokens > limit:
             raise InvalidRequestError(
@@ -186,7 +183,7 @@ class ChatService:
             max_tokens=max_tokens,
             temperature=e.default_temperature if body.temperature is None else body.temperature,
             top_p=e.default_top_p if body.top_p is None else body.top_p,
-            stop=body.stop_list(),
+            stop=body.stop,
             seed=body.seed,
         )
 

@@ -242,7 +242,3 @@ class FaissIndex:
         same_kind = index.exact == isinstance(inner, faiss.IndexFlat)
         index._index = stored if same_kind else index._build()
         return index
-
-
-INDEX_CLS: dict[str, type[FaissIndex]] = {"faiss": FaissIndex}
-"""Vector index kinds by name."""

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loramux.api.protocol import ChatMessageIn
 from loramux.config import LimitsSettings
 from loramux.errors import InvalidRequestError
+from loramux.serve.types import ChatMessage
 
 
-def check_messages(messages: Sequence[ChatMessageIn], limits: LimitsSettings) -> None:
-    """Refuse conversations with too many or too long messages.
+def check_messages(messages: Sequence[ChatMessage], limits: LimitsSettings) -> None:
+    """Refuse conversations with too many or too long messages, or with no user text.
 
     Raises:
         InvalidRequestError: naming the limit and the message (`param`: `messages` or
-            `messages.<i>.content`).
+            `messages.<i>.content`), or no user message with text.
     """
     if len(messages) > limits.max_messages:
         raise InvalidRequestError(
@@ -28,13 +28,16 @@ def check_messages(messages: Sequence[ChatMessageIn], limits: LimitsSettings) ->
             param="messages",
         )
     for i, message in enumerate(messages):
-        text = message.text()
-        if len(text) > limits.max_message_chars:
+        if len(message.content) > limits.max_message_chars:
             raise InvalidRequestError(
-                f"message {i} has {len(text)} characters, over this server's limit of "
-                f"{limits.max_message_chars}; shorten it",
+                f"message {i} has {len(message.content)} characters, over this server's limit "
+                f"of {limits.max_message_chars}; shorten it",
                 param=f"messages.{i}.content",
             )
+    if not any(m.role == "user" and m.content.strip() for m in messages):
+        raise InvalidRequestError(
+            "messages must contain at least one user message with text", param="messages"
+        )
 
 
 def check_prompt(prompt: str, limits: LimitsSettings) -> None:

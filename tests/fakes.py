@@ -1,55 +1,210 @@
-"""Hand-written fakes for unit tests (the product's own FakeEngine lives in loramux.serve.fake)."""
+"""Every hand-written fake of the test suite, in one place (no mock.patch anywhere).
+
+- `FaultyEngine`: the product's echo `FakeEngine` (`loramux.serve.fake`) plus fault switches;
+- `TinyEncoder`: a deterministic hashing encoder, no model;
+- `KeywordRouter`: routes by route name found in the text, decides through `route_batch` only;
+- `FakeRouter`: decides `route=text`, can hold its first batch, records its threads.
+
+A fake vLLM OpenAI server (a separate process) is `tests/serve/fake_vllm_server.py`. Real small
+things that tests build (LoRA folders, routes, the real encoder) are in `tests/builders.py`.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import asyncio
+import hashlib
+import re
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import numpy as np
-from safetensors.numpy import save_file
+import numpy.typing as npt
 
-from loramux.adapters.validation import spec_from_hf_config
-
-SMOLLM2_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "head_dim": 64,
-}
-"""The shapes of SmolLM2-135M-Instruct's config.json that adapter checks read."""
-SMOLLM2_SPEC = spec_from_hf_config(SMOLLM2_CONFIG, name="SmolLM2-135M-Instruct")
-"""The base model as the registry sees it, without loading it."""
+from loramux.config import RouteSpec
+from loramux.router.decision import RouteDecision, RouteTarget
+from loramux.serve.fake import FakeEngine
+from loramux.serve.types import GenerationChunk, GenerationRequest
 
 
-def write_lora_folder(
-    folder: Path,
-    *,
-    base_model: str = "SmolLM2-135M-Instruct",
-    peft_type: str = "LORA",
-    r: int = 8,
-    seed: int = 0,
-) -> Path:
-    """A syntactically valid PEFT LoRA folder with random weights (not a trained adapter)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "peft_type": peft_type,
-        "base_model_name_or_path": base_model,
-        "r": r,
-        "lora_alpha": 16,
-        "target_modules": ["q_proj", "v_proj"],
-        "task_type": "CAUSAL_LM",
-    }
-    (folder / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
-    rng = np.random.default_rng(seed)
-    tensors = {
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": rng.standard_normal(
-            (r, 576), dtype=np.float32
-        ),
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.zeros(
-            (576, r), dtype=np.float32
-        ),
-    }
-    save_file(tensors, str(folder / "adapter_model.safetensors"))
-    return folder
+class FaultyEngine(FakeEngine):
+    """The echo engine, plus one-shot faults and a record of cancelled generations.
+
+    - `crash_after = n`: the next stream dies after n chunks, and the engine says it is no
+      longer ready (as when the hf worker thread dies); a restart (`stop` + `start`) heals it.
+    - `hang_after = n`: the next stream stops producing after n chunks, forever; the engine
+      still says it is ready (a stuck forward pass).
+    - `fail_starts = n`: the next n calls of `start` raise.
+    - `start_delay_s`: `start` takes this long (a model load), so tests can watch a restart.
+    """
+
+    def __init__(
+        self, *, token_delay_s: float = 0.0, start_delay_s: float = 0.0, context_length: int = 2048
+    ) -> None:
+        super().__init__(context_length=context_length, token_delay_s=token_delay_s)
+        self.start_delay_s = start_delay_s
+        self.crash_after: int | None = None
+        self.hang_after: int | None = None
+        self.fail_starts = 0
+        self.starts = 0
+        self.cancelled: list[str] = []
+        """Request ids whose generation was closed or cancelled before its last chunk."""
+        self.finished: list[str] = []
+
+    async def start(self) -> None:
+        self.starts += 1
+        if self.start_delay_s:
+            await asyncio.sleep(self.start_delay_s)
+        if self.fail_starts:
+            self.fail_starts -= 1
+            raise RuntimeError("injected start failure")
+        await super().start()
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._faulty(request)
+
+    async def _faulty(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        crash, hang = self.crash_after, self.hang_after
+        produced = 0
+        try:
+            async for chunk in self._stream(request):
+                if crash is not None and produced >= crash:
+                    self.crash_after = None
+                    self._ready = False
+                    raise RuntimeError("injected engine crash")
+                if hang is not None and produced >= hang:
+                    self.hang_after = None
+                    await asyncio.Event().wait()  # never set: hangs until cancelled
+                produced += 1
+                if chunk.finish_reason is not None:
+                    self.finished.append(request.request_id)
+                yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            if request.request_id not in self.finished:  # closed after the end is no cancel
+                self.cancelled.append(request.request_id)
+            raise
+
+
+class TinyEncoder:
+    """Deterministic bag-of-words hashing encoder: no model, for unit tests of the plumbing."""
+
+    def __init__(self, dim: int = 64, name: str = "tiny") -> None:
+        self._dim = dim
+        self._name = name
+        self.calls = 0
+        self.texts_encoded = 0
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.calls += 1
+        self.texts_encoded += len(texts)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+                out[i, h % self._dim] += 1.0 if (h >> 8) % 2 else -1.0
+            out[i, -1] += 0.01
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class KeywordRouter:
+    """Routes a text to the first allowed route whose name it contains; records batch calls."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._routes = {n: RouteSpec(name=n, utterances=[f"about {n}"]) for n in names}
+        self.calls: list[tuple[int, frozenset[str] | None]] = []
+
+    @property
+    def routes(self) -> dict[str, RouteSpec]:
+        return dict(self._routes)
+
+    def route(
+        self, text: str, *, history: Sequence[str] = (), allowed: Iterable[str] | None = None
+    ) -> RouteDecision:
+        raise AssertionError("the dispatcher must decide through route_batch")
+
+    def route_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        histories: Sequence[Sequence[str]] | None = None,
+        allowed: Iterable[str] | None = None,
+    ) -> list[RouteDecision]:
+        may = None if allowed is None else frozenset(allowed)
+        self.calls.append((len(texts), may))
+        out = []
+        for text in texts:
+            name = next((n for n in self._routes if n in text and (may is None or n in may)), None)
+            if name is None:
+                out.append(RouteDecision(RouteTarget.BASE, None, None, 0.1, 0.0, (), "no match"))
+            else:
+                out.append(RouteDecision(RouteTarget.ADAPTER, name, name, 0.9, 0.8, (), "match"))
+        return out
+
+    def add_route(self, spec: RouteSpec) -> None:
+        self._routes[spec.name] = spec
+
+    def remove_route(self, name: str) -> None:
+        self._routes.pop(name, None)
+
+
+class FakeRouter:
+    """Decides `route=text` for every text; records each `route_batch` call.
+
+    `hold` (when set) keeps the first call waiting until it is released, so that requests
+    arriving meanwhile queue up. A text starting with "fail" makes its call raise.
+    """
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.calls: list[tuple[list[str], list[tuple[str, ...]], frozenset[str] | None]] = []
+        self.threads: set[int] = set()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+
+    @property
+    def routes(self) -> dict[str, RouteSpec]:
+        return {}
+
+    def route(
+        self, text: str, *, history: Sequence[str] = (), allowed: Iterable[str] | None = None
+    ) -> RouteDecision:
+        return self.route_batch([text], histories=[history], allowed=allowed)[0]
+
+    def route_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        histories: Sequence[Sequence[str]] | None = None,
+        allowed: Iterable[str] | None = None,
+    ) -> list[RouteDecision]:
+        self.threads.add(threading.get_ident())
+        may = None if allowed is None else frozenset(allowed)
+        self.calls.append((list(texts), [tuple(h) for h in histories or ()], may))
+        self.started.set()
+        assert self.release.wait(10), "the test never released the first batch"
+        if any(t.startswith("fail") for t in texts):
+            raise ValueError(f"cannot route {texts[0]!r}")
+        return [
+            RouteDecision(
+                RouteTarget.ADAPTER, text, text, 1.0, 1.0, (), "|".join(sorted(may or ["*"]))
+            )
+            for text in texts
+        ]
+
+    def add_route(self, spec: RouteSpec) -> None:
+        raise NotImplementedError
+
+    def remove_route(self, name: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(texts) for texts, _, _ in self.calls]

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loramux.cli import app
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 runner = CliRunner()
 

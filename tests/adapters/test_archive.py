@@ -13,7 +13,7 @@ import pytest
 from loramux.adapters.archive import extract_archive, save_upload
 from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError, ArchiveError
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 LIMITS = AdapterLimits()
 

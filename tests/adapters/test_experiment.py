@@ -21,7 +21,7 @@ from loramux.adapters.traffic import TrafficSplit, check_weights
 from loramux.config import ExperimentSettings, RegistrySettings
 from loramux.errors import AdapterError, UnknownRequestError
 from loramux.serve.fake import FakeEngine
-from tests.fakes import SMOLLM2_SPEC, write_lora_folder
+from tests.builders import SMOLLM2_SPEC, write_lora_folder
 
 BASE = SMOLLM2_SPEC
 SETTINGS = ExperimentSettings(min_ratings=100, min_requests=200)

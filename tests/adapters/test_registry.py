@@ -29,7 +29,7 @@ from loramux.errors import (
     ModelNotFoundError,
 )
 from loramux.serve.fake import FakeEngine
-from tests.fakes import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
+from tests.builders import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = SMOLLM2_SPEC

@@ -19,7 +19,7 @@ from loramux.adapters.validation import (
 )
 from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError
-from tests.fakes import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
+from tests.builders import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
 BASE = SMOLLM2_SPEC
 LIMITS = AdapterLimits()

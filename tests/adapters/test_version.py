@@ -9,7 +9,7 @@ import pytest
 
 from loramux.adapters.version import content_version, inspect_adapter
 from loramux.errors import AdapterError
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 BASE = "SmolLM2-135M-Instruct"
 

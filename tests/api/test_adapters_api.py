@@ -17,7 +17,7 @@ from loramux.adapters.registry import AdapterRegistry
 from loramux.api.errors import install_error_handlers
 from loramux.api.routes import adapters
 from loramux.keys.admin import AdminKeys, hash_key
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 ADMIN = {"Authorization": "Bearer s3cret-admin"}
 

@@ -5,7 +5,6 @@ from the config, and `embedder.device: auto` picks the device."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import httpx
@@ -13,55 +12,14 @@ import pytest
 
 from loramux.adapters.registry import AdapterRegistry
 from loramux.api import create_app
-from loramux.config import RouteSpec, load_config
+from loramux.config import load_config
 from loramux.gateway.dispatch import Dispatcher
 from loramux.keys.records import Access
-from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
 from loramux.serve.types import ChatMessage
+from tests.builders import write_lora_folder
 from tests.conftest import REPO
-from tests.fakes import write_lora_folder
-
-
-class KeywordRouter:
-    """Routes a text to the first allowed route whose name it contains; records batch calls."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self._routes = {n: RouteSpec(name=n, utterances=[f"about {n}"]) for n in names}
-        self.calls: list[tuple[int, frozenset[str] | None]] = []
-
-    @property
-    def routes(self) -> dict[str, RouteSpec]:
-        return dict(self._routes)
-
-    def route(
-        self, text: str, *, history: Sequence[str] = (), allowed: Iterable[str] | None = None
-    ) -> RouteDecision:
-        raise AssertionError("the dispatcher must decide through route_batch")
-
-    def route_batch(
-        self,
-        texts: Sequence[str],
-        *,
-        histories: Sequence[Sequence[str]] | None = None,
-        allowed: Iterable[str] | None = None,
-    ) -> list[RouteDecision]:
-        may = None if allowed is None else frozenset(allowed)
-        self.calls.append((len(texts), may))
-        out = []
-        for text in texts:
-            name = next((n for n in self._routes if n in text and (may is None or n in may)), None)
-            if name is None:
-                out.append(RouteDecision(RouteTarget.BASE, None, None, 0.1, 0.0, (), "no match"))
-            else:
-                out.append(RouteDecision(RouteTarget.ADAPTER, name, name, 0.9, 0.8, (), "match"))
-        return out
-
-    def add_route(self, spec: RouteSpec) -> None:
-        self._routes[spec.name] = spec
-
-    def remove_route(self, name: str) -> None:
-        self._routes.pop(name, None)
+from tests.fakes import KeywordRouter
 
 
 @pytest.fixture

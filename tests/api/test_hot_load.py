@@ -11,7 +11,7 @@ import httpx
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 ADMIN = {"authorization": "Bearer hot-load-admin"}
 

@@ -16,8 +16,8 @@ import pytest_asyncio
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
+from tests.builders import write_lora_folder
 from tests.conftest import REPO
-from tests.fakes import write_lora_folder
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

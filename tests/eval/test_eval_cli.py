@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from loramux.cli import app
+from tests.builders import write_lora_folder
 from tests.conftest import DEMO_ADAPTERS, REPO
-from tests.fakes import write_lora_folder
 
 runner = CliRunner()
 HR_TEST = REPO / "demo" / "data" / "hr" / "test.jsonl"

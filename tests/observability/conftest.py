@@ -13,7 +13,7 @@ import pytest
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 ADMIN_KEY = "obs-admin-key"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}

@@ -17,7 +17,7 @@ from loramux.gateway.metrics import GatewayMetrics
 from loramux.gateway.service import PreparedRequest
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 from tests.observability.conftest import ADMIN, AppFactory
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.router.helpers import real_encoder
+from tests.builders import real_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -12,7 +12,7 @@ from loramux.rag.ingest import ingest
 from loramux.rag.knowledge_base import KnowledgeBase
 from loramux.rag.readers import html_to_text, read_markdown
 from loramux.rag.store import current_dir
-from tests.router.helpers import TinyEncoder
+from tests.fakes import TinyEncoder
 
 DOC = """# Handbook
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import write_lora_folder
-from tests.reliability.fakes import FaultyEngine
-from tests.reliability.helpers import BASE, app_client, chat
+from tests.builders import write_lora_folder
+from tests.fakes import FaultyEngine
+from tests.reliability.harness import BASE, app_client, chat
 
 LIMITS = (
     "server: {max_request_bytes: 65536}\n"

@@ -21,10 +21,10 @@ from safetensors.numpy import save_file
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.validation import LLAMA_MODULES, BaseModelSpec
 from loramux.config import RegistrySettings
+from tests.builders import write_lora_folder
 from tests.conftest import REPO
-from tests.fakes import write_lora_folder
-from tests.reliability.fakes import FaultyEngine
-from tests.reliability.helpers import ADMIN, app_client, chat, start_server
+from tests.fakes import FaultyEngine
+from tests.reliability.harness import ADMIN, app_client, chat, start_server
 
 BASE = BaseModelSpec("SmolLM2-135M-Instruct", LLAMA_MODULES)
 

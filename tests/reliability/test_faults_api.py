@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.fakes import FaultyEngine
-from tests.reliability.helpers import app_client, chat
+from tests.fakes import FaultyEngine
+from tests.reliability.harness import app_client, chat
 from tests.reliability.test_limits import LONG, sse_events
 
 SUPERVISOR = (

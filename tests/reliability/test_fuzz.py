@@ -26,8 +26,8 @@ from schemathesis.python import asgi  # noqa: E402
 from loramux.api import create_app  # noqa: E402
 from loramux.config import load_config  # noqa: E402
 from loramux.serve.fake import FakeEngine  # noqa: E402
-from tests.fakes import write_lora_folder  # noqa: E402
-from tests.reliability.helpers import ADMIN, ADMIN_KEY  # noqa: E402
+from tests.builders import write_lora_folder  # noqa: E402
+from tests.reliability.harness import ADMIN, ADMIN_KEY  # noqa: E402
 
 EXAMPLES = int(os.environ.get("LORAMUX_FUZZ_EXAMPLES", "25"))
 

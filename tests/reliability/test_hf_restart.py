@@ -15,7 +15,7 @@ from loramux.config import load_config
 from loramux.serve.hf import HFEngine
 from loramux.serve.supervisor import SupervisedEngine
 from tests.conftest import DEMO_ADAPTERS
-from tests.reliability.helpers import ADMIN, ADMIN_KEY
+from tests.reliability.harness import ADMIN, ADMIN_KEY
 from tests.reliability.test_limits import sse_events
 
 pytestmark = pytest.mark.slow

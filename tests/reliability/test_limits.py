@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from loramux.gateway.services import AppServices
-from tests.reliability.fakes import FaultyEngine
-from tests.reliability.helpers import ADMIN_KEY, BASE, app_client, chat
+from tests.fakes import FaultyEngine
+from tests.reliability.harness import ADMIN_KEY, BASE, app_client, chat
 
 LONG = " ".join(f"w{i}" for i in range(40))  # the fake engine echoes it, one word per token
 

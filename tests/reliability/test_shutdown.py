@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.reliability.helpers import ADMIN_KEY, BASE, running_server
+from tests.reliability.harness import ADMIN_KEY, BASE, running_server
 
 WORDS = [f"w{i}" for i in range(40)]
 # uvicorn re-raises SIGTERM once it has shut down cleanly, so the exit status says "terminated".

@@ -20,7 +20,7 @@ from loramux.serve.types import (
     GenerationRequest,
     SamplingParams,
 )
-from tests.reliability.fakes import FaultyEngine
+from tests.fakes import FaultyEngine
 
 SETTINGS = SupervisorSettings(
     probe_interval_s=0.02, hang_timeout_s=0.3, stop_timeout_s=0.5, backoff_s=0.05, retry_after_s=2

@@ -10,66 +10,10 @@ from typing import Any
 
 import pytest
 
-from loramux.config import RouteSpec
 from loramux.router.batcher import RouteBatcher
 from loramux.router.decision import RouteDecision, RouteTarget
+from tests.fakes import FakeRouter
 from tests.router.conftest import DEMO_TEST
-
-
-class FakeRouter:
-    """Decides `route=text` for every text; records each `route_batch` call.
-
-    `hold` (when set) keeps the first call waiting until it is released, so that requests
-    arriving meanwhile queue up. A text starting with "fail" makes its call raise.
-    """
-
-    def __init__(self, *, hold: bool = False) -> None:
-        self.calls: list[tuple[list[str], list[tuple[str, ...]], frozenset[str] | None]] = []
-        self.threads: set[int] = set()
-        self.started = threading.Event()
-        self.release = threading.Event()
-        if not hold:
-            self.release.set()
-
-    @property
-    def routes(self) -> dict[str, RouteSpec]:
-        return {}
-
-    def route(
-        self, text: str, *, history: Sequence[str] = (), allowed: Iterable[str] | None = None
-    ) -> RouteDecision:
-        return self.route_batch([text], histories=[history], allowed=allowed)[0]
-
-    def route_batch(
-        self,
-        texts: Sequence[str],
-        *,
-        histories: Sequence[Sequence[str]] | None = None,
-        allowed: Iterable[str] | None = None,
-    ) -> list[RouteDecision]:
-        self.threads.add(threading.get_ident())
-        may = None if allowed is None else frozenset(allowed)
-        self.calls.append((list(texts), [tuple(h) for h in histories or ()], may))
-        self.started.set()
-        assert self.release.wait(10), "the test never released the first batch"
-        if any(t.startswith("fail") for t in texts):
-            raise ValueError(f"cannot route {texts[0]!r}")
-        return [
-            RouteDecision(
-                RouteTarget.ADAPTER, text, text, 1.0, 1.0, (), "|".join(sorted(may or ["*"]))
-            )
-            for text in texts
-        ]
-
-    def add_route(self, spec: RouteSpec) -> None:
-        raise NotImplementedError
-
-    def remove_route(self, name: str) -> None:
-        raise NotImplementedError
-
-    @property
-    def sizes(self) -> list[int]:
-        return [len(texts) for texts, _, _ in self.calls]
 
 
 async def _hold_first(router: FakeRouter, batcher: RouteBatcher) -> asyncio.Task[RouteDecision]:

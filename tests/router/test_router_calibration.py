@@ -16,8 +16,9 @@ from loramux.router.fit.data import LabelledItem, load_labelled
 from loramux.router.fit.evaluation import evaluate, evaluate_router
 from loramux.router.fit.thresholds import choose_thresholds
 from loramux.router.persist import FitInfo, load_router, save_router
+from tests.builders import small_routes
+from tests.fakes import TinyEncoder
 from tests.router.conftest import DEMO_CONVERSATIONS, DEMO_ROUTES, DEMO_TEST
-from tests.router.helpers import TinyEncoder, small_routes
 
 
 def test_fitted_router_meets_the_quality_goals_on_held_out_demo_data(demo_fit: Any) -> None:

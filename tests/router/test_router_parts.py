@@ -18,8 +18,9 @@ from loramux.router.fit.data import LabelledItem
 from loramux.router.fit.evaluation import _measure
 from loramux.router.head import NONE, SoftmaxHead
 from loramux.router.semantic import SemanticRouter
+from tests.builders import small_routes
+from tests.fakes import TinyEncoder
 from tests.router.conftest import DEMO_ROUTES
-from tests.router.helpers import TinyEncoder, small_routes
 
 
 def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:

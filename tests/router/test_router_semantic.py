@@ -9,7 +9,7 @@ import pytest
 from loramux.config import RouteSpec
 from loramux.router.decision import RouteTarget
 from loramux.router.semantic import SemanticRouter, Thresholds
-from tests.router.helpers import small_routes
+from tests.builders import small_routes
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from loramux.errors import AdapterError, ConfigError, EngineUnavailableError
 from loramux.serve.engine import create_engine
 from loramux.serve.remote import RemoteEngine
 from loramux.serve.vllm import VLLMEngine, _check_adapter, _vllm_rank, vllm_can_start
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 

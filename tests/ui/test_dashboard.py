@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loramux.api.dashboard.session import SessionSigner
-from tests.fakes import write_lora_folder
+from tests.builders import write_lora_folder
 from tests.ui.conftest import ADMIN, ADMIN_KEY, AppFactory
 
 PNG = (

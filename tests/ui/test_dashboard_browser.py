@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.builders import write_lora_folder
 from tests.conftest import REPO
-from tests.fakes import write_lora_folder
 from tests.serve_process import free_port, stop, wait_ready
 from tests.ui.test_dashboard import PNG
 

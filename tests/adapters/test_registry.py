@@ -18,7 +18,7 @@ import pytest
 from loramux.adapters.filestore import AdapterFiles
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
-from loramux.adapters.store import DB_FILE, MIGRATIONS, SQLiteRegistryStore
+from loramux.adapters.store import SQLiteRegistryStore
 from loramux.adapters.validation import spec_from_hf_config
 from loramux.config import RegistrySettings
 from loramux.errors import (
@@ -29,6 +29,8 @@ from loramux.errors import (
     ModelNotFoundError,
 )
 from loramux.serve.fake import FakeEngine
+from loramux.storage.schema import MIGRATIONS
+from loramux.storage.sqlite import DB_FILE
 from tests.fakes import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
 REPO = Path(__file__).resolve().parents[2]

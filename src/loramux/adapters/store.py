@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,97 +31,9 @@ from loramux.adapters.records import (
     VersionRecord,
     VersionStatus,
 )
-from loramux.errors import AdapterConflictError, ConfigError
-
-DB_FILE = "registry.sqlite3"
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE adapters (
-            name TEXT PRIMARY KEY,
-            department TEXT NOT NULL,
-            description TEXT NOT NULL,
-            utterances TEXT NOT NULL,
-            experiment_id TEXT,
-            main_version TEXT,
-            revision INTEGER NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL)""",
-        """CREATE TABLE versions (
-            adapter TEXT NOT NULL REFERENCES adapters(name),
-            version TEXT NOT NULL,
-            rank INTEGER NOT NULL,
-            target_modules TEXT NOT NULL,
-            base_model TEXT NOT NULL,
-            path TEXT NOT NULL,
-            size_bytes INTEGER NOT NULL,
-            card TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('staged', 'active', 'retired')),
-            created_at REAL NOT NULL,
-            created_by TEXT NOT NULL,
-            PRIMARY KEY (adapter, version))""",
-        """CREATE TABLE traffic (
-            adapter TEXT NOT NULL REFERENCES adapters(name),
-            version TEXT NOT NULL,
-            weight INTEGER NOT NULL CHECK (weight BETWEEN 1 AND 100),
-            PRIMARY KEY (adapter, version),
-            FOREIGN KEY (adapter, version) REFERENCES versions(adapter, version))""",
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            adapter TEXT NOT NULL,
-            version TEXT,
-            before TEXT,
-            after TEXT)""",
-        "CREATE INDEX audit_by_adapter ON audit (adapter, id)",
-        """CREATE TABLE requests (
-            request_id TEXT PRIMARY KEY,
-            adapter TEXT NOT NULL,
-            version TEXT NOT NULL,
-            experiment_id TEXT NOT NULL,
-            at REAL NOT NULL)""",
-        "CREATE INDEX requests_by_time ON requests (at)",
-        """CREATE TABLE usage (
-            adapter TEXT NOT NULL,
-            version TEXT NOT NULL,
-            experiment_id TEXT NOT NULL,
-            requests INTEGER NOT NULL,
-            errors INTEGER NOT NULL,
-            prompt_tokens INTEGER NOT NULL,
-            completion_tokens INTEGER NOT NULL,
-            PRIMARY KEY (adapter, version, experiment_id))""",
-        """CREATE TABLE feedback (
-            request_id TEXT PRIMARY KEY,
-            adapter TEXT NOT NULL,
-            version TEXT NOT NULL,
-            experiment_id TEXT NOT NULL,
-            rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
-            comment TEXT NOT NULL,
-            at REAL NOT NULL)""",
-        "CREATE INDEX feedback_by_experiment ON feedback (adapter, experiment_id)",
-    ),
-    (
-        # Per-department API keys (loramux.keys.store): the sha256 of each key, never the key.
-        """CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            prefix TEXT NOT NULL,
-            hash TEXT NOT NULL UNIQUE,
-            department TEXT NOT NULL,
-            label TEXT NOT NULL,
-            adapters TEXT NOT NULL,
-            base INTEGER NOT NULL CHECK (base IN (0, 1)),
-            rag INTEGER NOT NULL CHECK (rag IN (0, 1)),
-            rpm INTEGER CHECK (rpm >= 1),
-            tpm INTEGER CHECK (tpm >= 1),
-            created_at REAL NOT NULL,
-            created_by TEXT NOT NULL,
-            revoked_at REAL,
-            revoked_by TEXT)""",
-    ),
-)
-"""MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
+from loramux.errors import AdapterConflictError
+from loramux.storage.schema import open_database
+from loramux.storage.sqlite import DB_FILE, pragma, transaction
 
 
 class RegistryStore(Protocol):
@@ -176,38 +88,6 @@ class RegistryStore(Protocol):
     def close(self) -> None: ...
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the registry file, for every thread of this process (callers hold a lock).
-
-    Autocommit mode (transactions are explicit, see `transaction`), rows by column name, a 5 s
-    wait on another process's write lock.
-
-    Raises:
-        ConfigError: SQLite cannot use the file.
-    """
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    try:
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise ConfigError(f"{path} is not a usable registry database: {exc}") from exc
-    return db
-
-
-@contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taken at once (BEGIN IMMEDIATE); rolled back on any exception."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 class SQLiteRegistryStore:
     """`RegistryStore` in one SQLite file; safe to share between threads of one process."""
 
@@ -220,34 +100,13 @@ class SQLiteRegistryStore:
         Raises:
             ConfigError: the file is not a registry database or is from a newer loramux.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = connect(path)
-        try:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise ConfigError(f"{path} is not a usable registry database: {exc}") from exc
-        self._data_version = self._pragma("data_version")
+        self._db = open_database(path)
+        self._data_version = pragma(self._db, "data_version")
 
     def _pragma(self, name: str) -> int:
-        return int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
-
-    def _migrate(self) -> None:
-        with self._lock, self._transaction():
-            current = self._pragma("user_version")
-            if current > len(MIGRATIONS):
-                raise ConfigError(
-                    f"{self.path} has registry schema {current}, newer than this loramux knows "
-                    f"({len(MIGRATIONS)}); upgrade loramux"
-                )
-            for step in MIGRATIONS[current:]:
-                for statement in step:
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        return pragma(self._db, name)
 
     def _transaction(self) -> AbstractContextManager[None]:
         return transaction(self._db)

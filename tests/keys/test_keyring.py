@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loramux.adapters.store import SQLiteRegistryStore
+from loramux.adapters.sqlite_store import SQLiteRegistryStore
 from loramux.errors import InvalidRequestError, KeyNotFoundError
 from loramux.keys.keyring import Keyring
 from loramux.keys.records import KeySpec

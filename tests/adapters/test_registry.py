@@ -523,7 +523,8 @@ async def test_a_version_registered_while_serving_answers_on_the_hf_engine(
 ) -> None:
     from loramux.serve.engine import generate
     from loramux.serve.hf import HFEngine, HFEngineSettings
-    from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
+    from loramux.serve.types import GenerationRequest, SamplingParams
+    from loramux.types import ChatMessage
 
     base = spec_from_hf_config(base_model_dir, name="SmolLM2-135M-Instruct")
     assert base.module_shapes == BASE.module_shapes

@@ -18,7 +18,7 @@ from loramux.config import RouteSpec, load_config
 from loramux.keys.records import Access
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 from tests.conftest import REPO
 from tests.fakes import write_lora_folder
 

@@ -16,7 +16,8 @@ from loramux.api.metrics import GatewayMetrics
 from loramux.api.service import PreparedRequest
 from loramux.config import LoramuxConfig
 from loramux.router.decision import RouteDecision, RouteTarget
-from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
+from loramux.serve.types import GenerationRequest, SamplingParams
+from loramux.types import ChatMessage
 from tests.fakes import write_lora_folder
 from tests.observability.conftest import ADMIN, AppFactory
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loramux.errors import InvalidRequestError
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 
 logger = logging.getLogger(__name__)
 

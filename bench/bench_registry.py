@@ -34,16 +34,12 @@ sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from loramux.adapters.registry import AdapterRegistry  # noqa: E402
-from loramux.adapters.store import DB_FILE  # noqa: E402
 from loramux.adapters.traffic import TrafficSplit, user_bucket  # noqa: E402
 from loramux.adapters.validation import spec_from_hf_config  # noqa: E402
 from loramux.config import load_config  # noqa: E402
-from loramux.serve.types import (  # noqa: E402
-    AdapterRef,
-    ChatMessage,
-    GenerationRequest,
-    SamplingParams,
-)
+from loramux.serve.types import GenerationRequest, SamplingParams  # noqa: E402
+from loramux.storage.sqlite import DB_FILE  # noqa: E402
+from loramux.types import AdapterRef, ChatMessage  # noqa: E402
 
 BASE = "SmolLM2-135M-Instruct"
 DEMO_HR = REPO / "demo" / "adapters" / "hr"

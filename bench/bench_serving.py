@@ -32,12 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from loramux.adapters.version import inspect_adapter  # noqa: E402
 from loramux.config import load_config  # noqa: E402
 from loramux.serve.engine import generate  # noqa: E402
-from loramux.serve.types import (  # noqa: E402
-    AdapterRef,
-    ChatMessage,
-    GenerationRequest,
-    SamplingParams,
-)
+from loramux.serve.types import GenerationRequest, SamplingParams  # noqa: E402
+from loramux.types import AdapterRef, ChatMessage  # noqa: E402
 
 BASE = "SmolLM2-135M-Instruct"
 PROMPTS = [

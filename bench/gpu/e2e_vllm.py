@@ -49,7 +49,8 @@ async def _hf_reference(
     from loramux.adapters.version import inspect_adapter
     from loramux.serve.engine import generate
     from loramux.serve.hf import HFEngine, HFEngineSettings
-    from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
+    from loramux.serve.types import GenerationRequest, SamplingParams
+    from loramux.types import ChatMessage
 
     engine = HFEngine(model_dir, HFEngineSettings(max_batch_size=16, dtype=dtype, device=device))
     await engine.start()

@@ -18,7 +18,7 @@ import pytest
 from loramux.adapters.filestore import AdapterFiles
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
-from loramux.adapters.store import DB_FILE, MIGRATIONS, SQLiteRegistryStore
+from loramux.adapters.sqlite_store import SQLiteRegistryStore
 from loramux.adapters.validation import spec_from_hf_config
 from loramux.config import RegistrySettings
 from loramux.errors import (
@@ -29,6 +29,8 @@ from loramux.errors import (
     ModelNotFoundError,
 )
 from loramux.serve.fake import FakeEngine
+from loramux.storage.schema import MIGRATIONS
+from loramux.storage.sqlite import DB_FILE
 from tests.builders import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -398,7 +400,7 @@ CRASH_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from loramux.adapters.filestore import AdapterFiles
     from loramux.adapters.registry import AdapterRegistry
-    from loramux.adapters.store import SQLiteRegistryStore
+    from loramux.adapters.sqlite_store import SQLiteRegistryStore
     from loramux.adapters.validation import spec_from_hf_config
 
     data, source, step = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
@@ -484,6 +486,16 @@ async def test_a_stale_change_is_refused(tmp_path: Path, folders: list[Path]) ->
     await two.close()
 
 
+def test_every_store_kind_the_config_accepts_is_in_the_store_tables() -> None:
+    from typing import get_args
+
+    from loramux.adapters.store import STORES
+    from loramux.keys.store import KEY_STORES
+
+    kinds = set(get_args(RegistrySettings.model_fields["store"].annotation))
+    assert kinds == set(STORES) == set(KEY_STORES)
+
+
 def test_the_database_is_migrated_and_newer_schemas_are_refused(tmp_path: Path) -> None:
     from loramux.errors import ConfigError
 
@@ -511,7 +523,8 @@ async def test_a_version_registered_while_serving_answers_on_the_hf_engine(
 ) -> None:
     from loramux.serve.engine import generate
     from loramux.serve.hf import HFEngine, HFEngineSettings
-    from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
+    from loramux.serve.types import GenerationRequest, SamplingParams
+    from loramux.types import ChatMessage
 
     base = spec_from_hf_config(base_model_dir, name="SmolLM2-135M-Instruct")
     assert base.module_shapes == BASE.module_shapes

@@ -16,7 +16,7 @@ from loramux.config import load_config
 from loramux.gateway.dispatch import Dispatcher
 from loramux.keys.records import Access
 from loramux.serve.fake import FakeEngine
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 from tests.builders import write_lora_folder
 from tests.conftest import REPO
 from tests.fakes import KeywordRouter

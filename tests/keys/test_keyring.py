@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from loramux.adapters.store import DB_FILE, MIGRATIONS, SQLiteRegistryStore
+from loramux.adapters.sqlite_store import SQLiteRegistryStore
 from loramux.errors import InvalidRequestError, KeyNotFoundError
 from loramux.keys.keyring import Keyring
 from loramux.keys.records import KeySpec
+from loramux.storage.schema import MIGRATIONS
+from loramux.storage.sqlite import DB_FILE
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from loramux.gateway.dispatch import Dispatch
 from loramux.gateway.metrics import GatewayMetrics
 from loramux.gateway.service import PreparedRequest
 from loramux.router.decision import RouteDecision, RouteTarget
-from loramux.serve.types import ChatMessage, GenerationRequest, SamplingParams
+from loramux.serve.types import GenerationRequest, SamplingParams
+from loramux.types import ChatMessage
 from tests.builders import write_lora_folder
 from tests.observability.conftest import ADMIN, AppFactory
 

@@ -48,7 +48,7 @@ TRAFFIC_CRASH = textwrap.dedent(
     import asyncio, os, signal, sys
     from pathlib import Path
     from loramux.adapters.registry import AdapterRegistry
-    from loramux.adapters.store import SQLiteRegistryStore
+    from loramux.adapters.sqlite_store import SQLiteRegistryStore
     from loramux.adapters.validation import LLAMA_MODULES, BaseModelSpec
 
     data, v1, v2, when = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]

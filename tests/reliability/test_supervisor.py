@@ -13,13 +13,8 @@ from loramux.config import SupervisorSettings
 from loramux.errors import EngineUnavailableError
 from loramux.serve.engine import generate
 from loramux.serve.supervisor import EngineState, SupervisedEngine
-from loramux.serve.types import (
-    AdapterRef,
-    ChatMessage,
-    GenerationChunk,
-    GenerationRequest,
-    SamplingParams,
-)
+from loramux.serve.types import GenerationChunk, GenerationRequest, SamplingParams
+from loramux.types import AdapterRef, ChatMessage
 from tests.fakes import FaultyEngine
 
 SETTINGS = SupervisorSettings(

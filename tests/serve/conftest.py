@@ -16,7 +16,8 @@ import pytest
 
 from loramux.adapters.version import inspect_adapter
 from loramux.serve.engine import generate
-from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from loramux.serve.types import GenerationRequest, SamplingParams
+from loramux.types import AdapterRef, ChatMessage
 from tests.conftest import DEMO_ADAPTERS
 
 BASE = "SmolLM2-135M-Instruct"

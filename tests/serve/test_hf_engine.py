@@ -12,7 +12,8 @@ from loramux.adapters.version import inspect_adapter
 from loramux.errors import ContextLengthExceededError, EngineError
 from loramux.serve.engine import generate
 from loramux.serve.hf import HFEngine, HFEngineSettings
-from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from loramux.serve.types import GenerationRequest, SamplingParams
+from loramux.types import AdapterRef, ChatMessage
 from tests.conftest import DEMO_ADAPTERS
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ from loramux.errors import (
 )
 from loramux.serve.engine import generate
 from loramux.serve.remote import RemoteEngine
-from loramux.serve.types import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from loramux.serve.types import GenerationRequest, SamplingParams
+from loramux.types import AdapterRef, ChatMessage
 from tests.serve.fake_vllm_server import FakeVLLM, Served
 
 MODEL = "base-model"

@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from loramux.errors import ContextLengthExceededError, EngineError, EngineUnavailableError
 from loramux.serve.engine import generate
-from loramux.serve.types import AdapterRef
+from loramux.types import AdapterRef
 from tests.conftest import DEMO_ADAPTERS
 from tests.serve.conftest import ADAPTERS, CASES, QUESTIONS, ref, request
 

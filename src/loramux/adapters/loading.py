@@ -20,7 +20,7 @@ from typing import Protocol
 
 from loramux.adapters.version import AdapterVersion, content_version
 from loramux.errors import AdapterError, LoramuxError
-from loramux.serve.types import AdapterRef
+from loramux.types import AdapterRef
 
 logger = logging.getLogger(__name__)
 

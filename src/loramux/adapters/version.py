@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loramux.errors import AdapterError
-from loramux.serve.types import AdapterRef
+from loramux.types import AdapterRef
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"

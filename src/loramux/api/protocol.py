@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 
 logger = logging.getLogger(__name__)
 

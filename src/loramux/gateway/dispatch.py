@@ -23,7 +23,7 @@ from loramux.errors import ModelNotFoundError, PermissionDeniedError
 from loramux.keys.records import EVERYTHING, Access
 from loramux.router.batcher import RouteBatcher
 from loramux.router.decision import RouteDecision, RouteTarget
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 
 if TYPE_CHECKING:
     from loramux.rag.knowledge_base import KnowledgeBase

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from loramux.config import LimitsSettings
 from loramux.errors import InvalidRequestError
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 
 
 def check_messages(messages: Sequence[ChatMessage], limits: LimitsSettings) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loramux.serve.types import ChatMessage
+from loramux.types import ChatMessage
 
 
 @dataclass(frozen=True)

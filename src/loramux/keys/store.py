@@ -1,6 +1,6 @@
 """Where API keys live: the `api_keys` table of the registry's SQLite file.
 
-The table is created by the registry's migrations (`loramux.adapters.store.MIGRATIONS`); opening
+The table is created by the database's migrations (`loramux.storage.schema.MIGRATIONS`); opening
 a `SQLiteKeyStore` runs them first, so the CLI can create keys in a fresh data dir. Each change
 (a new key, a revocation) is written in one transaction together with its audit entry in the
 registry's audit log, whose `adapter` column then names the key (`key:<id>`). Lookups read the
@@ -18,9 +18,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from loramux.adapters.store import DB_FILE, SQLiteRegistryStore, connect, transaction
 from loramux.errors import KeyNotFoundError
 from loramux.keys.records import ApiKey
+from loramux.storage.schema import open_database
+from loramux.storage.sqlite import DB_FILE, transaction
 
 AUDIT_SUBJECT = "key:{id}"
 """What the audit log's `adapter` column holds for a key change (`:` never occurs in adapter
@@ -71,10 +72,9 @@ class SQLiteKeyStore:
         Raises:
             ConfigError: the file is not a registry database or is from a newer loramux.
         """
-        SQLiteRegistryStore(path).close()  # creates the file and runs the migrations
         self.path = path
         self._lock = threading.RLock()
-        self._db = connect(path)
+        self._db = open_database(path)
 
     @classmethod
     def open(cls, data_dir: Path) -> SQLiteKeyStore:

@@ -13,13 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from loramux.errors import AdapterError, ContextLengthExceededError
-from loramux.serve.types import (
-    AdapterRef,
-    FinishReason,
-    GenerationChunk,
-    GenerationRequest,
-    GenerationResult,
-)
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest, GenerationResult
+from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     from loramux.config import LoramuxConfig

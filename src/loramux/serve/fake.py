@@ -13,12 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from loramux.errors import EngineUnavailableError, InvalidRequestError
 from loramux.serve.engine import resolve_max_tokens
 from loramux.serve.textstream import TextStream
-from loramux.serve.types import (
-    AdapterRef,
-    FinishReason,
-    GenerationChunk,
-    GenerationRequest,
-)
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.types import AdapterRef
 
 
 class FakeEngine:

@@ -32,12 +32,8 @@ from loramux.errors import (
 from loramux.serve import kvcache
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
 from loramux.serve.textstream import TextStream
-from loramux.serve.types import (
-    AdapterRef,
-    FinishReason,
-    GenerationChunk,
-    GenerationRequest,
-)
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     import torch

@@ -30,7 +30,8 @@ from loramux.errors import (
     InvalidRequestError,
 )
 from loramux.serve.engine import resolve_max_tokens
-from loramux.serve.types import AdapterRef, FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     from loramux.config import LoramuxConfig

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from loramux.errors import EngineUnavailableError, LoramuxError
 from loramux.serve.interrupt import Interrupted, Interruptible
-from loramux.serve.types import AdapterRef, GenerationChunk, GenerationRequest
+from loramux.serve.types import GenerationChunk, GenerationRequest
+from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     from loramux.config import LoramuxConfig, SupervisorSettings

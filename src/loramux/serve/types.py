@@ -1,22 +1,15 @@
 """Engine-neutral request and result types.
 
 The API converts OpenAI wire models into these at the edge; engines know nothing about HTTP.
+The messages and adapter references they carry come from `loramux.types`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Literal
 
-Role = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Role
-    content: str
+from loramux.types import AdapterRef, ChatMessage
 
 
 @dataclass(frozen=True)
@@ -32,15 +25,6 @@ class SamplingParams:
     """Makes sampling repeatable for the same request."""
     ignore_eos: bool = False
     """Keep generating past the end-of-sequence token (benchmarks want fixed lengths)."""
-
-
-@dataclass(frozen=True)
-class AdapterRef:
-    """An adapter version as an engine sees it: a unique key and a PEFT folder."""
-
-    key: str
-    """Unique per distinct weights (`hr@3f9c1a2b4d5e`); never reused for other weights."""
-    path: Path
 
 
 @dataclass(frozen=True)

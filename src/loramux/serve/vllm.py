@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from loramux.errors import AdapterError, EngineError, EngineUnavailableError, LoramuxError
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
-from loramux.serve.types import AdapterRef, FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     from loramux.config import LoramuxConfig

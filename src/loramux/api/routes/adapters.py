@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from loramux.adapters.archive import save_upload
 from loramux.adapters.public import adapter_json, audit_json, version_json
-from loramux.adapters.registry import AdapterRegistry, Registration
+from loramux.adapters.registrar import Registration
+from loramux.adapters.registry import AdapterRegistry
 from loramux.api.access import CallerDep
 from loramux.api.auth import AdminActor, app_service
 from loramux.errors import InvalidRequestError, LoramuxError

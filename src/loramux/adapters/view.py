@@ -1,0 +1,195 @@
+"""The registry's in-memory view: the state loaded from its store, kept in step with the engine.
+
+`RegistryView` holds what `AdapterRegistry` serves from: the adapters and versions last read
+from the `RegistryStore` and the `Resolver` built from them, so `resolve` never touches the
+disk. Adopting a state (`_sync`) loads its new versions into the engine before the resolution
+table is swapped and unloads the versions it no longer serves. Changes committed by another
+process on the same data dir (the CLI) are picked up by `refresh`; `watch` runs it periodically.
+The changes themselves are made by the subclasses (`registrar`, `registry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loramux.adapters.experiment import ExperimentTracker
+from loramux.adapters.filestore import AdapterFiles
+from loramux.adapters.loading import AdapterHost, EngineLoader
+from loramux.adapters.records import (
+    AdapterRecord,
+    AuditEntry,
+    RegistryState,
+    VersionRecord,
+    VersionStatus,
+)
+from loramux.adapters.resolver import Resolver
+from loramux.adapters.store import RegistryStore
+from loramux.adapters.traffic import Assignment
+from loramux.adapters.validation import BaseModelSpec
+from loramux.adapters.version import AdapterVersion
+from loramux.config import RegistrySettings
+from loramux.errors import AdapterNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryView:
+    """The registry's state and reads; see the module docstring."""
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        files: AdapterFiles,
+        base: BaseModelSpec,
+        settings: RegistrySettings | None = None,
+        *,
+        engine: AdapterHost | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Build a registry (call `start` before use).
+
+        Args:
+            store: where state lives.
+            files: where adapter files live.
+            base: the base model adapters must fit.
+            settings: limits and experiment settings.
+            engine: loads and unloads versions; None for offline use (the CLI).
+            clock: wall clock (tests pass a fake).
+        """
+        self.store = store
+        self.files = files
+        self.base = base
+        self.settings = settings or RegistrySettings()
+        self.clock = clock
+        self.experiments = ExperimentTracker(store, self.settings.experiment, clock)
+        self._lock = asyncio.Lock()
+        self.loader = EngineLoader(engine)
+        self._state = RegistryState({}, {})
+        self._resolver = Resolver(base.name, {})
+
+    async def start(self) -> None:
+        """Remove leftovers of interrupted registrations, load state, load versions into the
+        engine (a version that fails to load is logged and left out of resolution)."""
+        state = self.store.load()
+        registered = [v.path for vs in state.versions.values() for v in vs]
+        await asyncio.to_thread(self.files.cleanup, registered)
+        async with self._lock:
+            await self._sync(state)
+
+    async def close(self) -> None:
+        """Write buffered experiment records and close the store."""
+        self.experiments.flush()
+        self.store.close()
+
+    async def refresh(self) -> bool:
+        """Pick up changes committed by another process; True when there were some."""
+        if not self.store.changed():
+            return False
+        async with self._lock:
+            await self._sync(self.store.load())
+        return True
+
+    async def watch(self) -> None:
+        """Run forever (cancel to stop): `refresh` and flush experiment records periodically."""
+        while True:
+            await asyncio.sleep(self.settings.watch_interval_s)
+            try:
+                await self.refresh()
+                if self.experiments.pending:
+                    await asyncio.to_thread(self.experiments.flush)
+            except Exception:
+                logger.exception("registry refresh failed; retrying")
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def adapters(self) -> list[AdapterRecord]:
+        return [self._state.adapters[n] for n in sorted(self._state.adapters)]
+
+    def get(self, name: str) -> tuple[AdapterRecord, tuple[VersionRecord, ...]]:
+        """An adapter and its versions, oldest first.
+
+        Raises:
+            AdapterNotFoundError: no such adapter.
+        """
+        adapter = self._state.adapters.get(name)
+        if adapter is None:
+            known = ", ".join(sorted(self._state.adapters)) or "none yet"
+            raise AdapterNotFoundError(
+                f"no adapter named {name!r}; registered adapters: {known}", param="name"
+            )
+        return adapter, self._state.versions.get(name, ())
+
+    def version(self, name: str, version: str) -> VersionRecord:
+        """Raises: AdapterNotFoundError: no such adapter or version."""
+        _, versions = self.get(name)
+        for record in versions:
+            if record.version == version:
+                return record
+        known = ", ".join(v.version for v in versions) or "none"
+        raise AdapterNotFoundError(
+            f"adapter {name!r} has no version {version!r}; its versions: {known}",
+            param="version",
+        )
+
+    def audit_log(self, name: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        return self.store.audit_log(name, limit)
+
+    def served_versions(self) -> list[AdapterVersion]:
+        """The main version of every adapter that gets traffic (what `/v1/models` lists)."""
+        return self._resolver.served_versions()
+
+    def assign(self, model: str, user: str | None = None) -> Assignment | None:
+        """Which adapter version serves a request for `model`; None for the base model.
+
+        In memory only; see `Resolver.assign` (pins, sticky split by `user`).
+
+        Raises:
+            ModelNotFoundError: unknown adapter or version, retired version, or no traffic.
+            EngineUnavailableError: the split picked a version the engine could not load.
+        """
+        return self._resolver.assign(model, user)
+
+    def resolve(self, model: str, user: str | None = None) -> AdapterVersion | None:
+        """`assign(model, user).version`; None for the base model (raises as `assign`)."""
+        assignment = self._resolver.assign(model, user)
+        return assignment.version if assignment else None
+
+    # -- following the store and the engine ------------------------------------------------
+
+    def _audit(
+        self, actor: str, action: str, adapter: str, version: str | None, before: Any, after: Any
+    ) -> AuditEntry:
+        return AuditEntry(actor, action, adapter, version, before, after, self.clock())
+
+    def _as_version(self, record: VersionRecord, adapter: AdapterRecord) -> AdapterVersion:
+        return AdapterVersion(
+            name=record.adapter,
+            version=record.version,
+            path=self.files.absolute(record.path),
+            rank=record.rank,
+            target_modules=record.target_modules,
+            base_model=record.base_model,
+            description=adapter.description,
+        )
+
+    async def _sync_if_changed(self) -> None:
+        if self.store.changed():
+            await self._sync(self.store.load())
+
+    async def _sync(self, state: RegistryState) -> None:
+        """Adopt `state`: load its new versions into the engine, swap the resolution table,
+        then unload versions it no longer serves (call with `_lock` held, or at start)."""
+        wanted = [
+            self._as_version(record, state.adapters[name])
+            for name, versions in state.versions.items()
+            for record in versions
+            if record.status is not VersionStatus.RETIRED
+        ]
+        await self.loader.load_missing(wanted)
+        self._state = state
+        self._resolver = Resolver.build(state, self.base.name, self._as_version, self.loader.failed)
+        await self.loader.unload_except(v.key for v in wanted)

@@ -3,7 +3,8 @@
 - `FaultyEngine`: the product's echo `FakeEngine` (`loramux.serve.fake`) plus fault switches;
 - `TinyEncoder`: a deterministic hashing encoder, no model;
 - `KeywordRouter`: routes by route name found in the text, decides through `route_batch` only;
-- `FakeRouter`: decides `route=text`, can hold its first batch, records its threads.
+- `FakeRouter`: decides `route=text`, can hold its first batch, records its threads;
+- `CountingEngine`: the echo engine counting adapter loads and unloads, with slow loads.
 
 A fake vLLM OpenAI server (a separate process) is `tests/serve/fake_vllm_server.py`. Real small
 things that tests build (LoRA folders, routes, the real encoder) are in `tests/builders.py`.
@@ -24,6 +25,7 @@ from loramux.config import RouteSpec
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
 from loramux.serve.types import GenerationChunk, GenerationRequest
+from loramux.types import AdapterRef
 
 
 class FaultyEngine(FakeEngine):
@@ -208,3 +210,27 @@ class FakeRouter:
     @property
     def sizes(self) -> list[int]:
         return [len(texts) for texts, _, _ in self.calls]
+
+
+class CountingEngine(FakeEngine):
+    """The echo engine, counting adapter loads and unloads; a load takes `load_delay_s`, and an
+    engine holding more than `max_adapters` at once fails the test (what paging must prevent)."""
+
+    def __init__(self, *, load_delay_s: float = 0.0, max_adapters: int | None = None) -> None:
+        super().__init__()
+        self.load_delay_s = load_delay_s
+        self.max_adapters = max_adapters
+        self.adds: list[str] = []
+        self.removes: list[str] = []
+
+    async def add_adapter(self, adapter: AdapterRef) -> None:
+        self.adds.append(adapter.key)
+        if self.load_delay_s:
+            await asyncio.sleep(self.load_delay_s)
+        await super().add_adapter(adapter)
+        held = len(self.loaded_adapters())
+        assert self.max_adapters is None or held <= self.max_adapters, f"{held} adapters loaded"
+
+    async def remove_adapter(self, key: str) -> None:
+        self.removes.append(key)
+        await super().remove_adapter(key)

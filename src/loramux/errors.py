@@ -98,6 +98,13 @@ class ServerOverloadedError(EngineUnavailableError):
     code = "server_overloaded"
 
 
+class AdapterUnavailableError(EngineUnavailableError):
+    """A registered adapter version cannot be loaded into the engine: its files vanished or
+    changed since registration (HTTP 503 naming the version; other adapters keep serving)."""
+
+    code = "adapter_unavailable"
+
+
 class ShuttingDownError(EngineUnavailableError):
     """The server is draining before it stops and takes no new generations (HTTP 503)."""
 

@@ -52,6 +52,9 @@ class GenerationChunk:
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    adapter_load_s: float | None = None
+    """On a request's first chunk: seconds it waited for its adapter to load (a cold start);
+    None when the adapter was loaded already or the request uses none."""
 
 
 @dataclass

@@ -11,7 +11,14 @@ config), `train`, `parse` (the YAML parser) and `load` (file + environment + fla
 re-exports their public names, so `from loramux.config import X` is the one import to use.
 """
 
-from loramux.config.engine import EngineConfig
+from loramux.config.engine import (
+    LEGACY_ENGINE_KEYS,
+    EngineConfig,
+    FakeEngineConfig,
+    HFEngineConfig,
+    RemoteEngineConfig,
+    VLLMEngineConfig,
+)
 from loramux.config.limits import LimitsSettings, SupervisorSettings
 from loramux.config.load import DEFAULT_CONFIG_PATH, ENV_OVERRIDES, load_config
 from loramux.config.monitoring import DashboardSettings, MetricsSettings
@@ -56,6 +63,7 @@ __all__ = [
     "ADAPTER_NAME_RE",
     "DEFAULT_CONFIG_PATH",
     "ENV_OVERRIDES",
+    "LEGACY_ENGINE_KEYS",
     "RESERVED_MODEL_NAMES",
     "ROUTE_TARGET_KEYWORDS",
     "AdapterEntry",
@@ -69,6 +77,8 @@ __all__ = [
     "EmbedderConfig",
     "EngineConfig",
     "ExperimentSettings",
+    "FakeEngineConfig",
+    "HFEngineConfig",
     "KnowledgeBaseConfig",
     "L2Settings",
     "LimitsSettings",
@@ -78,6 +88,7 @@ __all__ = [
     "OptimSettings",
     "PathsConfig",
     "RegistrySettings",
+    "RemoteEngineConfig",
     "ReplaySettings",
     "RouteSpec",
     "RouterConfig",
@@ -87,6 +98,7 @@ __all__ = [
     "SupervisorSettings",
     "TrainConfig",
     "TrainDataSettings",
+    "VLLMEngineConfig",
     "check_adapter_name",
     "format_validation_error",
     "load_config",

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from loramux.config.engine import move_legacy_engine_keys
 from loramux.config.parse import format_validation_error, read_yaml, resolve_path
 from loramux.config.server import PathsConfig
 from loramux.config.serving import LoramuxConfig
@@ -19,14 +20,14 @@ from loramux.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("configs/default.yaml")
 
-# Environment variable -> (section, key, converter).
+# Environment variable -> (section, key); a dotted key names a nested section's key.
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "LORAMUX_HOST": ("server", "host"),
     "LORAMUX_PORT": ("server", "port"),
     "LORAMUX_DATA_DIR": ("paths", "data_dir"),
     "LORAMUX_CACHE_DIR": ("paths", "cache_dir"),
     "LORAMUX_ENGINE": ("engine", "kind"),
-    "LORAMUX_REMOTE_API_KEY": ("engine", "remote_api_key"),
+    "LORAMUX_REMOTE_API_KEY": ("engine", "remote.api_key"),
     "LORAMUX_LOG_FORMAT": ("server", "log_format"),
     "LORAMUX_AUTH": ("auth", "enabled"),
 }
@@ -44,7 +45,8 @@ def load_config(
     Args:
         path: YAML file; None means `configs/default.yaml` in the current folder when it exists,
             else the built-in defaults (no adapters).
-        overrides: section -> key -> value, applied last (the CLI's flags).
+        overrides: section -> key -> value, applied last (the CLI's flags); a dotted key
+            names a nested section's key (`engine`: `remote.api_key`).
         environ: environment to read `LORAMUX_*` overrides from; default `os.environ`.
 
     Returns:
@@ -60,15 +62,21 @@ def load_config(
         path = DEFAULT_CONFIG_PATH
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
     base_dir = path.resolve().parent if path is not None else Path.cwd()
+    source = str(path or "defaults")
+    engine = data.get("engine")
+    if isinstance(engine, dict):
+        # old flat keys first, so that an override of their new key wins instead of clashing
+        try:
+            data["engine"] = move_legacy_engine_keys(engine)
+        except ValueError as exc:
+            raise ConfigError(f"invalid config in {source}: `engine`: {exc}") from exc
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
-            data.setdefault(section, {})
-            if not isinstance(data[section], dict):
-                raise ConfigError(f"`{section}` in {path} must be a mapping")
-            data[section][key] = env[var]
+            _set_key(data, section, key, env[var], source)
     for section, values in (overrides or {}).items():
-        data.setdefault(section, {})
-        data[section].update({k: v for k, v in values.items() if v is not None})
+        for key, value in values.items():
+            if value is not None:
+                _set_key(data, section, key, value, source)
     if env.get("LORAMUX_ADMIN_KEY"):
         admin = data.setdefault("admin", {})
         if not isinstance(admin, dict):
@@ -78,8 +86,25 @@ def load_config(
     try:
         config = LoramuxConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path or "defaults"))) from exc
+        raise ConfigError(format_validation_error(exc, source)) from exc
     return _with_absolute_paths(config, base_dir)
+
+
+def _set_key(data: dict[str, Any], section: str, key: str, value: Any, source: str) -> None:
+    """Set `section.key` in the raw config, `key` possibly dotted (`remote.api_key`).
+
+    Raises:
+        ConfigError: a section on the way is there but not a mapping.
+    """
+    where = data
+    parts = [section, *key.split(".")]
+    for depth, part in enumerate(parts[:-1]):
+        found = where.setdefault(part, {})
+        if not isinstance(found, dict):
+            name = ".".join(parts[: depth + 1])
+            raise ConfigError(f"`{name}` in {source} must be a mapping")
+        where = found
+    where[parts[-1]] = value
 
 
 def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig:
@@ -117,10 +142,13 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
             "import_roots": tuple(resolve_path(p, base_dir) for p in config.registry.import_roots)
         }
     )
-    kernels = config.engine.lora_kernel_configs
     engine = config.engine
+    kernels = engine.vllm.lora_kernel_configs
     if isinstance(kernels, Path):
-        engine = engine.model_copy(update={"lora_kernel_configs": resolve_path(kernels, base_dir)})
+        vllm = engine.vllm.model_copy(
+            update={"lora_kernel_configs": resolve_path(kernels, base_dir)}
+        )
+        engine = engine.model_copy(update={"vllm": vllm})
     eval_dir = config.dashboard.eval_dir or paths.data_dir / "eval"
     dashboard = config.dashboard.model_copy(update={"eval_dir": resolve_path(eval_dir, base_dir)})
     return config.model_copy(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loramux.config import EngineConfig
 from loramux.errors import (
     AdapterError,
     EngineError,
@@ -48,18 +49,6 @@ logger = logging.getLogger(__name__)
 
 BASE_SLOT = "__base__"  # PEFT's name for "no adapter" in a mixed batch; never leaves this module.
 DEFAULT_CONTEXT = 2048
-
-
-@dataclass
-class HFEngineSettings:
-    max_batch_size: int = 16
-    max_wait_ms: float = 10.0
-    default_max_tokens: int = 256
-    context_length: int | None = None
-    max_loaded_adapters: int = 32
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int | None = None
 
 
 @dataclass(eq=False)
@@ -97,22 +86,24 @@ class _Control:
 class HFEngine:
     """transformers + PEFT engine with continuous, adapter-mixing batches."""
 
-    def __init__(self, model_dir: Path | None, settings: HFEngineSettings, **resolve: Any) -> None:
+    def __init__(
+        self, model_dir: Path | None, config: EngineConfig | None = None, **resolve: Any
+    ) -> None:
         """Build the engine (nothing loads until `start`).
 
         Args:
             model_dir: HF model folder; None means resolve it at start from `resolve`'s
                 `model_config` and `cache_dir` (the embedded model is fetched if needed).
-            settings: batching and limits.
+            config: the `engine:` section: the shared limits, and `hf` for batching.
             **resolve: `model_config` and `cache_dir` for `loramux.models.ensure_base_model`.
         """
         self._model_dir = model_dir
         self._resolve = resolve
-        self.settings = settings
+        self.config = config = config or EngineConfig()
         self._inbox: queue.Queue[_Sequence | _Control] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._ready = False
-        self._context_length = settings.context_length or DEFAULT_CONTEXT
+        self._context_length = config.context_length or DEFAULT_CONTEXT
         self._slots: dict[str, str] = {}  # adapter key -> PEFT adapter name
         self._slot_counter = 0
         self._model: Any = None
@@ -125,18 +116,7 @@ class HFEngine:
 
     @classmethod
     def from_config(cls, config: LoramuxConfig) -> HFEngine:
-        e = config.engine
-        settings = HFEngineSettings(
-            max_batch_size=e.max_batch_size,
-            max_wait_ms=e.max_wait_ms,
-            default_max_tokens=e.default_max_tokens,
-            context_length=e.context_length,
-            max_loaded_adapters=e.max_loaded_adapters,
-            device=e.device,
-            dtype=e.dtype,
-            threads=e.threads,
-        )
-        return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
+        return cls(None, config.engine, model_config=config.model, cache_dir=config.paths.cache_dir)
 
     # -- Engine protocol ---------------------------------------------------------------------
 
@@ -217,7 +197,7 @@ class HFEngine:
             len(prompt_ids),
             request.sampling.max_tokens,
             self._context_length,
-            self.settings.default_max_tokens,
+            self.config.default_max_tokens,
         )
         generator = None
         if request.sampling.temperature > 0:
@@ -272,7 +252,7 @@ class HFEngine:
             self._model_dir = ensure_base_model(
                 self._resolve["model_config"], self._resolve["cache_dir"]
             )
-        s = self.settings
+        s = self.config
         if s.threads:
             torch.set_num_threads(s.threads)
         use_cuda = s.device == "cuda" or (s.device == "auto" and torch.cuda.is_available())
@@ -313,7 +293,7 @@ class HFEngine:
                 items = self._take(block=idle)
                 if (
                     idle
-                    and self.settings.max_wait_ms > 0
+                    and self.config.hf.max_wait_ms > 0
                     and any(isinstance(i, _Sequence) for i in items)
                 ):
                     items += self._gather(len(items))
@@ -327,7 +307,7 @@ class HFEngine:
                         deferred.append(item)
                 deferred = [c for c in deferred if not self._apply_control(c, batch, pending)]
                 pending = [s for s in pending if not s.cancelled.is_set()]
-                room = self.settings.max_batch_size - len(batch.rows)
+                room = self.config.max_batch_size - len(batch.rows)
                 if pending and room > 0:
                     joining, pending = pending[:room], pending[room:]
                     self._guarded(batch, joining, self._prefill)
@@ -346,9 +326,9 @@ class HFEngine:
 
     def _gather(self, have: int) -> list[_Sequence | _Control]:
         """Wait up to max_wait_ms for more requests to start a batch with."""
-        deadline = time.monotonic() + self.settings.max_wait_ms / 1000
+        deadline = time.monotonic() + self.config.hf.max_wait_ms / 1000
         items: list[_Sequence | _Control] = []
-        while have + len(items) < self.settings.max_batch_size:
+        while have + len(items) < self.config.max_batch_size:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -385,7 +365,7 @@ class HFEngine:
     def _load_adapter(self, adapter: AdapterRef) -> None:
         if adapter.key in self._slots:
             return
-        if len(self._slots) >= self.settings.max_loaded_adapters:
+        if len(self._slots) >= self.config.max_loaded_adapters:
             raise AdapterError(
                 f"the engine already holds {len(self._slots)} adapters "
                 f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from loramux.cli.app import ConfigOpt, app, fail, models_app, progress, setup_logging
 from loramux.config import LoramuxConfig, load_config
 from loramux.errors import LoramuxError
+
+SERVE_OVERRIDES: dict[str, tuple[str, str]] = {
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "engine": ("engine", "kind"),
+    "log_format": ("server", "log_format"),
+}
+"""`loramux serve`'s options that override the config -> the field (section, key) each sets;
+tests/test_cli.py checks every one names a field, and that its help names the field's env var."""
+
+
+def serve_overrides(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `overrides` for `load_config` from `serve`'s option values (None: not given)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for option, value in options.items():
+        section, key = SERVE_OVERRIDES[option]
+        overrides.setdefault(section, {})[key] = value
+    return overrides
 
 
 @app.command()
@@ -26,13 +44,8 @@ def serve(
 ) -> None:
     """Serve the OpenAI-compatible API (fetches the embedded models on first use)."""
     try:
-        cfg = load_config(
-            config,
-            overrides={
-                "server": {"host": host, "port": port, "log_format": log_format},
-                "engine": {"kind": engine},
-            },
-        )
+        options = {"host": host, "port": port, "engine": engine, "log_format": log_format}
+        cfg = load_config(config, overrides=serve_overrides(options))
         setup_logging(cfg.server.log_level, cfg.server.log_format)
         if cfg.engine.kind in ("hf", "vllm", "auto"):
             # Fetch (with progress on the terminal) and check the model once, here; the engine

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from loramux.cli import app
+from loramux.cli.router import router_eval_dir
 from loramux.cli.serve import SERVE_OVERRIDES, serve_overrides
-from loramux.config import ENV_OVERRIDES, LoramuxConfig
+from loramux.config import ENV_OVERRIDES, LoramuxConfig, load_config
 from tests.fakes import write_lora_folder
 
 runner = CliRunner()
@@ -137,3 +138,12 @@ def test_serve_overrides_go_to_their_sections() -> None:
         "server": {"host": "0.0.0.0", "port": None},
         "engine": {"kind": "fake"},
     }
+
+
+def test_router_eval_writes_where_the_dashboard_looks_by_default(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("paths:\n  data_dir: data\n")
+    config = load_config(file, environ={})
+    assert router_eval_dir(config) == tmp_path / "data" / "eval" / "router"
+    file.write_text("dashboard:\n  eval_dir: charts\n")
+    assert router_eval_dir(load_config(file, environ={})) == tmp_path / "charts" / "router"

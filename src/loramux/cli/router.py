@@ -64,21 +64,33 @@ def router_fit(
     typer.echo(summary.format_table())
 
 
+def router_eval_dir(cfg: LoramuxConfig) -> Path:
+    """Where `router eval` writes by default: `router/` in the dashboard's eval folder."""
+    return (cfg.dashboard.eval_dir or cfg.paths.data_dir / "eval") / "router"
+
+
 @router_app.command("eval")
 def router_eval(
     routes: Annotated[Path, typer.Option(help="fitted.yaml, or a routes YAML (unfitted).")],
     data: Annotated[Path, typer.Option(help="Labelled JSONL the router has not seen.")],
     out_dir: Annotated[
-        Path, typer.Option(help="Folder for report.json and the PNG charts.")
-    ] = Path("router-eval"),
+        Path | None,
+        typer.Option(
+            help="Folder for report.json and the PNG charts (default: router/ in the dashboard's "
+            "eval_dir, <data_dir>/eval, so the dashboard shows the charts)."
+        ),
+    ] = None,
     predictions: Annotated[
         Path | None, typer.Option(help="Write one JSON line per item here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     kind: Annotated[str, typer.Option(help="Router kind for a routes YAML.")] = "semantic",
+    config: ConfigOpt = None,
 ) -> None:
     """Accuracy, abstention, out-of-scope rejection, per-route precision/recall/F1, charts."""
     try:
+        if out_dir is None:
+            out_dir = router_eval_dir(load_config(config))
         setup_logging("warning")
         from loramux.router.evaluation import evaluate_router
 

@@ -18,8 +18,6 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +28,8 @@ from loramux.errors import (
     EngineUnavailableError,
     LoramuxError,
 )
-from loramux.serve import kvcache
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
+from loramux.serve.hf_batch import Batch, Control, Row, sample
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import (
     AdapterRef,
@@ -51,38 +49,6 @@ BASE_SLOT = "__base__"  # PEFT's name for "no adapter" in a mixed batch; never l
 DEFAULT_CONTEXT = 2048
 
 
-@dataclass(eq=False)
-class _Sequence:
-    """One request's state inside the worker."""
-
-    request: GenerationRequest
-    prompt_ids: list[int]
-    max_tokens: int
-    slot: str
-    stream: TextStream
-    loop: asyncio.AbstractEventLoop
-    out: asyncio.Queue[GenerationChunk | BaseException]
-    generator: torch.Generator | None
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    generated: int = 0
-    position: int = 0
-    next_token: int = -1
-
-    def send(self, item: GenerationChunk | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
-        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
-            self.cancelled.set()
-
-
-@dataclass
-class _Control:
-    op: str  # "add" | "remove" | "stop"
-    adapter: AdapterRef | None = None
-    key: str = ""
-    done: Future[None] = field(default_factory=Future)
-
-
 class HFEngine:
     """transformers + PEFT engine with continuous, adapter-mixing batches."""
 
@@ -100,7 +66,7 @@ class HFEngine:
         self._model_dir = model_dir
         self._resolve = resolve
         self.config = config = config or EngineConfig()
-        self._inbox: queue.Queue[_Sequence | _Control] = queue.Queue()
+        self._inbox: queue.Queue[Row | Control] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._ready = False
         self._context_length = config.context_length or DEFAULT_CONTEXT
@@ -148,17 +114,17 @@ class HFEngine:
         if not self._thread.is_alive():  # the worker died: nobody would answer a stop
             self._thread = None
             return
-        control = _Control("stop")
+        control = Control("stop")
         self._inbox.put(control)
         await asyncio.wrap_future(control.done)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
-        await self._control(_Control("add", adapter=adapter))
+        await self._control(Control("add", adapter=adapter))
 
     async def remove_adapter(self, key: str) -> None:
-        await self._control(_Control("remove", key=key))
+        await self._control(Control("remove", key=key))
 
     def loaded_adapters(self) -> list[str]:
         return sorted(self._slots)
@@ -182,7 +148,7 @@ class HFEngine:
         finally:
             seq.cancelled.set()
 
-    def _admit(self, request: GenerationRequest) -> _Sequence:
+    def _admit(self, request: GenerationRequest) -> Row:
         """Tokenize and check a request; raises before anything is queued."""
         if not self.ready:
             raise EngineUnavailableError("the hf engine is not running; retry shortly")
@@ -208,7 +174,7 @@ class HFEngine:
                 generator.manual_seed(request.sampling.seed)
             else:
                 generator.seed()
-        return _Sequence(
+        return Row(
             request=request,
             prompt_ids=prompt_ids,
             max_tokens=max_tokens,
@@ -233,7 +199,7 @@ class HFEngine:
         text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True)
         return text
 
-    async def _control(self, control: _Control) -> None:
+    async def _control(self, control: Control) -> None:
         if self._thread is None:
             raise EngineUnavailableError("the hf engine is not running")
         self._inbox.put(control)
@@ -284,9 +250,9 @@ class HFEngine:
     def _worker(self) -> None:
         import torch
 
-        batch = _Batch()
-        pending: list[_Sequence] = []
-        deferred: list[_Control] = []
+        batch = Batch()
+        pending: list[Row] = []
+        deferred: list[Control] = []
         with torch.inference_mode():
             while True:
                 idle = not batch.rows and not pending and not deferred
@@ -294,11 +260,11 @@ class HFEngine:
                 if (
                     idle
                     and self.config.hf.max_wait_ms > 0
-                    and any(isinstance(i, _Sequence) for i in items)
+                    and any(isinstance(i, Row) for i in items)
                 ):
                     items += self._gather(len(items))
                 for item in items:
-                    if isinstance(item, _Sequence):
+                    if isinstance(item, Row):
                         pending.append(item)
                     elif item.op == "stop":
                         self._shutdown(batch, pending, deferred, item)
@@ -314,8 +280,8 @@ class HFEngine:
                 if batch.rows:
                     self._guarded(batch, batch.rows, self._decode_step)
 
-    def _take(self, *, block: bool) -> list[_Sequence | _Control]:
-        items: list[_Sequence | _Control] = []
+    def _take(self, *, block: bool) -> list[Row | Control]:
+        items: list[Row | Control] = []
         if block:
             items.append(self._inbox.get())
         while True:
@@ -324,10 +290,10 @@ class HFEngine:
             except queue.Empty:
                 return items
 
-    def _gather(self, have: int) -> list[_Sequence | _Control]:
+    def _gather(self, have: int) -> list[Row | Control]:
         """Wait up to max_wait_ms for more requests to start a batch with."""
         deadline = time.monotonic() + self.config.hf.max_wait_ms / 1000
-        items: list[_Sequence | _Control] = []
+        items: list[Row | Control] = []
         while have + len(items) < self.config.max_batch_size:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -338,7 +304,7 @@ class HFEngine:
                 break
         return items
 
-    def _apply_control(self, control: _Control, batch: _Batch, pending: list[_Sequence]) -> bool:
+    def _apply_control(self, control: Control, batch: Batch, pending: list[Row]) -> bool:
         """Run an add/remove; False when it must wait (the adapter is still in use)."""
         try:
             if control.op == "add":
@@ -392,7 +358,7 @@ class HFEngine:
             1000 * (time.perf_counter() - t0),
         )
 
-    def _guarded(self, batch: _Batch, rows: list[_Sequence], step: Any) -> None:
+    def _guarded(self, batch: Batch, rows: list[Row], step: Any) -> None:
         """Run a prefill or decode step; on failure, fail every running request and go on.
 
         The batch's KV cache may be half-updated after a failed step, so none of it is kept.
@@ -412,7 +378,7 @@ class HFEngine:
             return self._peft(**inputs, adapter_names=slots)
         return self._model(**inputs)
 
-    def _prefill(self, batch: _Batch, joining: list[_Sequence]) -> None:
+    def _prefill(self, batch: Batch, joining: list[Row]) -> None:
         import torch
 
         longest = max(len(s.prompt_ids) for s in joining)
@@ -435,7 +401,7 @@ class HFEngine:
         batch.merge(joining, out.past_key_values, mask.to(self._device))
         self._emit(batch, joining, out.logits[:, -1, :])
 
-    def _decode_step(self, batch: _Batch, rows: list[_Sequence]) -> None:
+    def _decode_step(self, batch: Batch, rows: list[Row]) -> None:
         import torch
 
         ids = torch.tensor([[s.next_token] for s in rows], device=self._device)
@@ -453,10 +419,10 @@ class HFEngine:
             s.position += 1
         self._emit(batch, list(rows), out.logits[:, -1, :])
 
-    def _emit(self, batch: _Batch, rows: list[_Sequence], logits: torch.Tensor) -> None:
+    def _emit(self, batch: Batch, rows: list[Row], logits: torch.Tensor) -> None:
         """Pick each row's next token, send its text, and drop finished rows from the batch."""
-        tokens = _sample(logits.float(), rows)
-        done: list[_Sequence] = []
+        tokens = sample(logits.float(), rows)
+        done: list[Row] = []
         for seq, token in zip(rows, tokens, strict=True):
             if seq.cancelled.is_set():
                 done.append(seq)
@@ -488,7 +454,7 @@ class HFEngine:
             batch.remove(done)
 
     def _shutdown(
-        self, batch: _Batch, pending: list[_Sequence], deferred: list[_Control], stop: _Control
+        self, batch: Batch, pending: list[Row], deferred: list[Control], stop: Control
     ) -> None:
         error = EngineUnavailableError("the engine is shutting down; retry on another replica")
         for seq in [*batch.rows, *pending]:
@@ -501,61 +467,8 @@ class HFEngine:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Sequence):
+            if isinstance(item, Row):
                 item.send(error)
             else:
                 item.done.set_exception(error)
         stop.done.set_result(None)
-
-
-class _Batch:
-    """The running batch: its rows, their merged KV cache and attention mask."""
-
-    def __init__(self) -> None:
-        self.rows: list[_Sequence] = []
-        self.cache: Any = None
-        self.mask: Any = None
-
-    def merge(self, joining: list[_Sequence], cache: Any, mask: Any) -> None:
-        if not self.rows:
-            self.rows, self.cache, self.mask = list(joining), cache, mask
-            return
-        self.cache, self.mask = kvcache.concat(self.cache, self.mask, cache, mask)
-        self.rows.extend(joining)
-
-    def extend_mask(self) -> None:
-        import torch
-
-        ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
-        self.mask = torch.cat([self.mask, ones], dim=1)
-
-    def remove(self, done: list[_Sequence]) -> None:
-        gone = set(map(id, done))
-        keep = [i for i, s in enumerate(self.rows) if id(s) not in gone]
-        if not keep:
-            self.clear()
-            return
-        self.rows = [self.rows[i] for i in keep]
-        self.cache, self.mask = kvcache.select(self.cache, self.mask, keep)
-
-    def clear(self) -> None:
-        self.rows, self.cache, self.mask = [], None, None
-
-
-def _sample(logits: torch.Tensor, rows: list[_Sequence]) -> list[int]:
-    """Greedy for temperature 0, else temperature + top-p sampling with each row's generator."""
-    import torch
-
-    tokens: list[int] = logits.argmax(dim=-1).tolist()
-    for i, seq in enumerate(rows):
-        params = seq.request.sampling
-        if params.temperature <= 0 or seq.generator is None:
-            continue
-        probs = torch.softmax(logits[i] / params.temperature, dim=-1)
-        if params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
-            sorted_probs = sorted_probs * keep
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        tokens[i] = int(torch.multinomial(probs.cpu(), 1, generator=seq.generator).item())
-    return tokens

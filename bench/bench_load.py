@@ -72,7 +72,7 @@ def cpu_seconds(pid: int) -> float:
 
 def write_config(state: Path, args: argparse.Namespace, port: int) -> Path:
     engine = (
-        f"engine: {{kind: fake, fake_token_delay_s: {args.fake_token_delay}, "
+        f"engine: {{kind: fake, fake: {{token_delay_s: {args.fake_token_delay}}}, "
         "max_new_tokens: 512, default_max_tokens: 256}\n"
         if args.engine == "fake"
         else f"engine: {{kind: hf, max_batch_size: {args.clients}, max_new_tokens: 512"

@@ -183,15 +183,17 @@ class _TimedEngine:
 async def _servable_part(
     trials: int, background: int, threads: int | None
 ) -> list[tuple[str, str, str]]:
+    from loramux.config import EngineConfig, HFEngineConfig
     from loramux.models import ensure_base_model
-    from loramux.serve.hf import HFEngine, HFEngineSettings
+    from loramux.serve.hf import HFEngine
 
     if not (DEMO_HR / "adapter_model.safetensors").is_file():
         return [("new version servable", "skipped", f"{DEMO_HR} is missing")]
     cfg = load_config(REPO / "configs" / "default.yaml", environ={})
     model_dir = ensure_base_model(cfg.model, cfg.paths.cache_dir)
     engine = HFEngine(
-        model_dir, HFEngineSettings(max_batch_size=16, max_wait_ms=10, threads=threads)
+        model_dir,
+        EngineConfig(max_batch_size=16, threads=threads, hf=HFEngineConfig(max_wait_ms=10)),
     )
     await engine.start()
     timed = _TimedEngine(engine)

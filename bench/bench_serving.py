@@ -60,13 +60,14 @@ async def _run_batch(engine: object, requests: list[GenerationRequest]) -> tuple
 
 
 async def _hf_parts(parts: set[str], batch: int, tokens: int, repeats: int) -> list[tuple]:
+    from loramux.config import EngineConfig, HFEngineConfig
     from loramux.models import ensure_base_model
-    from loramux.serve.hf import HFEngine, HFEngineSettings
+    from loramux.serve.hf import HFEngine
 
     cfg = load_config(REPO / "configs" / "default.yaml", environ={})
     engine = HFEngine(
         ensure_base_model(cfg.model, cfg.paths.cache_dir),
-        HFEngineSettings(max_batch_size=max(batch, 16), max_wait_ms=50),
+        EngineConfig(max_batch_size=max(batch, 16), hf=HFEngineConfig(max_wait_ms=50)),
     )
     await engine.start()
     refs = [

@@ -59,11 +59,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         {"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True},
         {"VLLM_LORA_ENABLE_DUAL_STREAM": "1"},
     ),
-    # the tuned* variants also set loramux's `engine.lora_kernel_configs` (see TUNED)
+    # the tuned* variants also set loramux's `engine.vllm.lora_kernel_configs` (see TUNED)
     "tuned": ({"cudagraph_capture_sizes": CAPTURE}, {}),
     "tuned8": ({"cudagraph_capture_sizes": CAPTURE, "max_loras": 8}, {}),
     "spec+tuned": ({"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True}, {}),
-    # tuned + loramux's masked expand kernel (`engine.lora_expand: masked`, see MASKED)
+    # tuned + loramux's masked expand kernel (`engine.vllm.lora_expand: masked`, see MASKED)
     "tuned+masked": ({"cudagraph_capture_sizes": CAPTURE}, {}),
 }
 TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked"}
@@ -278,7 +278,8 @@ async def run_raw(engine: Any, prompts: list[str], loras: list[Any], out: int, e
 
 
 async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) -> Any:
-    from loramux.serve.vllm import VLLMEngine, VLLMEngineSettings
+    from loramux.config import EngineConfig, VLLMEngineConfig
+    from loramux.serve.vllm import VLLMEngine
 
     extra, env = VARIANTS[variant]
     for k in VARIANT_ENV:
@@ -286,24 +287,26 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
     os.environ.update(env)
     kernels = None
     if variant in TUNED:
-        from loramux.serve.vllm import BUILTIN_LORA_KERNELS
+        from loramux.serve.vllm_setup import BUILTIN_LORA_KERNELS
 
         kernels = Path(args.lora_configs).resolve() if args.lora_configs else BUILTIN_LORA_KERNELS
     engine = VLLMEngine(
         model_dir,
-        VLLMEngineSettings(
+        EngineConfig(
             max_batch_size=args.max_num_seqs,
-            max_loras=args.max_loras,
-            max_lora_rank=16,
             max_loaded_adapters=64,
             context_length=1024,
-            load_format="dummy",
-            gpu_memory_utilization=0.85,
-            cache_dir=Path(args.cache),
-            lora_kernel_configs=kernels,
-            lora_expand="masked" if variant in MASKED else "vllm",
-            extra_args=dict(extra),
+            vllm=VLLMEngineConfig(
+                max_loras=args.max_loras,
+                max_lora_rank=16,
+                load_format="dummy",
+                gpu_memory_utilization=0.85,
+                lora_kernel_configs=kernels,
+                lora_expand="masked" if variant in MASKED else "vllm",
+                args=dict(extra),
+            ),
         ),
+        cache_dir=Path(args.cache),
     )
     t0 = time.perf_counter()
     await engine.start()

@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from loramux.cli import app
+from loramux.cli.router import router_eval_dir
+from loramux.cli.serve import SERVE_OVERRIDES, serve_overrides
+from loramux.config import ENV_OVERRIDES, LoramuxConfig, load_config
 from tests.builders import write_lora_folder
 
 runner = CliRunner()
@@ -111,3 +116,34 @@ def test_serve_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"cannot start: adapter 'x': {tmp_path / 'missing'} is not a folder" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_every_serve_override_option_sets_an_existing_config_field_and_names_its_env_var() -> None:
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    options = {p.name: p for p in serve.params if p.name != "config"}
+    assert set(options) == set(SERVE_OVERRIDES), "every override flag needs its config field"
+    env_of = {target: var for var, target in ENV_OVERRIDES.items()}
+    for option, (section, key) in SERVE_OVERRIDES.items():
+        assert section in LoramuxConfig.model_fields, f"--{option}: no `{section}` section"
+        model = LoramuxConfig.model_fields[section].annotation
+        assert isinstance(model, type)
+        assert issubclass(model, BaseModel)
+        assert key in model.model_fields, f"--{option}: no config field `{section}.{key}`"
+        if (section, key) in env_of:
+            assert env_of[section, key] in (options[option].help or ""), f"--{option}'s help"
+
+
+def test_serve_overrides_go_to_their_sections() -> None:
+    assert serve_overrides({"host": "0.0.0.0", "engine": "fake", "port": None}) == {
+        "server": {"host": "0.0.0.0", "port": None},
+        "engine": {"kind": "fake"},
+    }
+
+
+def test_router_eval_writes_where_the_dashboard_looks_by_default(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("paths:\n  data_dir: data\n")
+    config = load_config(file, environ={})
+    assert router_eval_dir(config) == tmp_path / "data" / "eval" / "router"
+    file.write_text("dashboard:\n  eval_dir: charts\n")
+    assert router_eval_dir(load_config(file, environ={})) == tmp_path / "charts" / "router"

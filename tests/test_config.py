@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from loramux.config import load_config, load_train_config, read_yaml
+from loramux.config import (
+    ENV_OVERRIDES,
+    LEGACY_ENGINE_KEYS,
+    EngineConfig,
+    LoramuxConfig,
+    load_config,
+    load_train_config,
+    read_yaml,
+)
 from loramux.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,3 +102,89 @@ def test_malformed_yaml_is_a_config_error(tmp_path: Path, text: str, words: str)
     f.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=words):
         load_config(f, environ={})
+
+
+SERVING_CONFIGS = [
+    REPO / "configs" / "default.yaml",
+    REPO / "configs" / "production.example.yaml",
+    REPO / "deploy" / "loramux.gpu.yaml",
+]
+
+
+@pytest.mark.parametrize("path", SERVING_CONFIGS, ids=str)
+def test_every_shipped_serving_config_loads_in_the_current_layout(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="loramux.config"):
+        load_config(path, environ={})
+    assert "is now engine." not in caplog.text  # no old flat engine keys left in what we ship
+
+
+def test_old_flat_engine_keys_load_into_their_sections_with_one_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text(
+        "engine:\n  kind: remote\n  max_batch_size: 4\n  max_wait_ms: 5\n  max_loras: 2\n"
+        "  vllm_args: {max_num_batched_tokens: 64}\n  remote_urls: [http://a:8000]\n"
+        "  remote_api_key: secret\n  remote_timeout_s: 9\n  fake_token_delay_s: 0.5\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="loramux.config"):
+        engine = load_config(file, environ={}).engine
+    assert (engine.kind, engine.max_batch_size, engine.hf.max_wait_ms) == ("remote", 4, 5)
+    assert (engine.vllm.max_loras, engine.vllm.args) == (2, {"max_num_batched_tokens": 64})
+    assert (engine.remote.urls, engine.remote.api_key) == (["http://a:8000"], "secret")
+    assert (engine.remote.timeout_s, engine.fake.token_delay_s) == (9, 0.5)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert "engine.remote_urls is now engine.remote.urls; please update the config" in warnings
+    assert "engine.vllm_args is now engine.vllm.args; please update the config" in warnings
+    assert len(warnings) == 7
+
+
+@pytest.mark.parametrize("old", sorted(LEGACY_ENGINE_KEYS))
+def test_every_old_engine_key_names_an_existing_field(old: str) -> None:
+    section, key = LEGACY_ENGINE_KEYS[old]
+    assert key in type(getattr(EngineConfig(), section)).model_fields
+    assert old not in EngineConfig.model_fields
+
+
+def test_an_old_engine_key_and_its_new_key_together_are_refused_naming_both(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text(
+        "engine:\n  remote_urls: [http://a:8000]\n  remote:\n    urls: [http://b:8000]\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"`engine.remote_urls` and `engine.remote.urls` are both"
+    ):
+        load_config(file, environ={})
+    with pytest.raises(ValueError, match=r"`engine.max_loras` and `engine.vllm.max_loras`"):
+        EngineConfig.model_validate({"max_loras": 2, "vllm": {"max_loras": 3}})
+
+
+def test_an_unknown_key_inside_an_engine_section_is_refused_with_its_dotted_name(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("engine:\n  vllm:\n    max_lora: 4\n")
+    with pytest.raises(ConfigError, match=r"`engine\.vllm\.max_lora`: Extra inputs"):
+        load_config(file, environ={})
+
+
+def test_env_override_of_a_nested_engine_key_wins_over_the_old_flat_key(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("engine:\n  remote_api_key: from-file\n")
+    config = load_config(file, environ={"LORAMUX_REMOTE_API_KEY": "from-env"})
+    assert config.engine.remote.api_key == "from-env"
+    assert load_config(None, environ={"LORAMUX_REMOTE_API_KEY": "k"}).engine.remote.api_key == "k"
+
+
+def test_every_env_override_names_an_existing_config_field() -> None:
+    for var, (section, key) in ENV_OVERRIDES.items():
+        model: type[BaseModel] = LoramuxConfig
+        for part in [section, *key.split(".")]:
+            assert part in model.model_fields, f"{var}: {section}.{key}"
+            annotation = model.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation

@@ -47,12 +47,16 @@ async def _hf_reference(
     model_dir: Path, adapters: list[str], dtype: str, device: str
 ) -> dict[str, str]:
     from loramux.adapters.version import inspect_adapter
+    from loramux.config import EngineConfig
     from loramux.serve.engine import generate
-    from loramux.serve.hf import HFEngine, HFEngineSettings
+    from loramux.serve.hf import HFEngine
     from loramux.serve.types import GenerationRequest, SamplingParams
     from loramux.types import ChatMessage
 
-    engine = HFEngine(model_dir, HFEngineSettings(max_batch_size=16, dtype=dtype, device=device))
+    engine = HFEngine(
+        model_dir,
+        EngineConfig.model_validate({"max_batch_size": 16, "dtype": dtype, "device": device}),
+    )
     await engine.start()
     refs = {
         n: inspect_adapter(REPO / "demo" / "adapters" / n, name=n, base_model=BASE).ref()
@@ -119,10 +123,10 @@ def main() -> None:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--dtype", default="auto", help="engine.dtype of the vllm server")
     parser.add_argument(
-        "--lora-kernel-configs", default=None, help="engine.lora_kernel_configs (e.g. builtin)"
+        "--lora-kernel-configs", default=None, help="engine.vllm.lora_kernel_configs (e.g. builtin)"
     )
     parser.add_argument(
-        "--lora-expand", choices=["vllm", "masked"], default="vllm", help="engine.lora_expand"
+        "--lora-expand", choices=["vllm", "masked"], default="vllm", help="engine.vllm.lora_expand"
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,16 +155,17 @@ def main() -> None:
         "  kind: vllm",
         f"  dtype: {args.dtype}",
         "  max_batch_size: 64",
-        "  max_loras: 4",
-        "  max_lora_rank: 16",
         "  context_length: 2048",
-        "  gpu_memory_utilization: 0.3",
+        "  vllm:",
+        "    max_loras: 4",
+        "    max_lora_rank: 16",
+        "    gpu_memory_utilization: 0.3",
         *(
-            [f"  lora_kernel_configs: {args.lora_kernel_configs}"]
+            [f"    lora_kernel_configs: {args.lora_kernel_configs}"]
             if args.lora_kernel_configs
             else []
         ),
-        f"  lora_expand: {args.lora_expand}",
+        f"    lora_expand: {args.lora_expand}",
         "adapters:",
     ] + [f"  {n}:\n    path: {REPO / 'demo' / 'adapters' / n}" for n in adapters]
     config.write_text("\n".join(lines) + "\n")

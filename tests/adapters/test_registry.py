@@ -521,14 +521,17 @@ def test_the_database_is_migrated_and_newer_schemas_are_refused(tmp_path: Path) 
 async def test_a_version_registered_while_serving_answers_on_the_hf_engine(
     base_model_dir: Path, tmp_path: Path
 ) -> None:
+    from loramux.config import EngineConfig, HFEngineConfig
     from loramux.serve.engine import generate
-    from loramux.serve.hf import HFEngine, HFEngineSettings
+    from loramux.serve.hf import HFEngine
     from loramux.serve.types import GenerationRequest, SamplingParams
     from loramux.types import ChatMessage
 
     base = spec_from_hf_config(base_model_dir, name="SmolLM2-135M-Instruct")
     assert base.module_shapes == BASE.module_shapes
-    engine = HFEngine(base_model_dir, HFEngineSettings(max_batch_size=4, max_wait_ms=5))
+    engine = HFEngine(
+        base_model_dir, EngineConfig(max_batch_size=4, hf=HFEngineConfig(max_wait_ms=5))
+    )
     await engine.start()
     try:
         registry = AdapterRegistry.open(tmp_path / "data", base, engine=engine)

@@ -120,7 +120,7 @@ def test_compose_points_loramux_at_vllm_with_the_remote_engine(compose: dict[str
     assert config_in_image.startswith("/app/")
     config = load_config(REPO / config_in_image.removeprefix("/app/"), environ={})
     assert config.engine.kind == "remote"
-    assert config.engine.remote_urls == ["http://vllm:8000"]
+    assert config.engine.remote.urls == ["http://vllm:8000"]
     assert f"--served-model-name={config.model.id}" in vllm["command"]
     # vLLM reads the adapter folders loramux registers: the same volume at the same path.
     data_dir = str(config.paths.data_dir)

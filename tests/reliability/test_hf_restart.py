@@ -35,7 +35,7 @@ async def test_a_dead_hf_worker_is_replaced_with_its_adapters(
     config_file = tmp_path / "c.yaml"
     config_file.write_text(
         f"model: {{source: {base_model_dir}}}\n"
-        "engine: {kind: hf, max_batch_size: 4, max_wait_ms: 5, threads: 1}\n"
+        "engine: {kind: hf, max_batch_size: 4, threads: 1, hf: {max_wait_ms: 5}}\n"
         f"paths: {{data_dir: {tmp_path / 'data'}}}\n"
         f"adapters: {{hr: {{path: {DEMO_ADAPTERS / 'hr'}}}}}\n"
         "supervisor: {probe_interval_s: 0.1, backoff_s: 0.5}\n",

@@ -18,7 +18,7 @@ from tests.reliability.harness import ADMIN_KEY, BASE, running_server
 WORDS = [f"w{i}" for i in range(40)]
 # uvicorn re-raises SIGTERM once it has shut down cleanly, so the exit status says "terminated".
 STOPPED = (0, -signal.SIGTERM)
-FAKE_SLOW = "engine: {kind: fake, fake_token_delay_s: 0.05, default_max_tokens: 512}\n"
+FAKE_SLOW = "engine: {kind: fake, default_max_tokens: 512, fake: {token_delay_s: 0.05}}\n"
 
 
 def stream_in_thread(url: str, started: threading.Event, out: dict[str, object]) -> None:

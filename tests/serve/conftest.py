@@ -52,10 +52,13 @@ def request(
 @pytest.fixture(scope="session")
 def hf_greedy(base_model_dir: Path) -> dict[tuple[str | None, str], str]:
     """What the hf engine (transformers + PEFT, float32) answers greedily for every case."""
-    from loramux.serve.hf import HFEngine, HFEngineSettings
+    from loramux.config import EngineConfig, HFEngineConfig
+    from loramux.serve.hf import HFEngine
 
     async def run() -> dict[tuple[str | None, str], str]:
-        engine = HFEngine(base_model_dir, HFEngineSettings(max_batch_size=8, max_wait_ms=20))
+        engine = HFEngine(
+            base_model_dir, EngineConfig(max_batch_size=8, hf=HFEngineConfig(max_wait_ms=20))
+        )
         await engine.start()
         try:
             for name in ADAPTERS:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from loramux.adapters.version import inspect_adapter
+from loramux.config import EngineConfig, HFEngineConfig
 from loramux.errors import ContextLengthExceededError, EngineError
 from loramux.serve.engine import generate
-from loramux.serve.hf import HFEngine, HFEngineSettings
+from loramux.serve.hf import HFEngine
 from loramux.serve.types import GenerationRequest, SamplingParams
 from loramux.types import AdapterRef, ChatMessage
 from tests.conftest import DEMO_ADAPTERS
@@ -33,7 +34,9 @@ def ref(name: str) -> AdapterRef:
 
 @pytest.fixture(scope="module")
 def engine(base_model_dir: Path) -> Iterator[HFEngine]:
-    eng = HFEngine(base_model_dir, HFEngineSettings(max_batch_size=8, max_wait_ms=20))
+    eng = HFEngine(
+        base_model_dir, EngineConfig(max_batch_size=8, hf=HFEngineConfig(max_wait_ms=20))
+    )
     asyncio.run(eng.start())
     for name in ("hr", "it"):
         asyncio.run(eng.add_adapter(ref(name)))

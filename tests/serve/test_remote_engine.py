@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loramux.config import EngineConfig, RemoteEngineConfig
 from loramux.errors import (
     AdapterError,
     ContextLengthExceededError,
@@ -31,9 +32,13 @@ def replicas() -> Iterator[list[Served]]:
         s.stop()
 
 
+def remote_config(replicas: list[Served]) -> EngineConfig:
+    return EngineConfig(remote=RemoteEngineConfig(urls=[s.url for s in replicas]))
+
+
 @pytest.fixture
 async def engine(replicas: list[Served]) -> AsyncIterator[RemoteEngine]:
-    eng = RemoteEngine([s.url for s in replicas], model=MODEL, probe_interval_s=0.1)
+    eng = RemoteEngine(remote_config(replicas), model_id=MODEL, probe_interval_s=0.1)
     await eng.start()
     yield eng
     await eng.stop()
@@ -176,7 +181,7 @@ async def test_a_dead_replica_is_skipped_and_rejoins_with_the_adapters(
 
 
 async def test_start_fails_when_no_replica_serves_the_model(replicas: list[Served]) -> None:
-    eng = RemoteEngine([s.url for s in replicas], model="another-model")
+    eng = RemoteEngine(remote_config(replicas), model_id="another-model")
     with pytest.raises(EngineUnavailableError, match="no vLLM server answered"):
         await eng.start()
     assert not eng.ready

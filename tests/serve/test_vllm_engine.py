@@ -33,20 +33,21 @@ pytestmark = [
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator:
-    from loramux.serve.vllm import VLLMEngine, VLLMEngineSettings, vllm_can_start
+    from loramux.config import EngineConfig, VLLMEngineConfig
+    from loramux.serve.vllm import VLLMEngine
+    from loramux.serve.vllm_setup import vllm_can_start
 
     ok, why = vllm_can_start()
     if not ok:
         pytest.skip(why)
     eng = VLLMEngine(
         base_model_dir,
-        VLLMEngineSettings(
+        EngineConfig(
             max_batch_size=16,
-            max_loras=4,
-            max_lora_rank=16,
             context_length=2048,
-            cache_dir=Path("~/.cache/loramux").expanduser(),
+            vllm=VLLMEngineConfig(max_loras=4, max_lora_rank=16),
         ),
+        cache_dir=Path("~/.cache/loramux").expanduser(),
     )
     await eng.start()
     for name in ADAPTERS:

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loramux.config import EngineConfig, RemoteEngineConfig
 from loramux.serve.engine import generate
 from loramux.serve.remote import RemoteEngine
 from tests.conftest import DEMO_ADAPTERS
@@ -86,7 +87,7 @@ def test_remote_engine_serves_the_base_model_and_a_runtime_loaded_adapter(
     hr = ref("hr")
 
     async def remote() -> tuple[list[str], list[str], list[str]]:
-        engine = RemoteEngine([server], model=BASE)
+        engine = RemoteEngine(EngineConfig(remote=RemoteEngineConfig(urls=[server])), model_id=BASE)
         await engine.start()
         try:
             await engine.add_adapter(hr)

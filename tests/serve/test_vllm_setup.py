@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from loramux.config import LoramuxConfig, load_config
+from loramux.config import EngineConfig, LoramuxConfig, VLLMEngineConfig, load_config
 from loramux.errors import AdapterError, ConfigError, EngineUnavailableError
 from loramux.serve.engine import create_engine
 from loramux.serve.remote import RemoteEngine
-from loramux.serve.vllm import VLLMEngine, _check_adapter, _vllm_rank, vllm_can_start
+from loramux.serve.vllm import VLLMEngine
+from loramux.serve.vllm_setup import (
+    BUILTIN_LORA_KERNELS,
+    check_adapter,
+    lora_kernels_folder,
+    use_lora_kernels_env,
+    vllm_can_start,
+    vllm_rank,
+)
 from tests.builders import write_lora_folder
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
@@ -41,23 +49,24 @@ def test_auto_picks_hf_and_says_why_when_vllm_is_missing(
 def test_vllm_settings_come_from_the_config(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
-        "  kind: vllm\n  max_loras: 16\n  max_cpu_loras: 64\n  max_lora_rank: 16\n"
-        "  gpu_memory_utilization: 0.5\n  load_format: dummy\n  max_batch_size: 128\n"
-        "  vllm_args:\n    max_num_batched_tokens: 4096",
+        "  kind: vllm\n  max_batch_size: 128\n  vllm:\n    max_loras: 16\n    max_cpu_loras: 64\n"
+        "    max_lora_rank: 16\n    gpu_memory_utilization: 0.5\n    load_format: dummy\n"
+        "    args:\n      max_num_batched_tokens: 4096",
     )
     engine = create_engine(cfg)  # builds only: nothing is imported from vllm yet
     assert isinstance(engine, VLLMEngine)
-    s = engine.settings
-    assert (s.max_loras, s.max_cpu_loras, s.max_lora_rank, s.max_batch_size) == (16, 64, 16, 128)
+    s = engine.config.vllm
+    assert (s.max_loras, s.max_cpu_loras, s.max_lora_rank) == (16, 64, 16)
+    assert engine.config.max_batch_size == 128
     assert (s.gpu_memory_utilization, s.load_format) == (0.5, "dummy")
-    assert s.extra_args == {"max_num_batched_tokens": 4096}
+    assert s.args == {"max_num_batched_tokens": 4096}
     assert not engine.ready
 
 
 def test_remote_settings_come_from_the_config(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
-        "  kind: remote\n  remote_urls: [http://127.0.0.1:8001, http://127.0.0.1:8002/]",
+        "  kind: remote\n  remote:\n    urls: [http://127.0.0.1:8001, http://127.0.0.1:8002/]",
     )
     engine = create_engine(cfg)
     assert isinstance(engine, RemoteEngine)
@@ -67,24 +76,26 @@ def test_remote_settings_come_from_the_config(tmp_path: Path) -> None:
 def test_unknown_engine_settings_are_refused_with_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="engine.max_lora"):
         config(tmp_path, "  kind: vllm\n  max_lora: 4")
+    with pytest.raises(ConfigError, match=r"`engine\.vllm\.max_lora`: Extra inputs"):
+        config(tmp_path, "  kind: vllm\n  vllm:\n    max_lora: 4")
 
 
-@pytest.mark.parametrize(("asked", "vllm_rank"), [(1, 1), (8, 8), (12, 16), (64, 64), (300, 320)])
-def test_lora_rank_rounds_up_to_a_rank_vllm_accepts(asked: int, vllm_rank: int) -> None:
-    assert _vllm_rank(asked) == vllm_rank
+@pytest.mark.parametrize(("asked", "expected"), [(1, 1), (8, 8), (12, 16), (64, 64), (300, 320)])
+def test_lora_rank_rounds_up_to_a_rank_vllm_accepts(asked: int, expected: int) -> None:
+    assert vllm_rank(asked) == expected
 
 
 def test_adapters_vllm_would_choke_on_are_refused_with_a_reason(tmp_path: Path) -> None:
     ok = write_lora_folder(tmp_path / "ok", r=8)
-    _check_adapter(ok, max_rank=16)
-    with pytest.raises(AdapterError, match="rank 32, over engine.max_lora_rank"):
-        _check_adapter(write_lora_folder(tmp_path / "big", r=32), max_rank=16)
+    check_adapter(ok, max_rank=16)
+    with pytest.raises(AdapterError, match="rank 32, over engine.vllm.max_lora_rank"):
+        check_adapter(write_lora_folder(tmp_path / "big", r=32), max_rank=16)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "adapter_config.json").write_text("{}")
     (pickled / "adapter_model.bin").write_bytes(b"x")
     with pytest.raises(AdapterError, match="no adapter_model.safetensors"):
-        _check_adapter(pickled, max_rank=16)
+        check_adapter(pickled, max_rank=16)
 
 
 def test_zero_adapter_zeroes_every_lora_b_once(tmp_path: Path) -> None:
@@ -114,32 +125,31 @@ def test_zero_adapter_zeroes_every_lora_b_once(tmp_path: Path) -> None:
 def test_lora_kernel_configs_builtin_a_folder_or_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from loramux.serve.vllm import BUILTIN_LORA_KERNELS, _use_lora_kernels_env
+    def folder(engine_yaml: str) -> Path | None:
+        return lora_kernels_folder(
+            VLLMEngine.from_config(config(tmp_path, engine_yaml)).config.vllm
+        )
 
-    builtin = VLLMEngine.from_config(config(tmp_path, "  lora_kernel_configs: builtin"))
-    assert builtin.settings.lora_kernel_configs == BUILTIN_LORA_KERNELS
+    assert folder("  vllm:\n    lora_kernel_configs: builtin") == BUILTIN_LORA_KERNELS
     (tmp_path / "mine").mkdir()
-    mine = VLLMEngine.from_config(config(tmp_path, "  lora_kernel_configs: mine"))
-    assert mine.settings.lora_kernel_configs == tmp_path / "mine"  # relative to the config
-    assert (
-        VLLMEngine.from_config(config(tmp_path, "  kind: vllm")).settings.lora_kernel_configs
-        is None
-    )
+    mine = folder("  vllm:\n    lora_kernel_configs: mine")
+    assert mine == tmp_path / "mine"  # relative to the config
+    assert folder("  kind: vllm") is None
 
     monkeypatch.delenv("VLLM_TUNED_CONFIG_FOLDER", raising=False)
-    _use_lora_kernels_env(None)
+    use_lora_kernels_env(None)
     assert "VLLM_TUNED_CONFIG_FOLDER" not in __import__("os").environ
-    _use_lora_kernels_env(tmp_path / "mine")  # the engine core inherits the environment
+    use_lora_kernels_env(tmp_path / "mine")  # the engine core inherits the environment
     assert __import__("os").environ["VLLM_TUNED_CONFIG_FOLDER"] == str(tmp_path / "mine")
-    with pytest.raises(EngineUnavailableError, match="engine.lora_kernel_configs: .* not a folder"):
-        _use_lora_kernels_env(tmp_path / "missing")
+    with pytest.raises(
+        EngineUnavailableError, match="engine.vllm.lora_kernel_configs: .* not a folder"
+    ):
+        use_lora_kernels_env(tmp_path / "missing")
 
 
 def test_builtin_lora_kernel_configs_are_what_vllm_reads() -> None:
     """vLLM indexes config[max_loras + 1][num_slices][m][k][n] and reads these fields."""
     import json
-
-    from loramux.serve.vllm import BUILTIN_LORA_KERNELS
 
     shrink = json.loads((BUILTIN_LORA_KERNELS / "NVIDIA_H100_80GB_HBM3_SHRINK.json").read_text())
     expand = json.loads(
@@ -162,20 +172,19 @@ def test_builtin_lora_kernel_configs_are_what_vllm_reads() -> None:
 
 @pytest.mark.skipif(HAVE_VLLM, reason="checks the machine without vllm")
 def test_vllm_engine_without_vllm_says_what_to_install(tmp_path: Path) -> None:
-    from loramux.serve.vllm import VLLMEngineSettings
-
-    engine = VLLMEngine(tmp_path, VLLMEngineSettings())
+    engine = VLLMEngine(tmp_path, EngineConfig())
     hint = "install the `vllm` extra .*`engine.kind: hf`"
     with pytest.raises(EngineUnavailableError, match=hint):
         engine._build()
 
 
 def test_lora_expand_choice_comes_from_the_config(tmp_path: Path) -> None:
-    assert VLLMEngine.from_config(config(tmp_path, "  kind: vllm")).settings.lora_expand == "vllm"
-    masked = VLLMEngine.from_config(config(tmp_path, "  lora_expand: masked"))
-    assert masked.settings.lora_expand == "masked"
-    with pytest.raises(ConfigError, match="lora_expand"):
-        config(tmp_path, "  lora_expand: fastest")
+    plain = VLLMEngine.from_config(config(tmp_path, "  kind: vllm"))
+    assert plain.config.vllm.lora_expand == "vllm"
+    masked = VLLMEngine.from_config(config(tmp_path, "  vllm:\n    lora_expand: masked"))
+    assert masked.config.vllm.lora_expand == "masked"
+    with pytest.raises(ConfigError, match="engine.vllm.lora_expand"):
+        config(tmp_path, "  vllm:\n    lora_expand: fastest")
 
 
 @pytest.mark.skipif(HAVE_VLLM, reason="stops where vllm is missing, after the environment is set")
@@ -186,15 +195,15 @@ def test_masked_expand_gets_its_own_compile_cache(
     expand op must never be loaded by an engine without it (seen on the H100: the engine died)."""
     import os
 
-    from loramux.serve import vllm as vllm_mod
+    from loramux.serve import vllm_setup
 
-    monkeypatch.setattr(vllm_mod, "_USER_VLLM_CACHE_ROOT", None)
+    monkeypatch.setattr(vllm_setup, "_USER_VLLM_CACHE_ROOT", None)
     monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
     roots = []
     for choice in ("masked", "vllm"):
-        settings = vllm_mod.VLLMEngineSettings(lora_expand=choice, cache_dir=tmp_path)
+        engine = EngineConfig(vllm=VLLMEngineConfig(lora_expand=choice))
         with pytest.raises(EngineUnavailableError):  # no vllm here: stops at the import
-            VLLMEngine(tmp_path, settings)._build()
+            VLLMEngine(tmp_path, engine, cache_dir=tmp_path)._build()
         roots.append(os.environ["VLLM_CACHE_ROOT"])
     assert roots == [str(tmp_path / "vllm" / "masked-expand"), str(tmp_path / "vllm")]
 
@@ -211,18 +220,18 @@ def test_masked_expand_gets_its_own_compile_cache(
 def test_a_bad_masked_expand_table_stops_the_start_with_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None, why: str
 ) -> None:
-    from loramux.serve import vllm as vllm_mod
-
     table = tmp_path / "mine.json"
     if content is not None:
         table.write_text(content)
     monkeypatch.setenv("LORAMUX_MASKED_EXPAND_CONFIGS", str(table))
     monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "root"))
-    settings = vllm_mod.VLLMEngineSettings(lora_expand="masked", cache_dir=tmp_path)
+    engine = EngineConfig(vllm=VLLMEngineConfig(lora_expand="masked"))
     with pytest.raises(EngineUnavailableError) as info:
-        VLLMEngine(tmp_path, settings)._build()
+        VLLMEngine(tmp_path, engine, cache_dir=tmp_path)._build()
     message = str(info.value)
-    assert message.startswith(f"engine.lora_expand: masked: LORAMUX_MASKED_EXPAND_CONFIGS={table}")
+    assert message.startswith(
+        f"engine.vllm.lora_expand: masked: LORAMUX_MASKED_EXPAND_CONFIGS={table}"
+    )
     assert why in message
     # the engine never started against it: vLLM's cache root was left alone
     assert __import__("os").environ["VLLM_CACHE_ROOT"] == str(tmp_path / "root")

@@ -139,12 +139,7 @@ def _make_hf(config: LoramuxConfig) -> Engine:
 def _make_fake(config: LoramuxConfig) -> Engine:
     from loramux.serve.fake import FakeEngine
 
-    e = config.engine
-    return FakeEngine(
-        context_length=e.context_length or 2048,
-        default_max_tokens=e.default_max_tokens,
-        token_delay_s=e.fake_token_delay_s,
-    )
+    return FakeEngine.from_config(config)
 
 
 def _make_vllm(config: LoramuxConfig) -> Engine:
@@ -161,7 +156,7 @@ def _make_remote(config: LoramuxConfig) -> Engine:
 
 def _make_auto(config: LoramuxConfig) -> Engine:
     """vLLM when it can start on this machine, else hf; logs which and why."""
-    from loramux.serve.vllm import vllm_can_start
+    from loramux.serve.vllm_setup import vllm_can_start
 
     ok, why = vllm_can_start(config.engine.device)
     logger.info("engine auto: %s (%s)", "vllm" if ok else "hf", why)

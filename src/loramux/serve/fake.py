@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from loramux.errors import EngineUnavailableError, InvalidRequestError
 from loramux.serve.engine import resolve_max_tokens
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
+
+if TYPE_CHECKING:
+    from loramux.config import LoramuxConfig
 
 
 class FakeEngine:
@@ -34,6 +38,15 @@ class FakeEngine:
         self._ready = False
         self.active_requests = 0
         """Requests being generated right now (tests look at it for cancellation)."""
+
+    @classmethod
+    def from_config(cls, config: LoramuxConfig) -> FakeEngine:
+        e = config.engine
+        return cls(
+            context_length=e.context_length or 2048,
+            default_max_tokens=e.default_max_tokens,
+            token_delay_s=e.fake.token_delay_s,
+        )
 
     @property
     def name(self) -> str:

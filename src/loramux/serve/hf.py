@@ -18,19 +18,18 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loramux.config import EngineConfig
 from loramux.errors import (
     AdapterError,
     EngineError,
     EngineUnavailableError,
     LoramuxError,
 )
-from loramux.serve import kvcache
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
+from loramux.serve.hf_batch import Batch, Control, Row, sample
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
@@ -46,69 +45,27 @@ BASE_SLOT = "__base__"  # PEFT's name for "no adapter" in a mixed batch; never l
 DEFAULT_CONTEXT = 2048
 
 
-@dataclass
-class HFEngineSettings:
-    max_batch_size: int = 16
-    max_wait_ms: float = 10.0
-    default_max_tokens: int = 256
-    context_length: int | None = None
-    max_loaded_adapters: int = 32
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int | None = None
-
-
-@dataclass(eq=False)
-class _Sequence:
-    """One request's state inside the worker."""
-
-    request: GenerationRequest
-    prompt_ids: list[int]
-    max_tokens: int
-    slot: str
-    stream: TextStream
-    loop: asyncio.AbstractEventLoop
-    out: asyncio.Queue[GenerationChunk | BaseException]
-    generator: torch.Generator | None
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    generated: int = 0
-    position: int = 0
-    next_token: int = -1
-
-    def send(self, item: GenerationChunk | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
-        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
-            self.cancelled.set()
-
-
-@dataclass
-class _Control:
-    op: str  # "add" | "remove" | "stop"
-    adapter: AdapterRef | None = None
-    key: str = ""
-    done: Future[None] = field(default_factory=Future)
-
-
 class HFEngine:
     """transformers + PEFT engine with continuous, adapter-mixing batches."""
 
-    def __init__(self, model_dir: Path | None, settings: HFEngineSettings, **resolve: Any) -> None:
+    def __init__(
+        self, model_dir: Path | None, config: EngineConfig | None = None, **resolve: Any
+    ) -> None:
         """Build the engine (nothing loads until `start`).
 
         Args:
             model_dir: HF model folder; None means resolve it at start from `resolve`'s
                 `model_config` and `cache_dir` (the embedded model is fetched if needed).
-            settings: batching and limits.
+            config: the `engine:` section: the shared limits, and `hf` for batching.
             **resolve: `model_config` and `cache_dir` for `loramux.models.ensure_base_model`.
         """
         self._model_dir = model_dir
         self._resolve = resolve
-        self.settings = settings
-        self._inbox: queue.Queue[_Sequence | _Control] = queue.Queue()
+        self.config = config = config or EngineConfig()
+        self._inbox: queue.Queue[Row | Control] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._ready = False
-        self._context_length = settings.context_length or DEFAULT_CONTEXT
+        self._context_length = config.context_length or DEFAULT_CONTEXT
         self._slots: dict[str, str] = {}  # adapter key -> PEFT adapter name
         self._slot_counter = 0
         self._model: Any = None
@@ -121,18 +78,7 @@ class HFEngine:
 
     @classmethod
     def from_config(cls, config: LoramuxConfig) -> HFEngine:
-        e = config.engine
-        settings = HFEngineSettings(
-            max_batch_size=e.max_batch_size,
-            max_wait_ms=e.max_wait_ms,
-            default_max_tokens=e.default_max_tokens,
-            context_length=e.context_length,
-            max_loaded_adapters=e.max_loaded_adapters,
-            device=e.device,
-            dtype=e.dtype,
-            threads=e.threads,
-        )
-        return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
+        return cls(None, config.engine, model_config=config.model, cache_dir=config.paths.cache_dir)
 
     # -- Engine protocol ---------------------------------------------------------------------
 
@@ -164,17 +110,17 @@ class HFEngine:
         if not self._thread.is_alive():  # the worker died: nobody would answer a stop
             self._thread = None
             return
-        control = _Control("stop")
+        control = Control("stop")
         self._inbox.put(control)
         await asyncio.wrap_future(control.done)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
-        await self._control(_Control("add", adapter=adapter))
+        await self._control(Control("add", adapter=adapter))
 
     async def remove_adapter(self, key: str) -> None:
-        await self._control(_Control("remove", key=key))
+        await self._control(Control("remove", key=key))
 
     def loaded_adapters(self) -> list[str]:
         return sorted(self._slots)
@@ -198,7 +144,7 @@ class HFEngine:
         finally:
             seq.cancelled.set()
 
-    def _admit(self, request: GenerationRequest) -> _Sequence:
+    def _admit(self, request: GenerationRequest) -> Row:
         """Tokenize and check a request; raises before anything is queued."""
         if not self.ready:
             raise EngineUnavailableError("the hf engine is not running; retry shortly")
@@ -213,7 +159,7 @@ class HFEngine:
             len(prompt_ids),
             request.sampling.max_tokens,
             self._context_length,
-            self.settings.default_max_tokens,
+            self.config.default_max_tokens,
         )
         generator = None
         if request.sampling.temperature > 0:
@@ -224,7 +170,7 @@ class HFEngine:
                 generator.manual_seed(request.sampling.seed)
             else:
                 generator.seed()
-        return _Sequence(
+        return Row(
             request=request,
             prompt_ids=prompt_ids,
             max_tokens=max_tokens,
@@ -249,7 +195,7 @@ class HFEngine:
         text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True)
         return text
 
-    async def _control(self, control: _Control) -> None:
+    async def _control(self, control: Control) -> None:
         if self._thread is None:
             raise EngineUnavailableError("the hf engine is not running")
         self._inbox.put(control)
@@ -268,7 +214,7 @@ class HFEngine:
             self._model_dir = ensure_base_model(
                 self._resolve["model_config"], self._resolve["cache_dir"]
             )
-        s = self.settings
+        s = self.config
         if s.threads:
             torch.set_num_threads(s.threads)
         use_cuda = s.device == "cuda" or (s.device == "auto" and torch.cuda.is_available())
@@ -300,21 +246,21 @@ class HFEngine:
     def _worker(self) -> None:
         import torch
 
-        batch = _Batch()
-        pending: list[_Sequence] = []
-        deferred: list[_Control] = []
+        batch = Batch()
+        pending: list[Row] = []
+        deferred: list[Control] = []
         with torch.inference_mode():
             while True:
                 idle = not batch.rows and not pending and not deferred
                 items = self._take(block=idle)
                 if (
                     idle
-                    and self.settings.max_wait_ms > 0
-                    and any(isinstance(i, _Sequence) for i in items)
+                    and self.config.hf.max_wait_ms > 0
+                    and any(isinstance(i, Row) for i in items)
                 ):
                     items += self._gather(len(items))
                 for item in items:
-                    if isinstance(item, _Sequence):
+                    if isinstance(item, Row):
                         pending.append(item)
                     elif item.op == "stop":
                         self._shutdown(batch, pending, deferred, item)
@@ -323,15 +269,15 @@ class HFEngine:
                         deferred.append(item)
                 deferred = [c for c in deferred if not self._apply_control(c, batch, pending)]
                 pending = [s for s in pending if not s.cancelled.is_set()]
-                room = self.settings.max_batch_size - len(batch.rows)
+                room = self.config.max_batch_size - len(batch.rows)
                 if pending and room > 0:
                     joining, pending = pending[:room], pending[room:]
                     self._guarded(batch, joining, self._prefill)
                 if batch.rows:
                     self._guarded(batch, batch.rows, self._decode_step)
 
-    def _take(self, *, block: bool) -> list[_Sequence | _Control]:
-        items: list[_Sequence | _Control] = []
+    def _take(self, *, block: bool) -> list[Row | Control]:
+        items: list[Row | Control] = []
         if block:
             items.append(self._inbox.get())
         while True:
@@ -340,11 +286,11 @@ class HFEngine:
             except queue.Empty:
                 return items
 
-    def _gather(self, have: int) -> list[_Sequence | _Control]:
+    def _gather(self, have: int) -> list[Row | Control]:
         """Wait up to max_wait_ms for more requests to start a batch with."""
-        deadline = time.monotonic() + self.settings.max_wait_ms / 1000
-        items: list[_Sequence | _Control] = []
-        while have + len(items) < self.settings.max_batch_size:
+        deadline = time.monotonic() + self.config.hf.max_wait_ms / 1000
+        items: list[Row | Control] = []
+        while have + len(items) < self.config.max_batch_size:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -354,7 +300,7 @@ class HFEngine:
                 break
         return items
 
-    def _apply_control(self, control: _Control, batch: _Batch, pending: list[_Sequence]) -> bool:
+    def _apply_control(self, control: Control, batch: Batch, pending: list[Row]) -> bool:
         """Run an add/remove; False when it must wait (the adapter is still in use)."""
         try:
             if control.op == "add":
@@ -381,7 +327,7 @@ class HFEngine:
     def _load_adapter(self, adapter: AdapterRef) -> None:
         if adapter.key in self._slots:
             return
-        if len(self._slots) >= self.settings.max_loaded_adapters:
+        if len(self._slots) >= self.config.max_loaded_adapters:
             raise AdapterError(
                 f"the engine already holds {len(self._slots)} adapters "
                 f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",
@@ -408,7 +354,7 @@ class HFEngine:
             1000 * (time.perf_counter() - t0),
         )
 
-    def _guarded(self, batch: _Batch, rows: list[_Sequence], step: Any) -> None:
+    def _guarded(self, batch: Batch, rows: list[Row], step: Any) -> None:
         """Run a prefill or decode step; on failure, fail every running request and go on.
 
         The batch's KV cache may be half-updated after a failed step, so none of it is kept.
@@ -428,7 +374,7 @@ class HFEngine:
             return self._peft(**inputs, adapter_names=slots)
         return self._model(**inputs)
 
-    def _prefill(self, batch: _Batch, joining: list[_Sequence]) -> None:
+    def _prefill(self, batch: Batch, joining: list[Row]) -> None:
         import torch
 
         longest = max(len(s.prompt_ids) for s in joining)
@@ -451,7 +397,7 @@ class HFEngine:
         batch.merge(joining, out.past_key_values, mask.to(self._device))
         self._emit(batch, joining, out.logits[:, -1, :])
 
-    def _decode_step(self, batch: _Batch, rows: list[_Sequence]) -> None:
+    def _decode_step(self, batch: Batch, rows: list[Row]) -> None:
         import torch
 
         ids = torch.tensor([[s.next_token] for s in rows], device=self._device)
@@ -469,10 +415,10 @@ class HFEngine:
             s.position += 1
         self._emit(batch, list(rows), out.logits[:, -1, :])
 
-    def _emit(self, batch: _Batch, rows: list[_Sequence], logits: torch.Tensor) -> None:
+    def _emit(self, batch: Batch, rows: list[Row], logits: torch.Tensor) -> None:
         """Pick each row's next token, send its text, and drop finished rows from the batch."""
-        tokens = _sample(logits.float(), rows)
-        done: list[_Sequence] = []
+        tokens = sample(logits.float(), rows)
+        done: list[Row] = []
         for seq, token in zip(rows, tokens, strict=True):
             if seq.cancelled.is_set():
                 done.append(seq)
@@ -504,7 +450,7 @@ class HFEngine:
             batch.remove(done)
 
     def _shutdown(
-        self, batch: _Batch, pending: list[_Sequence], deferred: list[_Control], stop: _Control
+        self, batch: Batch, pending: list[Row], deferred: list[Control], stop: Control
     ) -> None:
         error = EngineUnavailableError("the engine is shutting down; retry on another replica")
         for seq in [*batch.rows, *pending]:
@@ -517,61 +463,8 @@ class HFEngine:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Sequence):
+            if isinstance(item, Row):
                 item.send(error)
             else:
                 item.done.set_exception(error)
         stop.done.set_result(None)
-
-
-class _Batch:
-    """The running batch: its rows, their merged KV cache and attention mask."""
-
-    def __init__(self) -> None:
-        self.rows: list[_Sequence] = []
-        self.cache: Any = None
-        self.mask: Any = None
-
-    def merge(self, joining: list[_Sequence], cache: Any, mask: Any) -> None:
-        if not self.rows:
-            self.rows, self.cache, self.mask = list(joining), cache, mask
-            return
-        self.cache, self.mask = kvcache.concat(self.cache, self.mask, cache, mask)
-        self.rows.extend(joining)
-
-    def extend_mask(self) -> None:
-        import torch
-
-        ones = torch.ones((self.mask.shape[0], 1), dtype=self.mask.dtype, device=self.mask.device)
-        self.mask = torch.cat([self.mask, ones], dim=1)
-
-    def remove(self, done: list[_Sequence]) -> None:
-        gone = set(map(id, done))
-        keep = [i for i, s in enumerate(self.rows) if id(s) not in gone]
-        if not keep:
-            self.clear()
-            return
-        self.rows = [self.rows[i] for i in keep]
-        self.cache, self.mask = kvcache.select(self.cache, self.mask, keep)
-
-    def clear(self) -> None:
-        self.rows, self.cache, self.mask = [], None, None
-
-
-def _sample(logits: torch.Tensor, rows: list[_Sequence]) -> list[int]:
-    """Greedy for temperature 0, else temperature + top-p sampling with each row's generator."""
-    import torch
-
-    tokens: list[int] = logits.argmax(dim=-1).tolist()
-    for i, seq in enumerate(rows):
-        params = seq.request.sampling
-        if params.temperature <= 0 or seq.generator is None:
-            continue
-        probs = torch.softmax(logits[i] / params.temperature, dim=-1)
-        if params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
-            sorted_probs = sorted_probs * keep
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        tokens[i] = int(torch.multinomial(probs.cpu(), 1, generator=seq.generator).item())
-    return tokens

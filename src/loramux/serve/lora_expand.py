@@ -19,7 +19,7 @@ adapter (slot -1) add zero. The extra multiply-adds on zeros are free at decode 
 the work is memory-bound; with `skip_empty`, slot groups that no row of the tile uses are skipped.
 
 `lora_expand_worker.install()` swaps vLLM's `lora_expand` for this one in the process that holds
-the model. Config: `engine.lora_expand: masked` (GPU only; `vllm`, vLLM's own kernel, is the
+the model. Config: `engine.vllm.lora_expand: masked` (GPU only; `vllm`, vLLM's own kernel, is the
 default).
 """
 

@@ -1,7 +1,7 @@
 """Puts loramux's masked multi-LoRA expand (`lora_expand.py`) into a vLLM engine.
 
 vLLM builds and compiles the model in its engine-core process, so the swap must happen there,
-before the model loads. With `engine.lora_expand: masked`, loramux passes `MaskedLoRAExpand` as
+before the model loads. With `engine.vllm.lora_expand: masked`, loramux passes `MaskedLoRAExpand` as
 vLLM's `worker_extension_cls`; vLLM imports this module in that process while it sets up the
 worker, and the import calls `install()`. Nothing else imports this module.
 
@@ -77,7 +77,7 @@ def install() -> None:
     _vllm_expand = punica_gpu.lora_expand
     punica_gpu.lora_expand = torch.ops.vllm.loramux_masked_expand
     _installed = True
-    log.info("multi-LoRA expand: loramux's masked kernel (engine.lora_expand: masked)")
+    log.info("multi-LoRA expand: loramux's masked kernel (engine.vllm.lora_expand: masked)")
 
 
 class MaskedLoRAExpand:

@@ -34,7 +34,7 @@ from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
-    from loramux.config import LoramuxConfig
+    from loramux.config import EngineConfig, LoramuxConfig
 
 logger = logging.getLogger(__name__)
 
@@ -68,45 +68,36 @@ class RemoteEngine:
 
     def __init__(
         self,
-        urls: list[str],
+        config: EngineConfig,
         *,
-        model: str,
-        api_key: str | None = None,
-        timeout_s: float = 600.0,
-        context_length: int | None = None,
-        default_max_tokens: int = 256,
-        max_loaded_adapters: int = 32,
-        adapter_dir: str | None = None,
+        model_id: str,
         probe_interval_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """Build the engine (no connection until `start`).
 
         Args:
-            urls: the servers' base URLs (`http://host:8000`).
-            model: the servers' base model name (their `--served-model-name`).
-            api_key: bearer token the servers expect, if any.
-            timeout_s: longest wait for a response's next chunk, or for an adapter to load.
-            context_length: cap on prompt + completion tokens; default: the servers' own.
-            default_max_tokens: `max_tokens` when a request gives none.
-            max_loaded_adapters: most adapters loaded at once.
-            adapter_dir: the folder holding the adapter folders as the servers see it, when it
-                differs from this machine's path; each adapter folder keeps its name.
+            config: the `engine:` section: the shared limits (`context_length` caps the
+                servers' own, `default_max_tokens`, `max_loaded_adapters`) and `remote`.
+            model_id: the base model's id (`model.id`), which is the servers' base model name
+                unless `engine.remote.model` gives another.
             probe_interval_s: how often replicas out of rotation are probed.
             transport: an httpx transport (tests).
         """
-        if not urls:
+        remote = config.remote
+        if not remote.urls:
             raise EngineUnavailableError(
-                "the remote engine needs at least one server URL in engine.remote_urls"
+                "the remote engine needs at least one server URL in engine.remote.urls"
             )
-        self.replicas = [Replica(u.rstrip("/")) for u in urls]
-        self._model = model
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = httpx.Timeout(timeout_s, connect=5.0)
-        self._context_cap = context_length
-        self._default_max_tokens = default_max_tokens
-        self._max_adapters = max_loaded_adapters
-        self._adapter_dir = adapter_dir
+        self.config = config
+        self.replicas = [Replica(u.rstrip("/")) for u in remote.urls]
+        self._model = remote.model or model_id
+        self._headers = {"Authorization": f"Bearer {remote.api_key}"} if remote.api_key else {}
+        self._timeout = httpx.Timeout(remote.timeout_s, connect=5.0)
+        self._context_cap = config.context_length
+        self._default_max_tokens = config.default_max_tokens
+        self._max_adapters = config.max_loaded_adapters
+        self._adapter_dir = remote.adapter_dir
         self._probe_interval = probe_interval_s
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -117,17 +108,7 @@ class RemoteEngine:
 
     @classmethod
     def from_config(cls, config: LoramuxConfig) -> RemoteEngine:
-        e = config.engine
-        return cls(
-            list(e.remote_urls),
-            model=e.remote_model or config.model.id,
-            api_key=e.remote_api_key,
-            timeout_s=e.remote_timeout_s,
-            context_length=e.context_length,
-            default_max_tokens=e.default_max_tokens,
-            max_loaded_adapters=e.max_loaded_adapters,
-            adapter_dir=e.remote_adapter_dir,
-        )
+        return cls(config.engine, model_id=config.model.id)
 
     # -- Engine protocol ---------------------------------------------------------------------
 
@@ -157,7 +138,7 @@ class RemoteEngine:
             raise EngineUnavailableError(
                 "no vLLM server answered at "
                 + ", ".join(r.url for r in self.replicas)
-                + f" with model {self._model!r}; start them or fix engine.remote_urls"
+                + f" with model {self._model!r}; start them or fix engine.remote.urls"
             )
         logger.info(
             "remote engine: %d of %d replicas up (%s), context %d tokens",

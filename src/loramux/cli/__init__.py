@@ -1,0 +1,25 @@
+"""The `loramux` command line: one Typer app whose subcommands wrap importable functions.
+
+One module per group of commands: `serve` (serve, models pull), `train`, `router` (route,
+router fit|eval, kb ingest), `adapters`, `keys` and `evals` (eval task|forgetting|matrix);
+`app` holds the Typer app and what the commands share. Importing this package registers every
+command and stays light: heavy libraries are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+from loramux.cli import adapters, evals, keys, router, serve, train  # noqa: F401 (registers them)
+from loramux.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the `loramux` console script."""
+    from loramux.models import set_offline
+
+    set_offline()
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

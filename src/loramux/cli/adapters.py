@@ -1,0 +1,160 @@
+"""`loramux adapters ...`: the adapter registry (versions, traffic splits, experiments), opened
+without an engine; a running server picks the changes up by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from loramux.cli.app import ConfigOpt, adapters_app, fail, setup_logging
+from loramux.config import LoramuxConfig, load_config
+from loramux.errors import ConfigError, LoramuxError
+
+
+def _with_registry(cfg: LoramuxConfig, action: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Open the registry without an engine (a running server picks changes up by itself)."""
+    from loramux.adapters.registry import AdapterRegistry
+    from loramux.gateway.startup import base_spec
+
+    async def run() -> Any:
+        registry = AdapterRegistry.open(cfg.paths.data_dir, base_spec(cfg), cfg.registry)
+        await registry.start()
+        try:
+            return await action(registry)
+        finally:
+            await registry.close()
+
+    return asyncio.run(run())
+
+
+def _adapter_view(registry: Any, name: str) -> dict[str, Any]:
+    from loramux.adapters.public import adapter_json
+
+    adapter, versions = registry.get(name)
+    return adapter_json(adapter, versions)
+
+
+def _registry_cmd(config: Path | None, action: Callable[[Any], Awaitable[Any]]) -> None:
+    try:
+        cfg = load_config(config)
+        setup_logging("warning")
+        result = _with_registry(cfg, action)
+    except LoramuxError as exc:
+        fail(exc)
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@adapters_app.command("list")
+def adapters_list(config: ConfigOpt = None) -> None:
+    """Every adapter with its versions and traffic split."""
+
+    async def action(reg: Any) -> Any:
+        return [_adapter_view(reg, a.name) for a in reg.adapters()]
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("show")
+def adapters_show(name: str, config: ConfigOpt = None) -> None:
+    """One adapter, its versions and its recent audit log."""
+    from loramux.adapters.public import audit_json
+
+    async def action(reg: Any) -> Any:
+        return {**_adapter_view(reg, name), "audit": [audit_json(e) for e in reg.audit_log(name)]}
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("register")
+def adapters_register(
+    path: Annotated[Path, typer.Argument(help="A PEFT LoRA folder, or a .zip/.tar.gz of one.")],
+    name: Annotated[str, typer.Option(help="Adapter name (what clients ask for).")],
+    department: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    utterances: Annotated[
+        Path | None, typer.Option(help="Text file, one example request per line (routing).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check and register an adapter version (the first version of a name gets its traffic)."""
+    from loramux.adapters.public import version_json
+
+    examples = None
+    if utterances is not None:
+        examples = [x.strip() for x in utterances.read_text(encoding="utf-8").splitlines()]
+        examples = [x for x in examples if x]
+
+    async def action(reg: Any) -> Any:
+        common = {
+            "name": name,
+            "actor": "cli",
+            "department": department,
+            "description": description,
+            "utterances": examples,
+        }
+        if path.is_file():
+            result = await reg.register_archive(path, **common)
+        else:
+            result = await reg.register(path, check_root=False, **common)
+        return {"created": result.created, "version": version_json(result.version, result.adapter)}
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("traffic")
+def adapters_traffic(
+    name: str,
+    split: Annotated[list[str], typer.Argument(help="VERSION=WEIGHT ..., weights sum to 100.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Split an adapter's traffic between versions (sticky per user)."""
+    weights: dict[str, int] = {}
+    for item in split:
+        version, _, weight = item.partition("=")
+        if not weight.strip().isdigit():
+            fail(ConfigError(f"{item!r}: write VERSION=WEIGHT, for example 3f9c1a2b4d5e=80"))
+        weights[version.strip()] = int(weight)
+
+    async def action(reg: Any) -> Any:
+        await reg.set_traffic(name, weights, actor="cli")
+        return _adapter_view(reg, name)
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("promote")
+def adapters_promote(name: str, version: str, config: ConfigOpt = None) -> None:
+    """Send all of an adapter's traffic to one version."""
+
+    async def action(reg: Any) -> Any:
+        await reg.promote(name, version, actor="cli")
+        return _adapter_view(reg, name)
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("retire")
+def adapters_retire(name: str, version: str, config: ConfigOpt = None) -> None:
+    """Retire a version that has no traffic left (it is unloaded from the engine)."""
+
+    async def action(reg: Any) -> Any:
+        await reg.retire(name, version, actor="cli")
+        return _adapter_view(reg, name)
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("experiment")
+def adapters_experiment(name: str, config: ConfigOpt = None) -> None:
+    """Per-version requests, errors, latency, feedback, the test and a recommendation."""
+
+    async def action(reg: Any) -> Any:
+        return dataclasses.asdict(reg.experiment(name))
+
+    _registry_cmd(config, action)

@@ -1,0 +1,79 @@
+"""`loramux keys ...`: per-department API keys for the inference endpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from loramux.cli.app import ConfigOpt, fail, keys_app, progress, setup_logging
+from loramux.config import load_config
+from loramux.errors import LoramuxError
+
+
+def _keys_cmd(config: Path | None, action: Callable[[Any], Any]) -> None:
+    """Run `action(keyring)` on the config's data dir (a running server sees the change on its
+    next request) and print the result as JSON."""
+    try:
+        cfg = load_config(config)
+        setup_logging("warning")
+        from loramux.keys.keyring import Keyring
+
+        keyring = Keyring.open(cfg.paths.data_dir, cfg.registry.store)
+        try:
+            result = action(keyring)
+        finally:
+            keyring.close()
+    except LoramuxError as exc:
+        fail(exc)
+    typer.echo(json.dumps(result, indent=2))
+
+
+@keys_app.command("create")
+def keys_create(
+    department: Annotated[str, typer.Option(help="Who the key is for (hr, it, ...).")],
+    adapters: Annotated[
+        list[str] | None,
+        typer.Option(help="Adapters the key may use, comma-separated (hr,it); may repeat."),
+    ] = None,
+    base: Annotated[bool, typer.Option(help="May use the base model (also as fallback).")] = True,
+    rag: Annotated[bool, typer.Option(help="May get RAG answers (auto's fallback).")] = True,
+    rpm: Annotated[
+        int | None, typer.Option(min=1, help="Requests per minute (default: auth.rpm).")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option(min=1, help="Tokens per minute (default: auth.tpm).")
+    ] = None,
+    label: Annotated[str, typer.Option(help="A note, e.g. who holds the key.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Make an API key. It is printed once (`key`); loramux keeps only its sha256."""
+    from loramux.keys.records import KeySpec, split_names
+
+    spec = KeySpec(department, split_names(adapters or ()), base, rag, rpm, tpm, label)
+
+    def action(keyring: Any) -> Any:
+        issued = keyring.create(spec, actor="cli")
+        progress("the key is shown this once: store it now (loramux keeps only its sha256)")
+        return {**issued.record.public(), "key": issued.secret}
+
+    _keys_cmd(config, action)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """Every key (revoked ones too) with its prefix, department, adapters and limits; never the
+    keys themselves."""
+    _keys_cmd(config, lambda keyring: [k.public() for k in keyring.list_keys()])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (`loramux keys list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key; a running server refuses it from its next request on."""
+    _keys_cmd(config, lambda keyring: keyring.revoke(key_id, actor="cli").public())

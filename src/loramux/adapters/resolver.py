@@ -30,9 +30,9 @@ class Route:
     """One adapter, ready for resolution."""
 
     versions: Mapping[str, AdapterVersion]
-    """Servable versions (not retired, loaded)."""
+    """Servable versions (not retired; the engine loads them when a request needs one)."""
     unavailable: Mapping[str, str]
-    """Version -> why it cannot be served (retired, or the engine could not load it)."""
+    """Version -> why it cannot be served (retired)."""
     split: TrafficSplit | None
     main: str | None
 
@@ -50,7 +50,6 @@ class Resolver:
         state: RegistryState,
         base_model_id: str,
         locate: Locate,
-        failed: Mapping[str, str],
     ) -> Resolver:
         """Build the table from the registry's state.
 
@@ -58,7 +57,6 @@ class Resolver:
             state: adapters, versions and splits.
             base_model_id: the `model` that means no adapter.
             locate: makes the `AdapterVersion` of a stored version.
-            failed: version key -> why the engine could not load it.
         """
         routes: dict[str, Route] = {}
         for name, adapter in state.adapters.items():
@@ -68,8 +66,6 @@ class Resolver:
                 version = locate(record, adapter)
                 if record.status is VersionStatus.RETIRED:
                     unavailable[record.version] = "it was retired"
-                elif version.key in failed:
-                    unavailable[record.version] = failed[version.key]
                 else:
                     servable[record.version] = version
             split = None
@@ -86,6 +82,15 @@ class Resolver:
             if route.split is not None and route.main is not None and route.main in route.versions:
                 found.append(route.versions[route.main])
         return found
+
+    def servable_versions(self) -> list[AdapterVersion]:
+        """Every version that is not retired (pinned or with traffic), by adapter and version."""
+        return [
+            route.versions[v]
+            for name in sorted(self.routes)
+            for route in (self.routes[name],)
+            for v in sorted(route.versions)
+        ]
 
     def assign(self, model: str, user: str | None = None) -> Assignment | None:
         """Which adapter version serves a request for `model`; None for the base model.

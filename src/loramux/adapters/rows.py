@@ -25,7 +25,8 @@ Params = tuple[Any, ...]
 
 
 def adapter_params(a: AdapterRecord) -> Params:
-    """The `adapters` columns of a record (name, department, ... updated_at); traffic goes apart."""
+    """The `adapters` columns of a record (name, department, ... updated_at, pinned); traffic
+    goes apart."""
     return (
         a.name,
         a.department,
@@ -36,6 +37,7 @@ def adapter_params(a: AdapterRecord) -> Params:
         a.revision,
         a.created_at,
         a.updated_at,
+        int(a.pinned),
     )
 
 
@@ -95,6 +97,7 @@ def adapter_record(row: sqlite3.Row, traffic: Mapping[str, int]) -> AdapterRecor
         revision=int(row["revision"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        pinned=bool(row["pinned"]),
     )
 
 

@@ -98,13 +98,13 @@ class SQLiteRegistryStore:
                 )
             self._db.execute(
                 """INSERT INTO adapters (name, department, description, utterances, experiment_id,
-                       main_version, revision, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       main_version, revision, created_at, updated_at, pinned)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (name) DO UPDATE SET department = excluded.department,
                        description = excluded.description, utterances = excluded.utterances,
                        experiment_id = excluded.experiment_id,
                        main_version = excluded.main_version, revision = excluded.revision,
-                       updated_at = excluded.updated_at""",
+                       updated_at = excluded.updated_at, pinned = excluded.pinned""",
                 adapter_params(a),
             )
             if change.new_version is not None:
@@ -203,6 +203,13 @@ class SQLiteRegistryStore:
                 (adapter, experiment_id),
             ).fetchall()
         return {r["version"]: usage_delta(adapter, experiment_id, r) for r in rows}
+
+    def request_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT adapter, version, SUM(requests) AS n FROM usage GROUP BY adapter, version"
+            ).fetchall()
+        return {f"{r['adapter']}@{r['version']}": int(r["n"]) for r in rows}
 
     def prune_requests(self, before: float) -> int:
         with self._lock, self._transaction():

@@ -70,6 +70,11 @@ class RegistryStore(Protocol):
         """Version -> accumulated usage counters within one experiment."""
         ...
 
+    def request_counts(self) -> dict[str, int]:
+        """`name@version` -> requests served since registration, over every experiment (what
+        pre-warming loads first)."""
+        ...
+
     def prune_requests(self, before: float) -> int:
         """Forget request -> version rows older than `before`; returns how many."""
         ...

@@ -2,8 +2,9 @@
 
 `RegistryView` holds what `AdapterRegistry` serves from: the adapters and versions last read
 from the `RegistryStore` and the `Resolver` built from them, so `resolve` never touches the
-disk. Adopting a state (`_sync`) loads its new versions into the engine before the resolution
-table is swapped and unloads the versions it no longer serves. Changes committed by another
+disk. Adopting a state (`_sync`) swaps the resolution table, unloads the versions it no longer
+serves and pins the versions of pinned adapters in the engine; every other version is loaded by
+the engine when a request needs it (registered is not loaded). Changes committed by another
 process on the same data dir (the CLI) are picked up by `refresh`; `watch` runs it periodically.
 The changes themselves are made by the subclasses (`registrar`, `registry`).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loramux.adapters.experiment import ExperimentTracker
@@ -32,7 +33,7 @@ from loramux.adapters.traffic import Assignment
 from loramux.adapters.validation import BaseModelSpec
 from loramux.adapters.version import AdapterVersion
 from loramux.config import RegistrySettings
-from loramux.errors import AdapterNotFoundError
+from loramux.errors import AdapterNotFoundError, LoramuxError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class RegistryView:
         settings: RegistrySettings | None = None,
         *,
         engine: AdapterHost | None = None,
+        pins: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Build a registry (call `start` before use).
@@ -58,6 +60,8 @@ class RegistryView:
             base: the base model adapters must fit.
             settings: limits and experiment settings.
             engine: loads and unloads versions; None for offline use (the CLI).
+            pins: adapters (`name` or `name@version`) pinned by the config
+                (`engine.pinned_adapters`), besides those pinned in the registry.
             clock: wall clock (tests pass a fake).
         """
         self.store = store
@@ -68,12 +72,12 @@ class RegistryView:
         self.experiments = ExperimentTracker(store, self.settings.experiment, clock)
         self._lock = asyncio.Lock()
         self.loader = EngineLoader(engine)
+        self.config_pins = tuple(pins)
         self._state = RegistryState({}, {})
         self._resolver = Resolver(base.name, {})
 
     async def start(self) -> None:
-        """Remove leftovers of interrupted registrations, load state, load versions into the
-        engine (a version that fails to load is logged and left out of resolution)."""
+        """Remove leftovers of interrupted registrations, load state, pin what is pinned."""
         state = self.store.load()
         registered = [v.path for vs in state.versions.values() for v in vs]
         await asyncio.to_thread(self.files.cleanup, registered)
@@ -142,6 +146,10 @@ class RegistryView:
         """The main version of every adapter that gets traffic (what `/v1/models` lists)."""
         return self._resolver.served_versions()
 
+    def servable_versions(self) -> list[AdapterVersion]:
+        """Every version a request may reach (not retired); the engine loads them on use."""
+        return self._resolver.servable_versions()
+
     def assign(self, model: str, user: str | None = None) -> Assignment | None:
         """Which adapter version serves a request for `model`; None for the base model.
 
@@ -189,7 +197,30 @@ class RegistryView:
             for record in versions
             if record.status is not VersionStatus.RETIRED
         ]
-        await self.loader.load_missing(wanted)
         self._state = state
-        self._resolver = Resolver.build(state, self.base.name, self._as_version, self.loader.failed)
+        self._resolver = Resolver.build(state, self.base.name, self._as_version)
         await self.loader.unload_except(v.key for v in wanted)
+        try:
+            await self.loader.pin(self.pinned_versions())
+        except LoramuxError as exc:
+            logger.error("cannot pin the pinned adapters: %s", exc.message)
+
+    def pinned_versions(self) -> list[AdapterVersion]:
+        """The versions the engine must keep loaded: every version with traffic (or the main
+        version) of a pinned adapter, and the config's `engine.pinned_adapters`."""
+        state = self._state
+        found: dict[str, AdapterVersion] = {}
+        wanted = {(pin.partition("@")[0], pin.partition("@")[2]) for pin in self.config_pins}
+        for name, adapter in state.adapters.items():
+            versions = {
+                r.version: r
+                for r in state.versions.get(name, ())
+                if r.status is not VersionStatus.RETIRED
+            }
+            chosen = set()
+            if adapter.pinned or (name, "") in wanted:
+                chosen |= set(adapter.traffic) or {adapter.main_version or ""}
+            chosen |= {v for n, v in wanted if n == name and v}
+            for version in sorted(chosen & set(versions)):
+                found[f"{name}@{version}"] = self._as_version(versions[version], adapter)
+        return list(found.values())

@@ -150,6 +150,22 @@ def adapters_retire(name: str, version: str, config: ConfigOpt = None) -> None:
     _registry_cmd(config, action)
 
 
+@adapters_app.command("pin")
+def adapters_pin(
+    name: str,
+    off: Annotated[bool, typer.Option("--off", help="Unpin instead.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Pin an adapter: its versions with traffic stay loaded in the engine, never evicted (a
+    running server picks the change up within `registry.watch_interval_s`)."""
+
+    async def action(reg: Any) -> Any:
+        await reg.set_pinned(name, not off, actor="cli")
+        return _adapter_view(reg, name)
+
+    _registry_cmd(config, action)
+
+
 @adapters_app.command("experiment")
 def adapters_experiment(name: str, config: ConfigOpt = None) -> None:
     """Per-version requests, errors, latency, feedback, the test and a recommendation."""

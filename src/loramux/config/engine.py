@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from loramux.config.strict import Strict
+from loramux.config.strict import Strict, check_adapter_name
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,21 @@ class EngineConfig(Strict):
     context_length: int | None = Field(default=None, ge=16)
     """Prompt plus completion tokens; default: 2048, capped by the model's own limit."""
     max_loaded_adapters: int = Field(default=32, ge=1)
-    """Most adapters held in memory by the engine at once."""
+    """Most adapter versions loaded in the engine at once; any number may be registered. A
+    request for a version that is not loaded loads it (a cold start, reported in the
+    `x-loramux-adapter-load-ms` header), evicting the least recently used version that no
+    running request uses and that is not pinned (`serve/paging.py`)."""
+    pinned_adapters: list[str] = Field(default_factory=list)
+    """Adapters (`name`, or `name@version` for one version) that are loaded at start and never
+    evicted: departments with an SLA never pay a cold start. Adapters pinned through the API
+    (`PUT /v1/adapters/{name}/pin`) are pinned too. Pins must leave at least one slot free."""
+    prewarm_adapters: int = Field(default=0, ge=0)
+    """Versions loaded at start-up besides the pinned ones: the most requested first (the
+    registry's request counts), at most `max_loaded_adapters` in all."""
+    adapter_retry_s: float = Field(default=60.0, gt=0)
+    """A version whose files fail their check when it is loaded (they vanished or changed since
+    registration) fails its requests at once (503 `adapter_unavailable` naming it) for this long
+    before it is tried again; registering the same files again repairs it at once."""
     hf: HFEngineConfig = HFEngineConfig()
     """Settings of the `hf` engine."""
     vllm: VLLMEngineConfig = VLLMEngineConfig()
@@ -183,3 +197,23 @@ class EngineConfig(Strict):
     @classmethod
     def _move_legacy_keys(cls, data: Any) -> Any:
         return move_legacy_engine_keys(data) if isinstance(data, dict) else data
+
+    @field_validator("pinned_adapters")
+    @classmethod
+    def _check_pins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, _, version = item.partition("@")
+            check_adapter_name(name)
+            if "@" in item and not version:
+                raise ValueError(f"{item!r}: give `name` or `name@version`")
+        return value
+
+    @model_validator(mode="after")
+    def _pins_leave_a_slot(self) -> EngineConfig:
+        if len(self.pinned_adapters) >= self.max_loaded_adapters:
+            raise ValueError(
+                f"{len(self.pinned_adapters)} pinned_adapters would take every one of the "
+                f"{self.max_loaded_adapters} slots of max_loaded_adapters; pin fewer or raise "
+                "max_loaded_adapters"
+            )
+        return self

@@ -18,12 +18,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from loramux.config import LoramuxConfig
 from loramux.gateway.activity import Activity, RequestRow
 from loramux.router.decision import RouteTarget
+from loramux.serve.paging import LOAD_BUCKETS, PagedEngine
 
 if TYPE_CHECKING:
     from loramux.gateway.service import PreparedRequest
@@ -286,6 +292,8 @@ class _StateCollector(Collector):
                     weights.add_metric((adapter.name, version, experiment), float(weight))
         yield loaded
         yield weights
+        if svc is not None and isinstance(svc.engine, PagedEngine):
+            yield from _paging_metrics(svc.engine)
         admission = _admission(svc) if svc is not None else None
         if admission is not None:
             slots = getattr(admission, "in_flight", None)
@@ -300,6 +308,46 @@ class _StateCollector(Collector):
                     "Requests refused with 503 (queue full, or waited too long).",
                     value=rejected,
                 )
+
+
+def _paging_metrics(engine: PagedEngine) -> Iterator[Metric]:
+    """Adapter paging (`serve.paging`): loaded versions against slots, loads, evictions, load
+    failures, cold and warm requests, and the load-time histogram, labelled by engine."""
+    stats, labels, value = engine.stats, ("engine",), (engine.name,)
+    numbers: list[tuple[type[GaugeMetricFamily | CounterMetricFamily], str, str, float]] = [
+        (GaugeMetricFamily, "loramux_adapters_loaded", "Adapter versions loaded in the engine.",
+         len(engine.loaded_adapters())),
+        (GaugeMetricFamily, "loramux_adapter_slots",
+         "Most adapter versions loaded at once (engine.max_loaded_adapters).", engine.capacity),
+        (GaugeMetricFamily, "loramux_adapters_pinned", "Adapter versions pinned (never evicted).",
+         len(engine.pinned)),
+        (CounterMetricFamily, "loramux_adapter_loads", "Adapter versions loaded into the engine.",
+         stats.loads),
+        (CounterMetricFamily, "loramux_adapter_evictions",
+         "Adapter versions unloaded to make room for another.", stats.evictions),
+        (CounterMetricFamily, "loramux_adapter_load_failures",
+         "Adapter loads that failed (bad files, engine errors).", stats.load_failures),
+        (CounterMetricFamily, "loramux_adapter_cold_requests",
+         "Requests that waited for their adapter to load.", stats.misses),
+        (CounterMetricFamily, "loramux_adapter_warm_requests",
+         "Requests whose adapter was loaded already.", stats.hits),
+    ]  # fmt: skip
+    for family_cls, name, doc, number in numbers:
+        family = family_cls(name, doc, labels=labels)
+        family.add_metric(value, number)
+        yield family
+    histogram = HistogramMetricFamily(
+        "loramux_adapter_load_seconds",
+        "Time to load one adapter version into the engine.",
+        labels=labels,
+    )
+    cumulative, buckets = 0, []
+    for bound, count in zip(LOAD_BUCKETS, stats.load_buckets, strict=True):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", stats.loads))
+    histogram.add_metric(value, buckets, sum_value=stats.load_seconds_sum)
+    yield histogram
 
 
 def _admission(svc: AppServices) -> object | None:

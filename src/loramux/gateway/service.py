@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreparedRequest:
     """A request ready for the engine, with what the response must say about it."""
 
@@ -51,11 +51,16 @@ class PreparedRequest:
     """Who answers (None for raw completions of the base model)."""
     charge: TokenCharge | None = None
     """Tokens charged to the caller's per-minute limit; settled when the request ends."""
+    adapter_load_s: float | None = None
+    """Set at the first chunk: seconds the request waited for its adapter to load (cold)."""
 
     def headers(self) -> dict[str, str]:
-        if self.dispatch is None:
-            return {"x-loramux-adapter": "base"}
-        return self.dispatch.headers()
+        headers = (
+            {"x-loramux-adapter": "base"} if self.dispatch is None else self.dispatch.headers()
+        )
+        if self.adapter_load_s is not None:
+            headers["x-loramux-adapter-load-ms"] = f"{1000 * self.adapter_load_s:.1f}"
+        return headers
 
     def extra_fields(self) -> dict[str, Any]:
         """Non-OpenAI fields added to the response body: the RAG sources."""
@@ -216,6 +221,7 @@ class ChatService:
         except Exception:
             self._record(prepared, started, None, None, error=True)
             raise
+        prepared.adapter_load_s = first.adapter_load_s
         return self._tracked(prepared, first, chunks, started, time.perf_counter())
 
     async def _tracked(
@@ -263,7 +269,7 @@ class ChatService:
         assignment = dispatch.assignment if dispatch else None
         logger.info(
             "request %s model=%s route=%s target=%s adapter=%s prompt_tokens=%d "
-            "completion_tokens=%d ttft_ms=%s ms=%.1f%s",
+            "completion_tokens=%d ttft_ms=%s ms=%.1f%s%s",
             prepared.generation.request_id,
             prepared.model,
             (dispatch.decision.route if dispatch else None) or "-",
@@ -273,6 +279,9 @@ class ChatService:
             completion_tokens,
             f"{1000 * (first_at - started):.1f}" if first_at else "-",
             1000 * (now - started),
+            f" adapter_load_ms={1000 * prepared.adapter_load_s:.1f}"
+            if prepared.adapter_load_s is not None
+            else "",
             " error" if error else "",
         )
         if self.metrics is not None:

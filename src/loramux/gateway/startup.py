@@ -13,15 +13,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loramux.adapters.loading import check_ref_intact
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.validation import LLAMA_MODULES, BaseModelSpec, spec_from_hf_config
 from loramux.config import LoramuxConfig
 from loramux.embed.device import embedder_device
+from loramux.errors import LoramuxError
 from loramux.gateway.access import open_gate
 from loramux.gateway.dispatch import Dispatcher
 from loramux.gateway.service import ChatService
 from loramux.gateway.services import AppServices
 from loramux.serve.engine import Engine
+from loramux.serve.paging import PagedEngine
 
 if TYPE_CHECKING:
     from loramux.embed.encoder import Encoder
@@ -40,12 +43,18 @@ async def open_services(
     Raises:
         LoramuxError: a configured adapter, router or knowledge base cannot be used.
     """
+    engine = page_adapters(config, engine)
     await engine.start()
     registry = AdapterRegistry.open(
-        config.paths.data_dir, base_spec(config), config.registry, engine=engine
+        config.paths.data_dir,
+        base_spec(config),
+        config.registry,
+        engine=engine,
+        pins=config.engine.pinned_adapters,
     )
     await registry.start()
     await _register_configured(config, registry)
+    await _prewarm(config, registry, engine)
     encoder, kb, router = await asyncio.to_thread(_open_routing, config)
     dispatcher = Dispatcher(
         registry, router, kb, top_k=config.kb.top_k, max_batch=config.router.batch_size
@@ -81,6 +90,36 @@ async def open_services(
         f"{len(kb)} passages" if kb else "off",
     )
     return svc
+
+
+def page_adapters(config: LoramuxConfig, engine: Engine) -> PagedEngine:
+    """The engine behind a bounded LRU of loaded adapter versions (`engine.max_loaded_adapters`):
+    registered is not loaded."""
+    if isinstance(engine, PagedEngine):
+        return engine
+    return PagedEngine(
+        engine,
+        capacity=config.engine.max_loaded_adapters,
+        verify=check_ref_intact,
+        wait_timeout_s=config.limits.queue_timeout_s,
+        failure_ttl_s=config.engine.adapter_retry_s,
+    )
+
+
+async def _prewarm(config: LoramuxConfig, registry: AdapterRegistry, engine: PagedEngine) -> None:
+    """Load the `engine.prewarm_adapters` most requested versions (the registry's counts)."""
+    room = min(config.engine.prewarm_adapters, engine.capacity - len(engine.pinned) - 1)
+    if room <= 0:
+        return
+    counts = await asyncio.to_thread(registry.store.request_counts)
+    served = {v.key: v for v in registry.servable_versions()}
+    hottest = sorted(served, key=lambda key: (-counts.get(key, 0), key))[:room]
+    for key in hottest:
+        try:
+            await engine.add_adapter(served[key].ref())
+        except LoramuxError as exc:
+            logger.error("cannot pre-warm %s: %s", key, exc.message)
+    logger.info("pre-warmed %d adapter versions: %s", len(hottest), ", ".join(hottest) or "-")
 
 
 async def close_services(svc: AppServices) -> None:

@@ -98,6 +98,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             revoked_at REAL,
             revoked_by TEXT)""",
     ),
+    (
+        # Adapter paging: a pinned adapter's versions are never evicted from the engine.
+        "ALTER TABLE adapters ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0"
+        " CHECK (pinned IN (0, 1))",
+    ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
 

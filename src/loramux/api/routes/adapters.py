@@ -170,6 +170,21 @@ async def retire(name: str, version: str, reg: Registry, actor: AdminActor) -> d
     return version_json(record, reg.get(name)[0])
 
 
+@router.put("/adapters/{name}/pin")
+async def pin(name: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
+    """Pin an adapter: its versions with traffic are loaded now and never evicted (409 when the
+    pins would take every adapter slot of the engine)."""
+    adapter = await reg.set_pinned(name, True, actor=actor)
+    return adapter_json(adapter, reg.get(name)[1])
+
+
+@router.delete("/adapters/{name}/pin")
+async def unpin(name: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
+    """Unpin an adapter: its versions may be evicted again when others need the slot."""
+    adapter = await reg.set_pinned(name, False, actor=actor)
+    return adapter_json(adapter, reg.get(name)[1])
+
+
 @router.get("/adapters/{name}/experiment")
 async def experiment(name: str, reg: Registry) -> dict[str, Any]:
     report = await asyncio.to_thread(reg.experiment, name)

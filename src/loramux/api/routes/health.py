@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from loramux.api.state import services
 from loramux.gateway.services import AppServices
+from loramux.serve.paging import PagedEngine
 from loramux.serve.supervisor import SupervisedEngine
 
 router = APIRouter(tags=["health"])
@@ -33,8 +34,11 @@ async def ready(svc: Annotated[AppServices, Depends(services)]) -> JSONResponse 
         "draining": admission.closed,
         "queue": {"in_flight": admission.in_flight, "waiting": admission.depth},
     }
-    if isinstance(svc.engine, SupervisedEngine):
-        body["supervisor"] = svc.engine.status()
+    engine = svc.engine.inner if isinstance(svc.engine, PagedEngine) else svc.engine
+    if isinstance(svc.engine, PagedEngine):
+        body["adapter_slots"] = svc.engine.capacity
+    if isinstance(engine, SupervisedEngine):
+        body["supervisor"] = engine.status()
     if not is_ready:
         return JSONResponse(body, status_code=503)
     return body

@@ -141,3 +141,30 @@ async def test_stop_string_ends_generation(engine: HFEngine) -> None:
     )
     assert cut.text == full[: full.index(word)]
     assert cut.finish_reason.value == "stop"
+
+
+async def test_paging_versions_in_and_out_keeps_their_answers(
+    engine: HFEngine, tmp_path: Path
+) -> None:
+    """A pager with one slot: every switch between the two adapters is an eviction and a cold
+    load, and each answer stays what the adapter says when it is loaded for good."""
+    import shutil
+
+    from loramux.serve.paging import PagedEngine
+
+    expected = {a: (await generate(engine, request(a, QUESTIONS[a]))).text for a in ("hr", "it")}
+    copies = {}
+    for name in ("hr", "it"):
+        shutil.copytree(DEMO_ADAPTERS / name, tmp_path / name)
+        copies[name] = AdapterRef(key=f"{name}-paged@1", path=tmp_path / name)
+    paged = PagedEngine(engine, capacity=1)
+    for name in ("hr", "it", "hr"):
+        params = SamplingParams(max_tokens=12, temperature=0.0)
+        messages = (ChatMessage("user", QUESTIONS[name]),)
+        result = await generate(
+            paged, GenerationRequest("p", params, messages, adapter=copies[name])
+        )
+        assert result.text == expected[name]
+        held = [k for k in engine.loaded_adapters() if k.endswith("-paged@1")]
+        assert held == [copies[name].key]
+    assert (paged.stats.loads, paged.stats.evictions) == (3, 2)

@@ -185,3 +185,19 @@ async def test_start_fails_when_no_replica_serves_the_model(replicas: list[Serve
     with pytest.raises(EngineUnavailableError, match="no vLLM server answered"):
         await eng.start()
     assert not eng.ready
+
+
+async def test_each_replica_holds_a_bounded_set_loaded_and_unloaded_on_demand(
+    engine: RemoteEngine, replicas: list[Served], tmp_path: Path
+) -> None:
+    from loramux.serve.paging import PagedEngine
+
+    paged = PagedEngine(engine, capacity=2)
+    for name in ("a", "b", "c", "a", "d"):
+        result = await generate(paged, request("x y", adapter(name, tmp_path)))
+        assert result.text.startswith(f"[{name}@1@r")
+        for s in replicas:
+            assert len(s.fake.adapters) <= 2
+    for s in replicas:  # c pushed a out, a pushed b out, d pushed c out
+        assert set(s.fake.adapters) == {"a@1", "d@1"}
+    assert (paged.stats.loads, paged.stats.evictions) == (5, 3)

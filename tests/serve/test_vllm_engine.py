@@ -135,6 +135,27 @@ async def test_adapters_load_and_unload_while_serving(engine, tmp_path: Path) ->
     assert (await busy).completion_tokens == 40
 
 
+async def test_paging_versions_in_and_out_keeps_their_answers(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A pager with one slot: every switch between the two adapters is an eviction and a cold
+    load (vLLM's add_lora / remove_lora), and each answer stays what the adapter says loaded."""
+    from loramux.serve.paging import PagedEngine
+
+    if not {"hr", "it"} <= set(ADAPTERS):
+        pytest.skip("the demo adapters are missing")
+    expected = {a: (await generate(engine, request(a, QUESTIONS[a]))).text for a in ("hr", "it")}
+    copies = {}
+    for name in ("hr", "it"):
+        shutil.copytree(DEMO_ADAPTERS / name, tmp_path / name)
+        copies[name] = AdapterRef(key=f"{name}-paged@1", path=tmp_path / name)
+    paged = PagedEngine(engine, capacity=1)
+    for name in ("hr", "it", "hr"):
+        result = await generate(paged, request(copies[name], QUESTIONS[name]))
+        assert result.text == expected[name]
+        held = [k for k in engine.loaded_adapters() if k.endswith("-paged@1")]
+        assert held == [copies[name].key]
+    assert (paged.stats.loads, paged.stats.evictions) == (3, 2)
+
+
 # Keep this test last: it stops the session's engine (the fixture's own stop is then a no-op).
 async def test_stop_ends_running_requests_and_the_engine_process(engine) -> None:  # type: ignore[no-untyped-def]
     children = multiprocessing.active_children()

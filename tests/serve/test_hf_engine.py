@@ -168,3 +168,23 @@ async def test_paging_versions_in_and_out_keeps_their_answers(
         held = [k for k in engine.loaded_adapters() if k.endswith("-paged@1")]
         assert held == [copies[name].key]
     assert (paged.stats.loads, paged.stats.evictions) == (3, 2)
+
+
+async def test_an_adapter_loaded_after_every_other_was_unloaded_serves(
+    base_model_dir: Path,
+) -> None:
+    """PEFT 0.21 keeps pointing at a deleted adapter once the last one is gone; the engine
+    must not fail the next adapter's requests for it (paging unloads everything at times)."""
+    engine = HFEngine(base_model_dir, EngineConfig(max_batch_size=4))
+    await engine.start()
+    try:
+        await engine.add_adapter(ref("hr"))
+        await engine.remove_adapter(ref("hr").key)
+        assert engine.loaded_adapters() == []
+        await engine.add_adapter(ref("it"))
+        result = await generate(engine, request("it", QUESTIONS["it"]))
+        assert "FjordLink" in result.text
+        base = await generate(engine, request(None, QUESTIONS[None]))
+        assert base.completion_tokens > 0
+    finally:
+        await engine.stop()

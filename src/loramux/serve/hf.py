@@ -313,6 +313,7 @@ class HFEngine:
                         return False
                     self._peft.delete_adapter(slot)
                     del self._slots[control.key]
+                    self._repoint_active()
                     logger.info("unloaded adapter %s (%s)", control.key, slot)
         except LoramuxError as exc:
             control.done.set_exception(exc)
@@ -347,12 +348,24 @@ class HFEngine:
         else:
             self._peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
         self._slots[adapter.key] = slot
+        self._repoint_active()
         logger.info(
             "loaded adapter %s as %s in %.0f ms",
             adapter.key,
             slot,
             1000 * (time.perf_counter() - t0),
         )
+
+    def _repoint_active(self) -> None:
+        """Keep PEFT's `active_adapter` naming an adapter that exists.
+
+        PEFT 0.21 leaves it naming a deleted adapter once the last one is deleted, and its
+        forward pass reads that adapter's config (KeyError) even though each row names its own
+        adapter (`adapter_names`): seen when every adapter was unloaded and a new one loaded.
+        """
+        peft = self._peft
+        if peft is not None and peft.peft_config and peft.active_adapter not in peft.peft_config:
+            peft.active_adapter = next(iter(peft.peft_config))
 
     def _guarded(self, batch: Batch, rows: list[Row], step: Any) -> None:
         """Run a prefill or decode step; on failure, fail every running request and go on.

@@ -158,6 +158,7 @@ async def test_paging_versions_in_and_out_keeps_their_answers(
         shutil.copytree(DEMO_ADAPTERS / name, tmp_path / name)
         copies[name] = AdapterRef(key=f"{name}-paged@1", path=tmp_path / name)
     paged = PagedEngine(engine, capacity=1)
+    reused = engine.reused_slots
     for name in ("hr", "it", "hr"):
         params = SamplingParams(max_tokens=12, temperature=0.0)
         messages = (ChatMessage("user", QUESTIONS[name]),)
@@ -168,6 +169,8 @@ async def test_paging_versions_in_and_out_keeps_their_answers(
         held = [k for k in engine.loaded_adapters() if k.endswith("-paged@1")]
         assert held == [copies[name].key]
     assert (paged.stats.loads, paged.stats.evictions) == (3, 2)
+    # it, then hr again, went into the slot the other one left (the first load may too)
+    assert engine.reused_slots - reused >= 2
 
 
 async def test_an_adapter_loaded_after_every_other_was_unloaded_serves(

@@ -6,8 +6,9 @@ names its adapter through PEFT's `adapter_names`, so one forward pass serves the
 any number of adapters. Tokens go back to each request's asyncio queue as they are made. The
 worker also loads and unloads adapters between steps, so that never races a forward pass.
 
-The engine owns its adapter slots: each adapter key gets a fresh PEFT adapter name (`lora1`,
-`lora2`, ...) that is never reused for other weights.
+The engine owns its adapter slots (`hf_slots`): each adapter key gets a PEFT adapter name
+(`lora1`, `lora2`, ...); an unloaded adapter's slot is parked, and the next adapter of the same
+shape is loaded by copying its weights into it, between steps, when no request uses the slot.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from loramux.errors import (
 )
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
 from loramux.serve.hf_batch import Batch, Control, Row, sample
+from loramux.serve.hf_slots import AdapterSlots, read_weights
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
@@ -66,8 +68,7 @@ class HFEngine:
         self._thread: threading.Thread | None = None
         self._ready = False
         self._context_length = config.context_length or DEFAULT_CONTEXT
-        self._slots: dict[str, str] = {}  # adapter key -> PEFT adapter name
-        self._slot_counter = 0
+        self._slots = AdapterSlots(config.max_loaded_adapters)
         self._model: Any = None
         self._peft: Any = None
         self._tokenizer: Any = None
@@ -117,13 +118,22 @@ class HFEngine:
         self._thread = None
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
-        await self._control(Control("add", adapter=adapter))
+        if self._slots.get(adapter.key) is not None:
+            return
+        await asyncio.to_thread(check_adapter_files, adapter.path)
+        weights = await asyncio.to_thread(read_weights, adapter.path)
+        await self._control(Control("add", adapter=adapter, weights=weights))
 
     async def remove_adapter(self, key: str) -> None:
         await self._control(Control("remove", key=key))
 
     def loaded_adapters(self) -> list[str]:
-        return sorted(self._slots)
+        return sorted(self._slots.live)
+
+    @property
+    def reused_slots(self) -> int:
+        """Loads that copied an adapter's weights into a parked slot of the same shape."""
+        return self._slots.reused
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         return self._stream(request)
@@ -305,15 +315,13 @@ class HFEngine:
         try:
             if control.op == "add":
                 assert control.adapter is not None
-                self._load_adapter(control.adapter)
+                self._slots.load(self._peft, control.adapter, control.weights, self._create)
             elif control.op == "remove":
                 slot = self._slots.get(control.key)
                 if slot is not None:
                     if any(s.slot == slot for s in [*batch.rows, *pending]):
                         return False
-                    self._peft.delete_adapter(slot)
-                    del self._slots[control.key]
-                    self._repoint_active()
+                    self._slots.unload(control.key)
                     logger.info("unloaded adapter %s (%s)", control.key, slot)
         except LoramuxError as exc:
             control.done.set_exception(exc)
@@ -325,21 +333,10 @@ class HFEngine:
         control.done.set_result(None)
         return True
 
-    def _load_adapter(self, adapter: AdapterRef) -> None:
-        if adapter.key in self._slots:
-            return
-        if len(self._slots) >= self.config.max_loaded_adapters:
-            raise AdapterError(
-                f"the engine already holds {len(self._slots)} adapters "
-                f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",
-                code="too_many_adapters",
-            )
-        check_adapter_files(adapter.path)
+    def _create(self, slot: str, adapter: AdapterRef) -> None:
+        """Make a new PEFT adapter `slot` from `adapter`'s folder (PEFT's own loading)."""
         from peft import PeftModel
 
-        self._slot_counter += 1
-        slot = f"lora{self._slot_counter}"
-        t0 = time.perf_counter()
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(
                 self._model, adapter.path, adapter_name=slot, is_trainable=False
@@ -347,25 +344,8 @@ class HFEngine:
             self._peft.eval()
         else:
             self._peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
-        self._slots[adapter.key] = slot
-        self._repoint_active()
-        logger.info(
-            "loaded adapter %s as %s in %.0f ms",
-            adapter.key,
-            slot,
-            1000 * (time.perf_counter() - t0),
-        )
-
-    def _repoint_active(self) -> None:
-        """Keep PEFT's `active_adapter` naming an adapter that exists.
-
-        PEFT 0.21 leaves it naming a deleted adapter once the last one is deleted, and its
-        forward pass reads that adapter's config (KeyError) even though each row names its own
-        adapter (`adapter_names`): seen when every adapter was unloaded and a new one loaded.
-        """
-        peft = self._peft
-        if peft is not None and peft.peft_config and peft.active_adapter not in peft.peft_config:
-            peft.active_adapter = next(iter(peft.peft_config))
+        if self._peft.active_adapter not in self._peft.peft_config:  # see hf_slots._delete
+            self._peft.active_adapter = slot
 
     def _guarded(self, batch: Batch, rows: list[Row], step: Any) -> None:
         """Run a prefill or decode step; on failure, fail every running request and go on.

@@ -47,6 +47,8 @@ class Row:
 class Control:
     op: str  # "add" | "remove" | "stop"
     adapter: AdapterRef | None = None
+    weights: Any = None
+    """`add`: the adapter's files as `hf_slots.read_weights` read them, off the worker thread."""
     key: str = ""
     done: Future[None] = field(default_factory=Future)
 

@@ -5,7 +5,9 @@
   python bench/bench_paging.py --part registry --registered 10 1000
 
 - cold:     one cold load of a rank-8 SmolLM2 adapter on an idle hf engine (the files' check,
-            PEFT's load and loramux's bookkeeping), p50/p99 over `--cold-loads` adapters.
+            reading them, the load and loramux's bookkeeping), p50/p99 over `--cold-loads`
+            adapters: into a new PEFT slot (PEFT's own loading, the first adapter of a shape),
+            and into a parked slot (weights copied in: the steady state of paging).
 - zipf:     the hf engine (real SmolLM2) behind `serve.paging.PagedEngine`; requests whose
             adapter follows a Zipf law (s = `--zipf-s`) over `--adapters` synthetic rank-8
             adapters (random weights, the demo adapters' shapes), at `max_loaded_adapters` 8, 32
@@ -14,7 +16,8 @@
             to first token of cold requests (they waited for a load) and of warm ones.
             Goal: >= 0.8x of all hot at 128 loaded.
 - registry: a `loramux serve` subprocess (fake engine) over a registry of 10 and of 1,000
-            versions: start-up time to /ready, resident memory, and p50 of GET /v1/models,
+            versions, each adapter with three route utterances (so each joins the router):
+            start-up time to /ready, resident memory, and p50 of GET /v1/models,
             GET /v1/adapters and POST /v1/route (model auto). Goal: flat.
 
 Requests run in-process against the engine (zipf, cold) so that the table measures paging, not
@@ -52,6 +55,11 @@ from loramux.types import AdapterRef, ChatMessage  # noqa: E402
 BASE = "SmolLM2-135M-Instruct"
 DEMO_HR = REPO / "demo" / "adapters" / "hr"
 ADMIN_KEY = "bench-paging-admin"
+TOPICS = [
+    "parking permits", "badge access", "travel insurance", "desk booking", "laptop refresh",
+    "gym membership", "visa letters", "shift swaps", "pension transfers", "meal vouchers",
+]  # fmt: skip
+"""What the synthetic adapters' route utterances are about (each adapter joins the router)."""
 ROUTE_BODY = {"messages": [{"role": "user", "content": "How many vacation days do I get?"}]}
 PROMPTS = [
     "How many vacation days do I get?",
@@ -167,20 +175,23 @@ async def zipf_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     await inner.start()
     runs: list[Run] = []
     try:
-        cold = PagedEngine(inner, capacity=args.cold_loads + 1, verify=check_ref_intact)
-        times = []
-        for ref in refs[-args.cold_loads :]:
-            t0 = time.perf_counter()
-            await cold.add_adapter(ref)
-            times.append(time.perf_counter() - t0)
-        for ref in refs[-args.cold_loads :]:
-            await cold.remove_adapter(ref.key)
-        cold_row = {"p50_ms": 1000 * pct(times, 0.5), "p99_ms": 1000 * pct(times, 0.99)}
-        print(
-            f"cold load of one rank-8 adapter: p50 {cold_row['p50_ms']:.0f} ms, "
-            f"p99 {cold_row['p99_ms']:.0f} ms ({len(times)} loads)",
-            flush=True,
-        )
+        # A cold load into a new PEFT slot (the first time a shape is seen), then into a parked
+        # one (what paging does in steady state), on an idle engine, with the files' check.
+        cold_row = {}
+        for label, capacity in (("new slot", args.cold_loads + 1), ("parked slot", 1)):
+            cold = PagedEngine(inner, capacity=capacity, verify=check_ref_intact)
+            times = []
+            for ref in refs[-args.cold_loads :]:
+                t0 = time.perf_counter()
+                await cold.add_adapter(ref)
+                times.append(time.perf_counter() - t0)
+            await _unload_all(cold)
+            cold_row[label] = {"p50_ms": 1000 * pct(times, 0.5), "p99_ms": 1000 * pct(times, 0.99)}
+            print(
+                f"cold load of one rank-8 adapter, {label}: p50 {cold_row[label]['p50_ms']:.0f}"
+                f" ms, p99 {cold_row[label]['p99_ms']:.0f} ms ({len(times)} loads)",
+                flush=True,
+            )
 
         picks = zipf_choices(len(refs), args.requests, args.zipf_s, seed=1)
         hot = random.Random(2).choices(range(8), k=args.requests)
@@ -324,8 +335,12 @@ async def _register_offline(data_dir: Path, refs: list[AdapterRef]) -> None:
 
     registry = AdapterRegistry.open(data_dir, BaseModelSpec(BASE, LLAMA_MODULES))
     await registry.start()
-    for ref in refs:
-        await registry.register(ref.path, name=ref.key.split("@")[0], actor="bench")
+    for i, ref in enumerate(refs):
+        topic = TOPICS[i % len(TOPICS)] + (f" {i // len(TOPICS)}" if i >= len(TOPICS) else "")
+        utterances = [f"How do I request {topic}?", f"Who handles {topic}?", f"{topic} question"]
+        await registry.register(
+            ref.path, name=ref.key.split("@")[0], actor="bench", utterances=utterances
+        )
     await registry.close()
 
 

@@ -31,7 +31,7 @@ from loramux.errors import (
 )
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
 from loramux.serve.hf_batch import Batch, Control, Row, sample
-from loramux.serve.hf_slots import AdapterSlots, read_weights
+from loramux.serve.hf_slots import AdapterSlots, lora_layers, read_weights
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
@@ -333,8 +333,9 @@ class HFEngine:
         control.done.set_result(None)
         return True
 
-    def _create(self, slot: str, adapter: AdapterRef) -> None:
-        """Make a new PEFT adapter `slot` from `adapter`'s folder (PEFT's own loading)."""
+    def _create(self, slot: str, adapter: AdapterRef) -> list[Any]:
+        """Make a new PEFT adapter `slot` from `adapter`'s folder (PEFT's own loading); returns
+        the model's LoRA layers."""
         from peft import PeftModel
 
         if self._peft is None:
@@ -346,6 +347,7 @@ class HFEngine:
             self._peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
         if self._peft.active_adapter not in self._peft.peft_config:  # see hf_slots._delete
             self._peft.active_adapter = slot
+        return lora_layers(self._peft)
 
     def _guarded(self, batch: Batch, rows: list[Row], step: Any) -> None:
         """Run a prefill or decode step; on failure, fail every running request and go on.
@@ -364,7 +366,8 @@ class HFEngine:
 
     def _forward(self, slots: list[str], **inputs: Any) -> Any:
         if self._peft is not None:
-            return self._peft(**inputs, adapter_names=slots)
+            with self._slots.rows(slots):  # PEFT's adapter_names, without its module walks
+                return self._peft.base_model.model(**inputs)
         return self._model(**inputs)
 
     def _prefill(self, batch: Batch, joining: list[Row]) -> None:

@@ -9,6 +9,11 @@ weights are read from disk before the worker thread sees them (`read_weights`, o
 
 A slot is a PEFT adapter name (`lora1`, `lora2`, ...). A parked slot is one no request uses (the
 engine's unload waits for that), so copying new weights into it never races a forward pass.
+
+`rows` tells each LoRA layer which slot every row of a batch uses, as PEFT's `adapter_names` does,
+but from a list of the layers found once per load: PEFT walks every module of the model on every
+forward pass to find them (twice), and with 130 adapters present that walk took 87 ms of a
+131 ms decode step of 16 rows on 2 cores.
 Slots, live and parked, never exceed `capacity` (`engine.max_loaded_adapters`): a new shape takes
 the place of a parked slot, which is then deleted.
 """
@@ -18,8 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +84,23 @@ class AdapterSlots:
         self._params: dict[str, dict[str, Any]] = {}
         """Slot -> file key -> the parameter its tensor goes into (built on first reuse)."""
         self._counter = 0
+        self._layers: list[Any] = []
+        """The modules that take `adapter_names` (PEFT's LoRA layers), found after each change."""
         self.reused = 0
         """Loads that copied weights into a parked slot instead of creating one."""
+
+    @contextmanager
+    def rows(self, names: Sequence[str]) -> Iterator[None]:
+        """While the body runs a forward pass, row i uses slot `names[i]` (`__base__`: none)."""
+        hook = partial(_adapter_names_hook, names=list(names))
+        handles = [
+            layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in self._layers
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def get(self, key: str) -> str | None:
         return self.live.get(key)
@@ -88,7 +110,7 @@ class AdapterSlots:
         peft: Any,
         adapter: AdapterRef,
         weights: Weights,
-        create: Callable[[str, AdapterRef], None],
+        create: Callable[[str, AdapterRef], list[Any]],
     ) -> str:
         """Give `adapter` a slot: a parked one of its shape when its tensors fit, else a new one.
 
@@ -97,7 +119,7 @@ class AdapterSlots:
             adapter: what to load.
             weights: its files as `read_weights` read them.
             create: `create(slot, adapter)` makes a new PEFT adapter named `slot` from
-                `adapter.path` (PEFT's own loading).
+                `adapter.path` (PEFT's own loading) and returns `lora_layers(peft)`.
 
         Returns:
             The slot's PEFT adapter name.
@@ -131,7 +153,7 @@ class AdapterSlots:
             self._delete(peft, next(iter(self._parked)))
         self._counter += 1
         slot = f"lora{self._counter}"
-        create(slot, adapter)
+        self._layers = create(slot, adapter)
         self.live[adapter.key] = slot
         self._shapes[slot] = weights.shape
         logger.info(
@@ -151,6 +173,7 @@ class AdapterSlots:
 
     def _delete(self, peft: Any, slot: str) -> None:
         peft.delete_adapter(slot)
+        self._layers = lora_layers(peft)
         self._parked.pop(slot, None)
         self._shapes.pop(slot, None)
         self._params.pop(slot, None)
@@ -175,6 +198,22 @@ class AdapterSlots:
             for k, tensor in weights.tensors.items():
                 params[k].copy_(tensor)
         return True
+
+
+def lora_layers(peft: Any) -> list[Any]:
+    """The modules of a PEFT model that PEFT's `adapter_names` reaches."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import AuxiliaryTrainingWrapper
+
+    return [m for m in peft.modules() if isinstance(m, LoraLayer | AuxiliaryTrainingWrapper)]
+
+
+def _adapter_names_hook(
+    module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], names: list[str]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """What PEFT's own pre-forward hook does: pass the rows' adapter names to the layer."""
+    kwargs["adapter_names"] = names
+    return args, kwargs
 
 
 def _slot_parameters(peft: Any, slot: str) -> dict[str, Any]:

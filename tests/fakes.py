@@ -149,8 +149,9 @@ class KeywordRouter:
                 out.append(RouteDecision(RouteTarget.ADAPTER, name, name, 0.9, 0.8, (), "match"))
         return out
 
-    def add_route(self, spec: RouteSpec) -> None:
-        self._routes[spec.name] = spec
+    def add_routes(self, specs: Sequence[RouteSpec]) -> None:
+        for spec in specs:
+            self._routes[spec.name] = spec
 
     def remove_route(self, name: str) -> None:
         self._routes.pop(name, None)
@@ -201,7 +202,7 @@ class FakeRouter:
             for text in texts
         ]
 
-    def add_route(self, spec: RouteSpec) -> None:
+    def add_routes(self, specs: Sequence[RouteSpec]) -> None:
         raise NotImplementedError
 
     def remove_route(self, name: str) -> None:

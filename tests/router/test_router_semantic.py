@@ -88,16 +88,18 @@ def test_route_added_at_run_time_is_routed_and_removed_route_is_not(encoder: Any
     router = SemanticRouter(encoder, small_routes(), thresholds=Thresholds(probability=0.5))
     question = "Can you check whether this NDA clause is enforceable?"
     assert router.route(question).route != "legal"
-    router.add_route(
-        RouteSpec(
-            name="legal",
-            utterances=[
-                "Can I sign this NDA?",
-                "Please review this contract clause.",
-                "Is this non-compete clause legal?",
-                "Who checks supplier contracts before signing?",
-            ],
-        )
+    router.add_routes(
+        [
+            RouteSpec(
+                name="legal",
+                utterances=[
+                    "Can I sign this NDA?",
+                    "Please review this contract clause.",
+                    "Is this non-compete clause legal?",
+                    "Who checks supplier contracts before signing?",
+                ],
+            )
+        ]
     )
     assert router.route(question).route == "legal"
     router.remove_route("legal")

@@ -158,14 +158,32 @@ class Dispatcher:
         A route the router already has (from the routes file or a fitted router) is kept as it
         is: re-fit the router to change it. Returns True when a route was added.
         """
-        if self.router is None or not utterances or name in self.router.routes:
-            return False
+        return bool(await self.learn_routes([(name, utterances)]))
+
+    async def learn_routes(self, adapters: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+        """`learn_route` for many adapters in one retrain of the router (start-up).
+
+        Returns:
+            The names of the routes added.
+        """
+        router = self.router
+        if router is None:
+            return []
         from loramux.config import RouteSpec
 
-        spec = RouteSpec(name=name, utterances=list(utterances))
-        await asyncio.to_thread(self.router.add_route, spec)
-        logger.info("router: added route %s (%d utterances)", name, len(spec.utterances))
-        return True
+        specs = [
+            RouteSpec(name=name, utterances=list(utterances))
+            for name, utterances in adapters
+            if utterances and name not in router.routes
+        ]
+        if specs:
+            await asyncio.to_thread(router.add_routes, specs)
+            logger.info(
+                "router: added %d routes (%d utterances)",
+                len(specs),
+                sum(len(s.utterances) for s in specs),
+            )
+        return [s.name for s in specs]
 
     async def decide(
         self, messages: Sequence[ChatMessage], *, allowed: Iterable[str] | None = None

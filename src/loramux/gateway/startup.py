@@ -59,8 +59,7 @@ async def open_services(
     dispatcher = Dispatcher(
         registry, router, kb, top_k=config.kb.top_k, max_batch=config.router.batch_size
     )
-    for adapter in registry.adapters():
-        await dispatcher.learn_route(adapter.name, adapter.utterances)
+    await dispatcher.learn_routes([(a.name, a.utterances) for a in registry.adapters()])
     gate = open_gate(config)
     svc = AppServices(
         config=config,

@@ -47,8 +47,9 @@ class Router(Protocol):
         """Decide for many requests at once (one encoder pass)."""
         ...
 
-    def add_route(self, spec: RouteSpec) -> None:
-        """Add (or replace) a route while serving."""
+    def add_routes(self, specs: Sequence[RouteSpec]) -> None:
+        """Add (or replace) routes while serving, all at once (one retrain for many: start-up
+        with a thousand adapters that each bring their utterances)."""
         ...
 
     def remove_route(self, name: str) -> None:

@@ -93,12 +93,15 @@ class BaselineRouter:
         """Exemplar vectors per route."""
         return dict(self._vectors)
 
-    def add_route(self, spec: RouteSpec) -> None:
-        """Add or replace a route (encodes its exemplars)."""
-        vectors = self.encoder.encode(spec.utterances)
+    def add_routes(self, specs: Sequence[RouteSpec]) -> None:
+        """Add or replace routes (encodes their exemplars, reindexes once)."""
+        vectors = self.encoder.encode([u for spec in specs for u in spec.utterances])
         with self._lock:
-            self._routes[spec.name] = spec
-            self._vectors[spec.name] = vectors
+            start = 0
+            for spec in specs:
+                self._routes[spec.name] = spec
+                self._vectors[spec.name] = vectors[start : start + len(spec.utterances)]
+                start += len(spec.utterances)
             self._reindex()
 
     def remove_route(self, name: str) -> None:

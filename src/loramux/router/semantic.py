@@ -166,17 +166,22 @@ class SemanticRouter:
         """The current classifier head."""
         return self._state.head
 
-    def add_route(self, spec: RouteSpec) -> None:
-        """Add or replace a route: encode its exemplars, index them, retrain the head warm."""
-        texts, labels, kinds = route_rows([spec], self.options)
+    def add_routes(self, specs: Sequence[RouteSpec]) -> None:
+        """Add or replace routes: encode their exemplars, index them, retrain the head warm
+        once for all of them."""
+        if not specs:
+            return
+        texts, labels, kinds = route_rows(list(specs), self.options)
         vectors = self.encoder.encode(texts)
         with self._lock:
             state = self._state
-            training = state.training.without_label(spec.name)
+            training = state.training
+            for spec in specs:
+                training = training.without_label(spec.name)
             for kind in (Kind.EXEMPLAR, Kind.VARIANT):
                 pick = [i for i, k in enumerate(kinds) if k == kind]
                 training = training.extend(vectors[pick], [labels[i] for i in pick], kind)
-            routes = {**state.routes, spec.name: spec}
+            routes = {**state.routes, **{spec.name: spec for spec in specs}}
             self._state = self._make_state(routes, training, None, warm=state.head)
 
     def remove_route(self, name: str) -> None:

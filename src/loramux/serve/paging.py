@@ -57,7 +57,7 @@ class PagingStats:
     load_failures: int = 0
     """Loads that failed (bad files, engine errors)."""
     hits: int = 0
-    """Requests whose version was loaded already."""
+    """Requests whose version was loaded already (`add_adapter` is no request)."""
     misses: int = 0
     """Requests that waited for a load (their own or one already under way)."""
     load_seconds_sum: float = 0.0
@@ -157,7 +157,7 @@ class PagedEngine:
             ServerOverloadedError: every slot is held by running requests or pins.
         """
         self._failed.pop(adapter.key, None)
-        await self._acquire(adapter)
+        await self._acquire(adapter, request=False)
         await self._release(adapter.key)
 
     async def remove_adapter(self, key: str) -> None:
@@ -217,8 +217,12 @@ class PagedEngine:
         finally:
             await self._release(adapter.key)
 
-    async def _acquire(self, adapter: AdapterRef) -> float | None:
+    async def _acquire(self, adapter: AdapterRef, *, request: bool = True) -> float | None:
         """Take a lease on a loaded version, loading it first when it is cold.
+
+        Args:
+            adapter: the version.
+            request: a request's lease, counted as a hit or a miss (not a registration's).
 
         Returns:
             The seconds this request waited for a load, or None when the version was warm.
@@ -231,14 +235,14 @@ class PagedEngine:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 self._leases[key] = self._leases.get(key, 0) + 1
-                if waited is None:
+                if waited is None and request:
                     self.stats.hits += 1
                 return waited
             task = self._loading.get(key)
             if task is None:
                 task = asyncio.create_task(self._load(adapter), name=f"load-adapter-{key}")
                 self._loading[key] = task
-            if waited is None:
+            if waited is None and request:
                 self.stats.misses += 1
             self._wanted[key] = self._wanted.get(key, 0) + 1
             try:

@@ -13,35 +13,21 @@ from pathlib import Path
 
 import httpx
 
-from loramux.api import create_app
-from loramux.config import load_config
 from loramux.gateway.services import AppServices
 from tests.builders import write_lora_folder
 from tests.fakes import CountingEngine
-
-ADMIN_KEY = "paging-admin-key"
-ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+from tests.reliability.harness import app_client
 
 
 @asynccontextmanager
 async def running(
     tmp_path: Path, engine: CountingEngine, engine_yaml: str = ""
 ) -> AsyncIterator[tuple[AppServices, httpx.AsyncClient]]:
-    config_file = tmp_path / "loramux.yaml"
-    config_file.write_text(
-        f"engine: {{kind: fake, max_new_tokens: 64, max_loaded_adapters: 4{engine_yaml}}}\n"
-        f"paths: {{data_dir: {tmp_path / 'data'}}}\n"
-        "registry: {watch_interval_s: 0.1}\n",
-        encoding="utf-8",
-    )
-    config = load_config(config_file, environ={"LORAMUX_ADMIN_KEY": ADMIN_KEY})
-    app = create_app(config, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://loramux", headers=ADMIN, timeout=30
-        ) as client:
-            yield app.state.services, client
+    """The real app over `engine` with four adapter slots (and `engine_yaml` keys)."""
+    fields = "max_loaded_adapters: 4" + (f", {engine_yaml}" if engine_yaml else "")
+    extra = "registry: {watch_interval_s: 0.1}\n"
+    async with app_client(tmp_path, engine, extra, engine_yaml=fields) as (app, client):
+        yield app.state.services, client
 
 
 async def register(client: httpx.AsyncClient, tmp_path: Path, name: str, seed: int) -> str:
@@ -128,7 +114,8 @@ async def test_configured_pins_and_pre_warming_load_at_start(tmp_path: Path) -> 
             for _ in range(times):
                 assert (await client.post("/v1/chat/completions", json=chat(name))).is_success
     engine = CountingEngine()
-    async with running(tmp_path, engine, ", pinned_adapters: [w0], prewarm_adapters: 2") as (
+    pins = "pinned_adapters: [w0], prewarm_adapters: 2"
+    async with running(tmp_path, engine, pins) as (
         svc,
         client,
     ):

@@ -4,9 +4,6 @@ visible in the response headers and in /metrics."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -14,49 +11,20 @@ import openai
 import pytest
 
 from tests.builders import write_lora_folder
-from tests.conftest import REPO
-from tests.serve_process import free_port, stop, wait_ready
-
-ADMIN_KEY = "paging-e2e-admin-key-with-32-chars-at-least"
+from tests.reliability.harness import ADMIN, running_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("paging")
-    port = free_port()
-    config = state / "serve.yaml"
-    config.write_text(
-        f"server: {{host: 127.0.0.1, port: {port}}}\n"
-        f"paths: {{data_dir: {state / 'data'}}}\n"
-        "engine: {kind: fake, max_loaded_adapters: 2}\n"
-        "auth: {enabled: false}\n",
-        encoding="utf-8",
-    )
-    log = state / "serve.log"
-    env = {**os.environ, "LORAMUX_ADMIN_KEY": ADMIN_KEY, "HF_HUB_OFFLINE": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=120, interval=0.2)
-        if problem:
-            pytest.fail(problem)
-        admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    config = "engine: {kind: fake, max_loaded_adapters: 2}\nauth: {enabled: false}\n"
+    with running_server(state, config) as served:
         for i, name in enumerate(("hr", "it", "finance", "legal")):
             folder = write_lora_folder(state / "src" / name, seed=i)
-            r = httpx.post(
-                f"{url}/v1/adapters", json={"name": name, "path": str(folder)}, headers=admin
-            )
+            body = {"name": name, "path": str(folder)}
+            r = httpx.post(f"{served.url}/v1/adapters", json=body, headers=ADMIN)
             assert r.status_code == 201, r.text
-        yield url
-    finally:
-        stop(proc, 30)
+        yield served.url
 
 
 def test_four_adapters_answer_through_two_slots_and_cold_starts_show(server: str) -> None:

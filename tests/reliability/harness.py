@@ -31,13 +31,15 @@ def chat(content: str = "hello there", **extra: object) -> dict[str, object]:
 
 @asynccontextmanager
 async def app_client(
-    tmp_path: Path, engine: Engine, extra_yaml: str = ""
+    tmp_path: Path, engine: Engine, extra_yaml: str = "", *, engine_yaml: str = ""
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The real app (registry in `tmp_path`, auth on) over `engine`; the client sends the
-    admin key. `extra_yaml` adds config sections (`limits: {...}`)."""
+    admin key. `extra_yaml` adds config sections (`limits: {...}`), `engine_yaml` keys of the
+    `engine` section (`max_loaded_adapters: 4`)."""
+    engine_keys = "kind: fake, max_new_tokens: 64" + (f", {engine_yaml}" if engine_yaml else "")
     config_file = tmp_path / "loramux.yaml"
     config_file.write_text(
-        "engine: {kind: fake, max_new_tokens: 64}\n"
+        f"engine: {{{engine_keys}}}\n"
         f"paths: {{data_dir: {tmp_path / 'data'}}}\n" + extra_yaml,
         encoding="utf-8",
     )

@@ -13,6 +13,7 @@ import pytest
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.hf import HFEngine
+from loramux.serve.paging import PagedEngine
 from loramux.serve.supervisor import SupervisedEngine
 from tests.conftest import DEMO_ADAPTERS
 from tests.reliability.harness import ADMIN, ADMIN_KEY
@@ -61,7 +62,9 @@ async def test_a_dead_hf_worker_is_replaced_with_its_adapters(
         "temperature": 0,
     }
     async with app.router.lifespan_context(app):
-        engine = app.state.services.engine
+        paged = app.state.services.engine  # the pager in front of the supervised engine
+        assert isinstance(paged, PagedEngine)
+        engine = paged.inner
         assert isinstance(engine, SupervisedEngine)
         first = engine.engine
         transport = httpx.ASGITransport(app=app)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from loramux.config import RouterConfig, RouteSpec
+from loramux.config import RouteSpec
 from loramux.embed.encoder import Encoder
 from loramux.embed.index import FaissIndex
 from loramux.router.base import KbProbe, abstain, routed
@@ -33,6 +33,9 @@ class BaselineRouter:
         rag_min_score: passage score from which an abstained request gets a RAG answer.
         neighbours: nearest exemplars looked up per request.
     """
+
+    CONFIG_FIELDS = ("neighbours", "exact_search_max")
+    """The `router:` keys an unfitted router of this kind is built with (`router.build`)."""
 
     def __init__(
         self,
@@ -62,26 +65,6 @@ class BaselineRouter:
             self._vectors[spec.name] = encoder.encode(spec.utterances) if given is None else given
             self._routes[spec.name] = spec
         self._reindex()
-
-    @classmethod
-    def from_config(
-        cls,
-        encoder: Encoder,
-        routes: Sequence[RouteSpec],
-        config: RouterConfig,
-        *,
-        kb_probe: KbProbe | None = None,
-        rag_min_score: float = 0.4,
-    ) -> BaselineRouter:
-        """An unfitted router with built-in thresholds, from the `router:` section."""
-        return cls(
-            encoder,
-            routes,
-            kb_probe=kb_probe,
-            rag_min_score=rag_min_score,
-            neighbours=config.neighbours,
-            exact_search_max=config.exact_search_max,
-        )
 
     @property
     def routes(self) -> dict[str, RouteSpec]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from loramux.config import RouterConfig, RouteSpec, load_routes
 from loramux.embed.encoder import Encoder
@@ -78,6 +79,19 @@ def build_router(
             )
         routes = load_routes(config.routes)
     logger.info("router: no fitted router configured; using built-in thresholds")
-    return ROUTER_CLS[config.kind].from_config(
-        encoder, routes, config, kb_probe=kb_probe, rag_min_score=rag_min_score
-    )
+    return unfitted_router(config, encoder, routes, kb_probe=kb_probe, rag_min_score=rag_min_score)
+
+
+def unfitted_router(
+    config: RouterConfig,
+    encoder: Encoder,
+    routes: Sequence[RouteSpec],
+    *,
+    kb_probe: KbProbe | None = None,
+    rag_min_score: float = 0.4,
+) -> Router:
+    """A router of kind `config.kind` from `ROUTER_CLS`, with built-in thresholds, built with
+    the `router:` keys that kind reads (its `CONFIG_FIELDS`)."""
+    cls = ROUTER_CLS[config.kind]
+    settings = {field: getattr(config, field) for field in cls.CONFIG_FIELDS}
+    return cls(encoder, routes, kb_probe=kb_probe, rag_min_score=rag_min_score, **settings)

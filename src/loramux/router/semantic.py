@@ -28,7 +28,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from loramux.config import RouterConfig, RouteSpec
+from loramux.config import RouteSpec
 from loramux.embed.encoder import Encoder
 from loramux.embed.index import FaissIndex
 from loramux.errors import RouterNotFittedError
@@ -95,6 +95,14 @@ class SemanticRouter:
         history_decay: how much of the room above the threshold is left per turn further back.
     """
 
+    CONFIG_FIELDS = (
+        "neighbours",
+        "exact_search_max",
+        "history_turns",
+        "history_decay",
+    )
+    """The `router:` keys an unfitted router of this kind is built with (`router.build`)."""
+
     def __init__(
         self,
         encoder: Encoder,
@@ -128,28 +136,6 @@ class SemanticRouter:
         self._state = self._make_state({spec.name: spec for spec in routes}, training, head)
 
     # -- state --------------------------------------------------------------------------------
-
-    @classmethod
-    def from_config(
-        cls,
-        encoder: Encoder,
-        routes: Sequence[RouteSpec],
-        config: RouterConfig,
-        *,
-        kb_probe: KbProbe | None = None,
-        rag_min_score: float = 0.4,
-    ) -> SemanticRouter:
-        """An unfitted router with built-in thresholds, from the `router:` section."""
-        return cls(
-            encoder,
-            routes,
-            kb_probe=kb_probe,
-            rag_min_score=rag_min_score,
-            neighbours=config.neighbours,
-            exact_search_max=config.exact_search_max,
-            history_turns=config.history_turns,
-            history_decay=config.history_decay,
-        )
 
     @property
     def routes(self) -> dict[str, RouteSpec]:

@@ -194,7 +194,7 @@ def evaluate_router(
         RouterNotFittedError: the fitted router does not match the encoder.
     """
     from loramux.embed.encoder import make_encoder
-    from loramux.router.build import ROUTER_CLS
+    from loramux.router.build import ROUTER_CLS, unfitted_router
     from loramux.router.persist import load_router
 
     encoder = encoder or make_encoder()
@@ -204,9 +204,8 @@ def evaluate_router(
     else:
         if kind not in ROUTER_CLS:
             raise ValueError(f"unknown router kind {kind!r}; choose from {sorted(ROUTER_CLS)}")
-        router = ROUTER_CLS[kind].from_config(
-            encoder, load_routes(routes_or_fitted_path), RouterConfig()
-        )
+        config = RouterConfig.model_validate({"kind": kind})
+        router = unfitted_router(config, encoder, load_routes(routes_or_fitted_path))
     data = load_labelled(data_path, list(router.routes))
     return evaluate(router, data, out_dir=out_dir, predictions_path=predictions_path)
 

@@ -210,7 +210,9 @@ async def zipf_part(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             print(f"round {rnd + 1}: all hot {run.tok_s:.1f} tok/s", flush=True)
             await _unload_all(paged)
             for capacity in capacities:
-                paged = PagedEngine(inner, capacity=capacity, verify=check_ref_intact)
+                paged = PagedEngine(
+                    inner, capacity=capacity, verify=check_ref_intact, wait_timeout_s=600
+                )
                 # Steady state: first a warm-up stream of the same law (another draw), so the
                 # run measures paging in a server that has been up, not its first minutes.
                 if args.zipf_warmup:

@@ -183,3 +183,19 @@ async def test_removing_a_version_waits_for_its_running_request(inner: CountingE
     await held.aclose()  # type: ignore[attr-defined]
     await asyncio.wait_for(removal, 5)
     assert inner.loaded_adapters() == []
+
+
+async def test_cold_requests_get_freed_slots_in_the_order_they_asked() -> None:
+    inner = CountingEngine()
+    engine = PagedEngine(inner, capacity=1)
+    await engine.start()
+    held = engine.stream(request(ref("h")))
+    await anext(held)
+    waiting = []
+    for name in ("a", "b", "c"):
+        waiting.append(asyncio.create_task(answer(engine, ref(name))))
+        await asyncio.sleep(0.01)  # a asks first, then b, then c
+    await held.aclose()  # type: ignore[attr-defined]
+    results = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert [r[0].text.split()[0] for r in results] == ["[a]", "[b]", "[c]"]
+    assert inner.adds == ["h@1", "a@1", "b@1", "c@1"]

@@ -10,7 +10,7 @@ engine) and keeps at most `capacity` adapter versions loaded in it, as S-LoRA an
 - concurrent requests for the same cold version share one load (single flight, in a task of its
   own, so a client that goes away does not cancel the load others wait on);
 - when every slot is held by running requests or pins, a cold request waits for one to free,
-  at most `wait_timeout_s`, then gets 503 `server_overloaded`;
+  in the order the loads asked, at most `wait_timeout_s`, then gets 503 `server_overloaded`;
 - a version whose load failed (files vanished or changed) fails its requests at once with 503
   `adapter_unavailable` naming the version for `failure_ttl_s`, instead of retrying in a loop;
   the other adapters keep serving. `add_adapter` (a registration or repair) clears it.
@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -117,6 +117,8 @@ class PagedEngine:
         self._pinned: set[str] = set()
         self._failed: dict[str, tuple[str, float]] = {}
         self._freed = asyncio.Condition()
+        self._slot_queue: deque[object] = deque()
+        """Loads waiting for a slot, in the order they asked."""
         self.stats = PagingStats()
 
     # -- Engine protocol ---------------------------------------------------------------------
@@ -294,41 +296,59 @@ class PagedEngine:
 
     async def _reserve_slot(self, key: str) -> None:
         """Take a slot for `key`, evicting the least recently used idle version when all are
-        taken, or waiting for one to free (raises `ServerOverloadedError` after the timeout)."""
+        taken, or waiting for one to free (raises `ServerOverloadedError` after the timeout).
+
+        Loads take slots in the order they asked (a ticket queue): a load that arrives while
+        others wait does not take a slot that just freed ahead of them."""
         deadline = self._clock() + self._wait_timeout_s
-        async with self._freed:
-            while len(self._loaded) + self._reserved >= self.capacity:
-                victim = next(
-                    (
-                        k
-                        for k in self._loaded
-                        if not self._leases.get(k)
-                        and not self._wanted.get(k)
-                        and k not in self._pinned
-                    ),
-                    None,
-                )
-                if victim is not None:
-                    self._loaded.pop(victim)
-                    self._reserved += 1  # the slot is ours while the victim unloads
-                    try:
-                        await self._unload_now(victim)
-                    finally:
-                        self._reserved -= 1
-                    self.stats.evictions += 1
-                    continue
-                left = deadline - self._clock()
-                if left <= 0:
-                    raise ServerOverloadedError(
-                        f"all {self.capacity} adapter slots of the engine are held by running "
-                        f"requests or pins, and {key} waited {self._wait_timeout_s:g} s for one; "
-                        "retry, or raise engine.max_loaded_adapters",
-                        retry_after_s=1,
-                    )
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(left):
-                        await self._freed.wait()
-            self._reserved += 1
+        ticket = object()
+        self._slot_queue.append(ticket)
+        try:
+            async with self._freed:
+                while True:
+                    if self._slot_queue[0] is ticket:
+                        if len(self._loaded) + self._reserved < self.capacity:
+                            break
+                        victim = self._victim()
+                        if victim is not None:
+                            await self._evict(victim)
+                            continue
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        raise ServerOverloadedError(
+                            f"all {self.capacity} adapter slots of the engine are held by running "
+                            f"requests or pins, and {key} waited {self._wait_timeout_s:g} s for "
+                            "one; retry, or raise engine.max_loaded_adapters",
+                            retry_after_s=1,
+                        )
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(left):
+                            await self._freed.wait()
+                self._reserved += 1
+        finally:
+            self._slot_queue.remove(ticket)
+            async with self._freed:
+                self._freed.notify_all()  # the next ticket may go now
+
+    def _victim(self) -> str | None:
+        """The least recently used version no request uses, waits for, or pins."""
+        return next(
+            (
+                k
+                for k in self._loaded
+                if not self._leases.get(k) and not self._wanted.get(k) and k not in self._pinned
+            ),
+            None,
+        )
+
+    async def _evict(self, victim: str) -> None:
+        self._loaded.pop(victim)
+        self._reserved += 1  # the slot is ours while the victim unloads
+        try:
+            await self._unload_now(victim)
+        finally:
+            self._reserved -= 1
+        self.stats.evictions += 1
 
     async def _unload(self, key: str) -> None:
         """Unload a version once no request holds it (retired versions)."""

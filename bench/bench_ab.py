@@ -9,7 +9,7 @@ at, as `loramux` does after every `POST /v1/feedback` (and acts on it with auto 
 
 - `z-test (peeking)`: what loramux did before: a two-proportion z-test re-run at every look,
   promote when the challenger is better at p < alpha.
-- `mSPRT`: `loramux.adapters.experiment.msprt` (normal mixing prior, `mixing_sd`), promote when
+- `mSPRT`: `loramux.adapters.ab_stats.msprt` (normal mixing prior, `mixing_sd`), promote when
   its likelihood ratio reaches 1/alpha with the challenger ahead.
 - `z-test (one look)`: the fixed-horizon test looked at ONCE, at the horizon (reference).
 
@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from loramux.adapters.experiment import msprt  # noqa: E402
+from loramux.adapters.ab_stats import msprt  # noqa: E402
 
 METHODS = ("z-test (peeking)", "mSPRT", "z-test (one look)")
 

@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loramux.adapters.experiment import (
-    Action,
-    ArmStats,
-    Reservoir,
-    msprt,
-    recommend,
-    two_proportion_z_test,
-    wilson_interval,
-)
+from loramux.adapters.ab_stats import msprt, two_proportion_z_test, wilson_interval
+from loramux.adapters.experiment import Action, ArmStats, Reservoir, recommend
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.traffic import TrafficSplit, check_weights

@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make serve PORT=8080` serves on another port (the same as LORAMUX_PORT=8080). Ctrl-C drains
+# and stops the server without a traceback (make itself then says "Interrupt").
+PORT ?=
 serve: install
-	HF_HUB_OFFLINE=1 $(BIN)/loramux serve
+	HF_HUB_OFFLINE=1 $(if $(PORT),LORAMUX_PORT=$(PORT)) $(BIN)/loramux serve
 
 # The suite in .venv (the `vllm` tests skip there: no vLLM), then the `vllm` tests in
 # .venv-vllm, where a skip is a failure (LORAMUX_REQUIRE_VLLM=1). Both always run; the target

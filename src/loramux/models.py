@@ -49,6 +49,25 @@ def set_offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def quiet_libraries() -> None:
+    """No library warnings or progress bars in the server's log: transformers at error level
+    (its advisory warnings, such as the `loss_type` one, are noise to an operator) and no tqdm
+    bars from transformers or huggingface_hub ("Loading weights"). loramux logs its own
+    progress lines. Call before loading a model; harmless to call again."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import huggingface_hub.utils as hub_utils
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # the light install: no model library to quiet
+        return
+    # huggingface_hub exports it from `utils` without declaring it (mypy: attr-defined)
+    getattr(hub_utils, "disable_progress_bars", lambda: None)()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 def _log_progress(message: str) -> None:
     logger.info("%s", message)
 

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loramux.adapters.experiment import (
-    Action,
-    ArmStats,
-    Reservoir,
-    recommend,
-    two_proportion_z_test,
-    wilson_interval,
-)
+from loramux.adapters.ab_stats import msprt, two_proportion_z_test, wilson_interval
+from loramux.adapters.experiment import Action, ArmStats, Reservoir, recommend
 from loramux.adapters.records import VersionStatus
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.traffic import TrafficSplit, check_weights
@@ -55,6 +49,21 @@ def test_z_test_degenerate_cases() -> None:
     assert two_proportion_z_test(10, 10, 10, 10)[:2] == (0.0, 1.0)
 
 
+def test_msprt_matches_a_hand_computed_example() -> None:
+    # challenger 120 up of 200, main 100 of 200, tau = 0.05: V = .6*.4/200 + .5*.5/200 = 0.00245,
+    # Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 * 0.1^2 / (2 V (V + tau^2)))
+    #        = sqrt(0.00245 / 0.00495) * exp(0.000025 / 0.000024255)
+    #        = 0.703526 * 2.803085 = 1.97204;
+    # half-width at alpha .05: sqrt(V (V + tau^2) / tau^2 * (2 ln 20 + ln(0.00495 / 0.00245)))
+    #        = sqrt(0.0048510 * (5.991465 + 0.703284)) = 0.180212.
+    result = msprt(120, 200, 100, 200, mixing_sd=0.05, alpha=0.05)
+    assert math.exp(result.log_lr) == pytest.approx(1.97204, abs=1e-4)
+    assert result.half_width == pytest.approx(0.180212, abs=1e-5)
+    assert result.p_value() == pytest.approx(1 / 1.97204, abs=1e-4)
+    assert not result.rejects(0.05)  # the z-test's p = 0.044 above: a peek it no longer trusts
+    assert msprt(0, 0, 5, 10, mixing_sd=0.05, alpha=0.05).p_value() == 1.0
+
+
 def _arm(version: str, up: int, down: int, requests: int = 1000, errors: int = 0) -> ArmStats:
     n = up + down
     return ArmStats(
@@ -78,14 +87,28 @@ def _arm(version: str, up: int, down: int, requests: int = 1000, errors: int = 0
     [
         (_arm("a", 100, 100), [], Action.NO_EXPERIMENT, None),
         (_arm("a", 50, 20), [_arm("b", 90, 10)], Action.KEEP_TESTING, "b"),
-        (_arm("a", 100, 100), [_arm("b", 120, 80)], Action.PROMOTE, "b"),
-        (_arm("a", 120, 80), [_arm("b", 100, 100)], Action.ROLL_BACK, "b"),
-        (_arm("a", 100, 100), [_arm("b", 105, 95)], Action.KEEP_TESTING, "b"),
+        (_arm("a", 500, 500), [_arm("b", 600, 400)], Action.PROMOTE, "b"),
+        (_arm("a", 600, 400), [_arm("b", 500, 500)], Action.ROLL_BACK, "b"),
+        (_arm("a", 500, 500), [_arm("b", 525, 475)], Action.KEEP_TESTING, "b"),
+        # a fixed-horizon z-test says p = 0.044 here; the sequential test wants more evidence
+        (_arm("a", 100, 100), [_arm("b", 120, 80)], Action.KEEP_TESTING, "b"),
         (_arm("a", 10, 10, errors=5), [_arm("b", 10, 10, errors=60)], Action.ROLL_BACK, "b"),
-        # two challengers: Bonferroni halves alpha, so p = 0.044 is no longer enough
-        (_arm("a", 100, 100), [_arm("b", 120, 80), _arm("c", 10, 90)], Action.KEEP_TESTING, "b"),
+        # 284/500 against 230/500: Lambda = 36.7 >= 20 alone, but two challengers (Bonferroni)
+        # need 40
+        (_arm("a", 230, 270), [_arm("b", 284, 216)], Action.PROMOTE, "b"),
+        (_arm("a", 230, 270), [_arm("b", 284, 216), _arm("c", 10, 90)], Action.KEEP_TESTING, "b"),
     ],
-    ids=["alone", "few-ratings", "better", "worse", "no-difference", "errors", "bonferroni"],
+    ids=[
+        "alone",
+        "few-ratings",
+        "better",
+        "worse",
+        "no-difference",
+        "peeking",
+        "errors",
+        "one-challenger",
+        "bonferroni",
+    ],
 )
 def test_recommendations(
     main: ArmStats, challengers: list[ArmStats], action: Action, challenger: str | None
@@ -95,6 +118,8 @@ def test_recommendations(
     if action in (Action.PROMOTE, Action.ROLL_BACK) and "error" not in rec.reason:
         assert test is not None
         assert test.p_value < 0.05
+        assert test.likelihood_ratio >= test.threshold
+        assert test.diff_ci[0] > 0 or test.diff_ci[1] < 0  # the sequence excludes 0
 
 
 def test_reservoir_is_bounded_and_keeps_quantiles() -> None:

@@ -250,3 +250,47 @@ async def test_traffic_promote_retire_and_experiment(
         "register",
         "register",
     ]
+
+
+async def test_rollback_and_delete_over_http(
+    client: httpx.AsyncClient, registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    ids = []
+    for seed in (1, 2):
+        folder = write_lora_folder(tmp_path / f"hr{seed}", seed=seed)
+        r = await client.post(
+            "/v1/adapters", json={"name": "hr", "path": str(folder)}, headers=ADMIN
+        )
+        ids.append(r.json()["version"]["id"])
+    for call in (
+        client.post("/v1/adapters/hr/rollback"),
+        client.delete("/v1/adapters/hr"),
+    ):
+        assert (await call).status_code == 401
+    nothing = await client.post("/v1/adapters/hr/rollback", headers=ADMIN)
+    assert nothing.status_code == 409
+    assert _error(nothing)["code"] == "adapter_conflict"
+    await client.post("/v1/adapters/hr/promote", json={"version": ids[1]}, headers=ADMIN)
+    rolled = await client.post("/v1/adapters/hr/rollback", headers=ADMIN)
+    assert rolled.status_code == 200, rolled.text
+    assert (rolled.json()["main_version"], rolled.json()["traffic"]) == (ids[0], {ids[0]: 100})
+
+    assignment = registry.assign("hr", "someone")
+    assert assignment is not None
+    registry.experiments.record("req-1", assignment, total_s=0.1)  # it serves traffic
+    refused = await client.delete("/v1/adapters/hr", headers=ADMIN)
+    assert refused.status_code == 409
+    assert "force=true" in str(_error(refused)["message"])
+    forced = await client.delete("/v1/adapters/hr?force=true", headers=ADMIN)
+    assert forced.status_code == 200, forced.text
+    assert forced.json() == {"object": "adapter.deleted", "name": "hr", "deleted": True}
+    assert (await client.get("/v1/adapters/hr")).status_code == 404
+    assert (await client.delete("/v1/adapters/hr", headers=ADMIN)).status_code == 404
+
+
+async def test_a_relative_path_is_refused_saying_so(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/adapters", json={"name": "hr", "path": "adapters/hr"}, headers=ADMIN)
+    assert r.status_code == 400
+    error = _error(r)
+    assert (error["code"], error["param"]) == ("invalid_adapter", "path")
+    assert "'adapters/hr' is relative" in str(error["message"])

@@ -4,12 +4,15 @@ may not use (403), list only what a key may use, and apply per-key rate limits (
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from typer.testing import CliRunner
 
@@ -309,3 +312,61 @@ async def test_with_auth_off_inference_needs_no_key_but_admin_endpoints_still_do
     assert any(
         "auth is OFF" in rec.message and rec.levelname == "WARNING" for rec in caplog.records
     )
+
+
+async def test_rotate_and_expire_over_http_with_the_openai_client(serve: Serve) -> None:
+    async with serve() as http:
+        key, created = await make_key(http, adapters=["hr"])
+
+        def client(secret: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(
+                base_url="http://loramux/v1", api_key=secret, http_client=http, max_retries=0
+            )
+
+        messages = [{"role": "user", "content": "hello"}]
+        ok = await client(key).chat.completions.create(model="hr", messages=messages)
+        assert ok.choices[0].message.content
+        r = await http.post(f"/v1/keys/{created['id']}/rotate", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        new_key = r.json()["key"]
+        assert r.json()["id"] == created["id"]
+        assert r.json()["adapters"] == ["hr"]
+        with pytest.raises(openai.AuthenticationError):
+            await client(key).chat.completions.create(model="hr", messages=messages)
+        again = await client(new_key).chat.completions.create(model="hr", messages=messages)
+        assert again.choices[0].message.content
+
+        short, _ = await make_key(http, adapters=["hr"], expires_at=time.time() + 1.0)
+        first = await http.post("/v1/chat/completions", json=chat("hr"), headers=bearer(short))
+        assert first.status_code == 200
+        await asyncio.sleep(1.2)
+        with pytest.raises(openai.AuthenticationError) as info:
+            await client(short).chat.completions.create(model="hr", messages=messages)
+        assert "expired" in str(info.value)
+        assert info.value.code == "api_key_expired"
+
+
+async def test_a_key_naming_an_unknown_adapter_gets_a_warning(serve: Serve) -> None:
+    async with serve() as http:
+        r = await http.post(
+            "/v1/keys", json={"department": "hr", "adapters": ["hr", "hrr"]}, headers=ADMIN
+        )
+        assert r.status_code == 201
+        (warning,) = r.json()["warnings"]
+        assert "'hrr'" in warning
+        assert "'hr'" not in warning.split("registered:")[0]
+        ok = await http.post(
+            "/v1/keys", json={"department": "hr", "adapters": ["it"]}, headers=ADMIN
+        )
+        assert "warnings" not in ok.json()
+        both = await http.post(
+            "/v1/keys",
+            json={"department": "hr", "expires_in": "30d", "expires_at": 5.0},
+            headers=ADMIN,
+        )
+        assert both.status_code == 400
+        assert error(both)["param"] == "expires_in"
+        dated = await http.post(
+            "/v1/keys", json={"department": "hr", "expires_in": "30d"}, headers=ADMIN
+        )
+        assert dated.json()["expires_at"] == pytest.approx(time.time() + 30 * 86400, abs=60)

@@ -2,11 +2,20 @@
 
 Per (adapter, version, experiment): requests, errors, tokens (counted in memory, flushed to the
 store in batches), time to first token and total latency (p50/p95 from a bounded reservoir,
-in memory only), and thumbs up/down feedback (stored at once, keyed by request id). The
-thumbs-up rate of the best challenger is compared with the main version's by a two-proportion
-z-test, each rate gets a Wilson confidence interval, and `recommend` says: keep testing,
-promote, or roll back, once both sides have enough ratings. A challenger whose error rate is
-significantly above the main version's is rolled back whatever its ratings.
+in memory only), and thumbs up/down feedback (stored at once, keyed by request id).
+
+The results are looked at after every rating, so the test must stay valid however often it is
+looked at: a fixed-horizon z-test re-run after each rating ("peeking") promotes an A/A
+challenger far more often than its nominal alpha (bench/bench_ab.py measures it). The thumbs-up
+rate of the best challenger is compared with the main version's by a mixture sequential
+probability ratio test (mSPRT, Johari et al., "Always valid inference", 2017) on the difference
+of proportions, with a normal mixing prior N(0, tau^2): its likelihood ratio Lambda_n crosses
+1/alpha with probability at most alpha at ANY time under "no difference", so a verdict may be
+acted on the moment it appears. 1/Lambda is the always-valid p-value, and the values of the
+difference the test cannot reject form a confidence sequence. Each rate gets a Wilson interval
+(for display). `recommend` says: keep testing, promote, or roll back, once both sides have
+`min_ratings`. A challenger whose error rate is above the main version's by the same sequential
+test (its own prior, `error_mixing_sd`) is rolled back whatever its ratings.
 """
 
 from __future__ import annotations
@@ -18,9 +27,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from statistics import NormalDist
 from typing import Protocol
 
+from loramux.adapters.ab_stats import msprt, wilson_interval
 from loramux.adapters.records import (
     PINNED,
     AdapterRecord,
@@ -72,15 +81,22 @@ class ArmStats:
 
 
 @dataclass(frozen=True)
-class ZTest:
-    """Two-proportion z-test of challenger minus main."""
+class SequentialTest:
+    """The mSPRT of challenger minus main (thumbs-up rate), valid under continuous monitoring."""
 
     challenger: str
     main: str
     diff: float
     diff_ci: tuple[float, float]
-    z: float
+    """Confidence sequence of the difference at the test's level (valid at every look)."""
+    likelihood_ratio: float
+    """Lambda_n, the mixture likelihood ratio against "no difference"; a verdict when it is at
+    least `threshold`."""
+    threshold: float
+    """1 / alpha (alpha split over the challengers)."""
     p_value: float
+    """Always-valid p-value: min(1, 1 / Lambda_n)."""
+    method: str = "msprt"
 
 
 @dataclass(frozen=True)
@@ -96,50 +112,18 @@ class ExperimentReport:
     experiment_id: str | None
     main_version: str | None
     arms: tuple[ArmStats, ...]
-    test: ZTest | None
+    test: SequentialTest | None
     recommendation: Recommendation
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion; (0, 1) when n is 0."""
-    if n == 0:
-        return (0.0, 1.0)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def two_proportion_z_test(
-    x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95
-) -> tuple[float, float, float, tuple[float, float]]:
-    """Pooled two-proportion z-test of p1 - p2 (two-sided).
-
-    Returns:
-        (z, p value, p1 - p2, Wald confidence interval of p1 - p2).
-    """
-    if n1 == 0 or n2 == 0:
-        return (0.0, 1.0, 0.0, (-1.0, 1.0))
-    p1, p2 = x1 / n1, x2 / n2
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    z = (p1 - p2) / se if se > 0 else 0.0
-    p_value = math.erfc(abs(z) / math.sqrt(2))
-    half = NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(
-        p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
-    )
-    diff = p1 - p2
-    return (z, p_value, diff, (diff - half, diff + half))
 
 
 def recommend(
     main: ArmStats | None, challengers: Sequence[ArmStats], settings: ExperimentSettings
-) -> tuple[Recommendation, ZTest | None]:
-    """Judge an experiment: the best challenger against the main version.
+) -> tuple[Recommendation, SequentialTest | None]:
+    """Judge an experiment: the best challenger against the main version, by the mSPRT
+    (valid however often it is called).
 
     Returns:
-        The recommendation and the z-test it rests on (None when there was none to run).
+        The recommendation and the test it rests on (None when there was none to run).
     """
     if main is None or not challengers:
         return Recommendation(Action.NO_EXPERIMENT, "only one version gets traffic"), None
@@ -147,13 +131,21 @@ def recommend(
     for arm in challengers:
         if min(arm.requests, main.requests) < settings.min_requests:
             continue
-        z, p, _, _ = two_proportion_z_test(arm.errors, arm.requests, main.errors, main.requests)
-        if z > 0 and p < alpha:
+        errors = msprt(
+            arm.errors,
+            arm.requests,
+            main.errors,
+            main.requests,
+            mixing_sd=settings.error_mixing_sd,
+            alpha=alpha,
+        )
+        if errors.diff > 0 and errors.rejects(alpha):
             return (
                 Recommendation(
                     Action.ROLL_BACK,
                     f"error rate {arm.errors / arm.requests:.1%} against "
-                    f"{main.errors / main.requests:.1%} for the main version (p={p:.3g})",
+                    f"{main.errors / main.requests:.1%} for the main version "
+                    f"(always-valid p={errors.p_value():.3g})",
                     arm.version,
                 ),
                 None,
@@ -171,15 +163,29 @@ def recommend(
             None,
         )
     best = max(rated, key=lambda a: (a.up / a.ratings, a.ratings))
-    z, p, diff, ci = two_proportion_z_test(best.up, best.ratings, main.up, main.ratings, 1 - alpha)
-    test = ZTest(best.version, main.version, diff, ci, z, p)
+    result = msprt(
+        best.up, best.ratings, main.up, main.ratings, mixing_sd=settings.mixing_sd, alpha=alpha
+    )
+    d, half = result.diff, result.half_width
+    p = result.p_value()
+    test = SequentialTest(
+        challenger=best.version,
+        main=main.version,
+        diff=d,
+        diff_ci=(max(-1.0, d - half), min(1.0, d + half)),
+        likelihood_ratio=math.exp(min(result.log_lr, 700.0)),
+        threshold=1 / alpha,
+        p_value=p,
+    )
     rates = f"thumbs-up {best.up / best.ratings:.1%} against {main.up / main.ratings:.1%}"
-    if p >= alpha:
-        reason = f"no significant difference yet ({rates}, p={p:.3g} >= {alpha:.3g})"
+    if not result.rejects(alpha):
+        reason = f"no significant difference yet ({rates}, always-valid p={p:.3g} >= {alpha:.3g})"
         return Recommendation(Action.KEEP_TESTING, reason, best.version), test
-    if diff > 0:
-        return Recommendation(Action.PROMOTE, f"{rates} (p={p:.3g})", best.version), test
-    return Recommendation(Action.ROLL_BACK, f"{rates} (p={p:.3g})", best.version), test
+    if d > 0:
+        return Recommendation(
+            Action.PROMOTE, f"{rates} (always-valid p={p:.3g})", best.version
+        ), test
+    return Recommendation(Action.ROLL_BACK, f"{rates} (always-valid p={p:.3g})", best.version), test
 
 
 class Reservoir:
@@ -307,6 +313,27 @@ class ExperimentTracker:
         if now - self._pruned_at > PRUNE_EVERY_S:
             self._pruned_at = now
             self.store.prune_requests(now - self.settings.retention_s)
+
+    def last_request_at(self, adapter: str) -> float | None:
+        """When a request served by the adapter was last recorded (memory, then the store)."""
+        with self._lock:
+            times = [r.at for r in self._pending_requests if r.adapter == adapter]
+            times += [r.at for r in self._recent.values() if r.adapter == adapter]
+        stored = self.store.last_request_at(adapter)
+        if stored is not None:
+            times.append(stored)
+        return max(times, default=None)
+
+    def forget(self, adapter: str) -> None:
+        """Drop what is buffered for a deleted adapter (so no flush writes it back)."""
+        with self._lock:
+            self._pending_requests = [r for r in self._pending_requests if r.adapter != adapter]
+            self._pending_usage = {k: v for k, v in self._pending_usage.items() if k[0] != adapter}
+            for request_id in [k for k, r in self._recent.items() if r.adapter == adapter]:
+                del self._recent[request_id]
+            for table in (self._ttft, self._total):
+                for key in [k for k in table if k[0] == adapter]:
+                    del table[key]
 
     def find(self, request_id: str) -> RequestRecord | None:
         """Which version served `request_id` (memory first, then the store)."""

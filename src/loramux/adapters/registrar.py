@@ -27,6 +27,7 @@ from loramux.adapters.registration import (
     new_version_change,
     stage,
 )
+from loramux.adapters.source import check_source
 from loramux.adapters.view import RegistryView
 from loramux.errors import AdapterError
 
@@ -71,10 +72,12 @@ class Registrar(RegistryView):
             check_root: refuse folders outside `settings.import_roots` (False for the CLI).
 
         Raises:
-            AdapterError: the folder is unsafe, does not fit the base model, or the engine
-                cannot load it; nothing is changed.
+            AdapterError: a relative path, not a PEFT LoRA folder (the message says what it is),
+                unsafe, does not fit the base model, or the engine cannot load it; nothing is
+                changed. Messages name `source`, never the staging copy.
         """
         name = check_name(name)
+        check_source(source, name=name)
         if check_root:
             check_import_root(source, self.settings.import_roots)
         limits = self.settings.limits
@@ -83,6 +86,7 @@ class Registrar(RegistryView):
             name=name,
             actor=actor,
             meta=adapter_meta(department, description, utterances),
+            shown_as=source,
         )
 
     async def register_archive(
@@ -116,31 +120,46 @@ class Registrar(RegistryView):
         name: str,
         actor: str,
         meta: dict[str, Any],
+        shown_as: Path | None = None,
     ) -> Registration:
         async with self._lock:
             await self._sync_if_changed()
             handle = await asyncio.to_thread(self.files.lock)
             try:
-                return await self._register_locked(fill, name=name, actor=actor, meta=meta)
+                return await self._register_locked(
+                    fill, name=name, actor=actor, meta=meta, shown_as=shown_as
+                )
             finally:
                 self.files.unlock(handle)
 
     async def _register_locked(
-        self, fill: Callable[[Path], Path], *, name: str, actor: str, meta: dict[str, Any]
+        self,
+        fill: Callable[[Path], Path],
+        *,
+        name: str,
+        actor: str,
+        meta: dict[str, Any],
+        shown_as: Path | None,
     ) -> Registration:
         adapter = self._state.adapters.get(name)
         staging = self.files.new_staging()
         final: Path | None = None
         try:
-            checked, root = await asyncio.to_thread(
-                stage,
-                staging,
-                fill,
-                name=name,
-                base=self.base,
-                limits=self.settings.limits,
-                description=meta.get("description", adapter.description if adapter else ""),
-            )
+            try:
+                checked, root = await asyncio.to_thread(
+                    stage,
+                    staging,
+                    fill,
+                    name=name,
+                    base=self.base,
+                    limits=self.settings.limits,
+                    description=meta.get("description", adapter.description if adapter else ""),
+                )
+            except AdapterError as exc:
+                if shown_as is None or str(staging) not in exc.message:
+                    raise
+                message = exc.message.replace(str(staging), str(shown_as))
+                raise type(exc)(message, param=exc.param or "path") from exc
             version_id = checked.version.version
             for existing in self._state.versions.get(name, ()):
                 if existing.version == version_id:

@@ -26,6 +26,7 @@ from loramux.adapters.filestore import AdapterFiles
 from loramux.adapters.loading import AdapterHost
 from loramux.adapters.records import (
     AdapterRecord,
+    AuditEntry,
     Change,
     FeedbackRecord,
     Rating,
@@ -240,6 +241,92 @@ class AdapterRegistry(Registrar):
             logger.info("%s %s by %s", "pinned" if pinned else "unpinned", name, actor)
             return self._state.adapters[name]
 
+    async def rollback(self, name: str, *, actor: str, reason: str = "") -> AdapterRecord:
+        """Send all of an adapter's traffic back to its previous main version, as the audit log
+        remembers it (the main version before the latest change of main version).
+
+        Raises:
+            AdapterNotFoundError: no such adapter.
+            AdapterConflictError: the audit log knows no earlier main version, or it was retired
+                (register its files again to restore it).
+        """
+        async with self._lock:
+            await self._sync_if_changed()
+            adapter, versions = self.get(name)
+            statuses = {v.version: v.status for v in versions}
+            previous = _previous_main(self.store.audit_log(name, limit=1000), adapter.main_version)
+            if previous is None:
+                raise AdapterConflictError(
+                    f"adapter {name!r} has had one main version ({adapter.main_version}) as far as "
+                    "its audit log goes; there is nothing to roll back to",
+                    param="name",
+                )
+            if statuses.get(previous) in (None, VersionStatus.RETIRED):
+                raise AdapterConflictError(
+                    f"the previous main version of {name!r}, {previous}, is retired; register its "
+                    "files again to restore it, or promote another version",
+                    param="name",
+                )
+            clean = check_weights(name, {previous: 100}, statuses)
+            why = reason or f"rollback from {adapter.main_version}"
+            return await self._change_traffic(
+                adapter, versions, clean, previous, actor=actor, action="rollback", reason=why
+            )
+
+    async def delete(self, name: str, *, actor: str, force: bool = False) -> AdapterRecord:
+        """Delete an adapter: every version, its traffic, experiment records and files (the
+        audit log keeps its history, with a `delete` entry). Its versions are unloaded.
+
+        Args:
+            force: delete even while it serves traffic (a request in the last
+                `registry.delete_idle_s`, or pinned).
+
+        Returns:
+            The adapter as it was.
+
+        Raises:
+            AdapterNotFoundError: no such adapter.
+            AdapterConflictError: it serves traffic and `force` is not set.
+        """
+        async with self._lock:
+            await self._sync_if_changed()
+            adapter, versions = self.get(name)
+            if not force:
+                self._check_idle(adapter)
+            audit = self._audit(
+                actor,
+                "delete",
+                name,
+                None,
+                {**adapter.public(), "versions": [v.version for v in versions]},
+                {"deleted": True, "forced": force},
+            )
+            self.store.delete_adapter(name, adapter.revision, audit)
+            self.experiments.forget(name)
+            await self._sync(self.store.load())
+            await asyncio.to_thread(self.files.discard, self.files.root / name)
+            logger.info("deleted adapter %s (%d versions) by %s", name, len(versions), actor)
+            return adapter
+
+    def _check_idle(self, adapter: AdapterRecord) -> None:
+        """Raises: AdapterConflictError: the adapter serves traffic (recent requests, a pin)."""
+        name = adapter.name
+        hint = (
+            f"move its clients to another model first, or force it (DELETE /v1/adapters/{name}"
+            f"?force=true, `loramux adapters delete {name} --force`)"
+        )
+        if adapter.pinned or any(v.name == name for v in self.pinned_versions()):
+            raise AdapterConflictError(f"adapter {name!r} is pinned; unpin it, or {hint}")
+        last = self.experiments.last_request_at(name)
+        idle = self.settings.delete_idle_s
+        if last is not None and self.clock() - last < idle:
+            ago = self.clock() - last
+            raise AdapterConflictError(
+                f"adapter {name!r} served a request {ago:.0f} s ago, less than "
+                f"registry.delete_idle_s ({idle:g} s): it still serves traffic; {hint}",
+                param="name",
+            )
+
     # -- experiments -----------------------------------------------------------------------
 
     def experiment(self, name: str) -> ExperimentReport:
@@ -276,3 +363,25 @@ class AdapterRegistry(Registrar):
             except LoramuxError as exc:
                 logger.warning("automatic action on %s failed: %s", adapter.name, exc.message)
         return feedback
+
+
+def _previous_main(entries: Sequence[AuditEntry], current: str | None) -> str | None:
+    """The newest main version in the audit log (newest first) other than `current`, since
+    the adapter was last created (a `delete` entry ends its history)."""
+    for entry in entries:
+        if entry.action == "delete":
+            return None
+        main = _main_after(entry.after)
+        if main is not None and main != current:
+            return main
+    return None
+
+
+def _main_after(after: Any) -> str | None:
+    """The main version an audit entry's `after` names (traffic changes and registrations)."""
+    if not isinstance(after, dict):
+        return None
+    main = after.get("main_version")
+    if main is None and isinstance(after.get("adapter"), dict):
+        main = after["adapter"].get("main_version")
+    return main if isinstance(main, str) else None

@@ -19,6 +19,7 @@ from loramux.adapters.records import (
     AuditEntry,
     Change,
     FeedbackRecord,
+    Rating,
     RegistryState,
     RequestRecord,
     UsageDelta,
@@ -121,6 +122,28 @@ class SQLiteRegistryStore:
             )
             self._insert_audit(change.audit)
 
+    def delete_adapter(self, name: str, expected_revision: int, audit: AuditEntry) -> None:
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "SELECT revision FROM adapters WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None or int(row["revision"]) != expected_revision:
+                raise AdapterConflictError(
+                    f"adapter {name!r} was changed by someone else meanwhile; look at it again "
+                    f"(GET /v1/adapters/{name}) and retry"
+                )
+            for table in ("traffic", "versions", "requests", "usage", "feedback"):
+                self._db.execute(f"DELETE FROM {table} WHERE adapter = ?", (name,))
+            self._db.execute("DELETE FROM adapters WHERE name = ?", (name,))
+            self._insert_audit(audit)
+
+    def last_request_at(self, adapter: str) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(at) AS at FROM requests WHERE adapter = ?", (adapter,)
+            ).fetchone()
+        return None if row is None or row["at"] is None else float(row["at"])
+
     def _insert_version(self, v: VersionRecord) -> None:
         self._db.execute(
             """INSERT INTO versions (adapter, version, rank, target_modules, base_model, path,
@@ -183,6 +206,20 @@ class SQLiteRegistryStore:
                        rating, comment, at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 (f.request_id, f.adapter, f.version, f.experiment_id, f.rating, f.comment, f.at),
             )
+
+    def ratings(self, request_ids: Sequence[str]) -> dict[str, Rating]:
+        found: dict[str, Rating] = {}
+        ids = list(request_ids)
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT request_id, rating FROM feedback WHERE request_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+                found.update({r["request_id"]: r["rating"] for r in rows})
+        return found
 
     def feedback_counts(self, adapter: str, experiment_id: str) -> dict[str, tuple[int, int]]:
         counts: dict[str, list[int]] = {}

@@ -17,6 +17,7 @@ from loramux.adapters.records import (
     AuditEntry,
     Change,
     FeedbackRecord,
+    Rating,
     RegistryState,
     RequestRecord,
     UsageDelta,
@@ -44,6 +45,19 @@ class RegistryStore(Protocol):
         """
         ...
 
+    def delete_adapter(self, name: str, expected_revision: int, audit: AuditEntry) -> None:
+        """Remove an adapter with its versions, traffic, request records, usage and feedback,
+        and record `audit`, in one transaction (the audit log keeps its history).
+
+        Raises:
+            AdapterConflictError: the adapter changed since `expected_revision`.
+        """
+        ...
+
+    def last_request_at(self, adapter: str) -> float | None:
+        """When a request served by one of the adapter's versions was last recorded."""
+        ...
+
     def audit_log(self, adapter: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """Newest entries first."""
         ...
@@ -60,6 +74,10 @@ class RegistryStore(Protocol):
 
     def save_feedback(self, feedback: FeedbackRecord) -> None:
         """Insert or replace the rating of one request."""
+        ...
+
+    def ratings(self, request_ids: Sequence[str]) -> dict[str, Rating]:
+        """Request id -> its rating, for the ids that were rated."""
         ...
 
     def feedback_counts(self, adapter: str, experiment_id: str) -> dict[str, tuple[int, int]]:

@@ -1,14 +1,23 @@
 """The `loramux` command line: one Typer app whose subcommands wrap importable functions.
 
 One module per group of commands: `serve` (serve, models pull), `train`, `router` (route,
-router fit|eval, kb ingest), `adapters`, `keys` and `evals` (eval task|forgetting|matrix);
+router fit|eval, kb ingest), `adapters`, `keys`, `evals` (eval task|forgetting|matrix) and
+`report` (report decisions);
 `app` holds the Typer app and what the commands share. Importing this package registers every
 command and stays light: heavy libraries are imported inside the commands that need them.
 """
 
 from __future__ import annotations
 
-from loramux.cli import adapters, evals, keys, router, serve, train  # noqa: F401 (registers them)
+from loramux.cli import (  # noqa: F401 (registers them)
+    adapters,
+    evals,
+    keys,
+    report,
+    router,
+    serve,
+    train,
+)
 from loramux.cli.app import app
 
 __all__ = ["app", "main"]

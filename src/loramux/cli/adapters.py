@@ -1,5 +1,9 @@
 """`loramux adapters ...`: the adapter registry (versions, traffic splits, experiments), opened
-without an engine; a running server picks the changes up by itself."""
+without an engine; a running server picks the changes up by itself.
+
+`list`, `show` and `experiment` print tables (`loramux.cli.tables`); `--json` prints the JSON the
+HTTP API answers, for scripts. The other commands print JSON.
+"""
 
 from __future__ import annotations
 
@@ -40,35 +44,45 @@ def _adapter_view(registry: Any, name: str) -> dict[str, Any]:
     return adapter_json(adapter, versions)
 
 
-def _registry_cmd(config: Path | None, action: Callable[[Any], Awaitable[Any]]) -> None:
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts), not a table.")]
+
+
+def _registry_cmd(
+    config: Path | None,
+    action: Callable[[Any], Awaitable[Any]],
+    render: Callable[[Any], str] | None = None,
+) -> None:
+    """Run `action(registry)` and print its result: JSON, or `render(result)` when given."""
     try:
         cfg = load_config(config)
         setup_logging("warning")
         result = _with_registry(cfg, action)
     except LoramuxError as exc:
         fail(exc)
-    typer.echo(json.dumps(result, indent=2, default=str))
+    typer.echo(render(result) if render else json.dumps(result, indent=2, default=str))
 
 
 @adapters_app.command("list")
-def adapters_list(config: ConfigOpt = None) -> None:
+def adapters_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Every adapter with its versions and traffic split."""
+    from loramux.cli.tables import adapters_table
 
     async def action(reg: Any) -> Any:
         return [_adapter_view(reg, a.name) for a in reg.adapters()]
 
-    _registry_cmd(config, action)
+    _registry_cmd(config, action, None if as_json else adapters_table)
 
 
 @adapters_app.command("show")
-def adapters_show(name: str, config: ConfigOpt = None) -> None:
+def adapters_show(name: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """One adapter, its versions and its recent audit log."""
     from loramux.adapters.public import audit_json
+    from loramux.cli.tables import adapter_detail
 
     async def action(reg: Any) -> Any:
         return {**_adapter_view(reg, name), "audit": [audit_json(e) for e in reg.audit_log(name)]}
 
-    _registry_cmd(config, action)
+    _registry_cmd(config, action, None if as_json else adapter_detail)
 
 
 @adapters_app.command("register")
@@ -82,9 +96,11 @@ def adapters_register(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Check and register an adapter version (the first version of a name gets its traffic)."""
+    """Check and register an adapter version (the first version of a name gets its traffic).
+    A relative PATH is taken from the current directory."""
     from loramux.adapters.public import version_json
 
+    path = path.expanduser().absolute()
     examples = None
     if utterances is not None:
         examples = [x.strip() for x in utterances.read_text(encoding="utf-8").splitlines()]
@@ -139,6 +155,36 @@ def adapters_promote(name: str, version: str, config: ConfigOpt = None) -> None:
     _registry_cmd(config, action)
 
 
+@adapters_app.command("rollback")
+def adapters_rollback(name: str, config: ConfigOpt = None) -> None:
+    """Send all traffic back to the previous main version (as the audit log remembers it)."""
+
+    async def action(reg: Any) -> Any:
+        await reg.rollback(name, actor="cli")
+        return _adapter_view(reg, name)
+
+    _registry_cmd(config, action)
+
+
+@adapters_app.command("delete")
+def adapters_delete(
+    name: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even while it serves traffic.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete an adapter: every version and its files (the audit log keeps its history).
+    Refused while it serves traffic (a request in the last registry.delete_idle_s, or pinned)
+    unless --force."""
+
+    async def action(reg: Any) -> Any:
+        adapter = await reg.delete(name, actor="cli", force=force)
+        return {"object": "adapter.deleted", "name": adapter.name, "deleted": True}
+
+    _registry_cmd(config, action)
+
+
 @adapters_app.command("retire")
 def adapters_retire(name: str, version: str, config: ConfigOpt = None) -> None:
     """Retire a version that has no traffic left (it is unloaded from the engine)."""
@@ -167,10 +213,60 @@ def adapters_pin(
 
 
 @adapters_app.command("experiment")
-def adapters_experiment(name: str, config: ConfigOpt = None) -> None:
-    """Per-version requests, errors, latency, feedback, the test and a recommendation."""
+def adapters_experiment(
+    name: str,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The running server (default: http://<server.host>:<server.port>)."),
+    ] = None,
+) -> None:
+    """Per-version requests, errors, latency, feedback, the test and a recommendation.
 
-    async def action(reg: Any) -> Any:
-        return dataclasses.asdict(reg.experiment(name))
+    Latencies live in the memory of the serving process, so this asks the running server
+    (`GET /v1/adapters/NAME/experiment`, what the HTTP endpoint shows); with no server reachable
+    it reads the registry, without latencies."""
+    from loramux.cli.tables import experiment_table
 
-    _registry_cmd(config, action)
+    try:
+        cfg = load_config(config)
+        setup_logging("warning")
+        base = url or f"http://{cfg.server.host}:{cfg.server.port}"
+        result = _served_experiment(base, name)
+        if result is None:
+
+            async def action(reg: Any) -> Any:
+                return {"object": "experiment", **dataclasses.asdict(reg.experiment(name))}
+
+            result = _with_registry(cfg, action)
+            result["latency_source"] = (
+                f"latency: no server answered at {base}; only the serving process has it"
+            )
+        else:
+            result["latency_source"] = f"from the server at {base}"
+    except LoramuxError as exc:
+        fail(exc)
+    typer.echo(json.dumps(result, indent=2, default=str) if as_json else experiment_table(result))
+
+
+def _served_experiment(base: str, name: str) -> dict[str, Any] | None:
+    """The running server's experiment report; None when no server answers there.
+
+    Raises:
+        AdapterNotFoundError: the server has no such adapter.
+    """
+    import httpx
+
+    from loramux.errors import AdapterNotFoundError
+
+    try:
+        response = httpx.get(f"{base.rstrip('/')}/v1/adapters/{name}/experiment", timeout=3.0)
+    except httpx.HTTPError:
+        return None
+    if response.status_code == 404:
+        raise AdapterNotFoundError(response.json().get("error", {}).get("message", name))
+    if response.status_code != 200:
+        return None
+    found: dict[str, Any] = response.json()
+    return found

@@ -33,6 +33,8 @@ eval_app = typer.Typer(help="Task quality, forgetting on general benchmarks, the
 app.add_typer(eval_app, name="eval")
 keys_app = typer.Typer(help="Per-department API keys for the inference endpoints.")
 app.add_typer(keys_app, name="keys")
+report_app = typer.Typer(help="Reports over what the server logged (the decision log).")
+app.add_typer(report_app, name="report")
 
 ConfigOpt = Annotated[
     Path | None,

@@ -48,16 +48,63 @@ def keys_create(
         int | None, typer.Option(min=1, help="Tokens per minute (default: auth.tpm).")
     ] = None,
     label: Annotated[str, typer.Option(help="A note, e.g. who holds the key.")] = "",
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in",
+            help="When it stops working: 30d, 12h, 90m, 2w, or an ISO date (2027-01-31, UTC).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Make an API key. It is printed once (`key`); loramux keeps only its sha256."""
-    from loramux.keys.records import KeySpec, split_names
-
-    spec = KeySpec(department, split_names(adapters or ()), base, rag, rpm, tpm, label)
+    """Make an API key. It is printed once (`key`); loramux keeps only its sha256. Adapters the
+    registry does not hold yet are allowed, with a warning."""
+    from loramux.keys.records import KeySpec, parse_expiry, split_names
 
     def action(keyring: Any) -> Any:
+        expires_at = None if expires_in is None else parse_expiry(expires_in, keyring.clock())
+        spec = KeySpec(
+            department, split_names(adapters or ()), base, rag, rpm, tpm, label, expires_at
+        )
         issued = keyring.create(spec, actor="cli")
         progress("the key is shown this once: store it now (loramux keeps only its sha256)")
+        result = {**issued.record.public(), "key": issued.secret}
+        for warning in _adapter_warnings(config, spec.adapters):
+            progress(f"warning: {warning}")
+            result.setdefault("warnings", []).append(warning)
+        return result
+
+    _keys_cmd(config, action)
+
+
+def _adapter_warnings(config: Path | None, adapters: tuple[str, ...]) -> list[str]:
+    """Warnings for adapters the config's registry does not hold."""
+    if not adapters:
+        return []
+    from loramux.adapters.sqlite_store import SQLiteRegistryStore
+    from loramux.keys.records import unknown_adapter_warnings
+    from loramux.storage.sqlite import DB_FILE
+
+    cfg = load_config(config)
+    store = SQLiteRegistryStore(cfg.paths.data_dir.expanduser() / DB_FILE)
+    try:
+        registered = store.load().adapters
+    finally:
+        store.close()
+    return unknown_adapter_warnings(adapters, registered)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (`loramux keys list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Give a key a new secret (printed once): same id, access, limits and expiry; the old
+    secret is refused from the next request on."""
+
+    def action(keyring: Any) -> Any:
+        issued = keyring.rotate(key_id, actor="cli")
+        progress("the new key is shown this once: store it now; the old one no longer works")
         return {**issued.record.public(), "key": issued.secret}
 
     _keys_cmd(config, action)

@@ -21,7 +21,7 @@ from loramux.config.engine import (
 )
 from loramux.config.limits import LimitsSettings, SupervisorSettings
 from loramux.config.load import DEFAULT_CONFIG_PATH, ENV_OVERRIDES, load_config
-from loramux.config.monitoring import DashboardSettings, MetricsSettings
+from loramux.config.monitoring import DashboardSettings, DecisionLogSettings, MetricsSettings
 from loramux.config.parse import format_validation_error, read_yaml, resolve_path
 from loramux.config.registry import (
     AdapterEntry,
@@ -72,6 +72,7 @@ __all__ = [
     "AuthSettings",
     "BaseModelConfig",
     "DashboardSettings",
+    "DecisionLogSettings",
     "DistillSettings",
     "EarlyStoppingSettings",
     "EmbedderConfig",

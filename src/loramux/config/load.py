@@ -151,6 +151,8 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
         engine = engine.model_copy(update={"vllm": vllm})
     eval_dir = config.dashboard.eval_dir or paths.data_dir / "eval"
     dashboard = config.dashboard.model_copy(update={"eval_dir": resolve_path(eval_dir, base_dir)})
+    decisions_dir = config.decisions.dir or paths.data_dir / "decisions"
+    decisions = config.decisions.model_copy(update={"dir": resolve_path(decisions_dir, base_dir)})
     return config.model_copy(
         update={
             "paths": paths,
@@ -162,5 +164,6 @@ def _with_absolute_paths(config: LoramuxConfig, base_dir: Path) -> LoramuxConfig
             "kb": kb,
             "registry": registry,
             "dashboard": dashboard,
+            "decisions": decisions,
         }
     )

@@ -1,4 +1,5 @@
-"""Config sections for watching the server: `metrics` (Prometheus) and `dashboard` (`/ui`)."""
+"""Config sections for watching the server: `metrics` (Prometheus), `dashboard` (`/ui`) and
+`decisions` (the decision log for offline evaluation)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ class DashboardSettings(Strict):
     session_ttl_s: float = Field(default=8 * 3600, gt=0)
     """How long a dashboard login lasts. Sessions are signed with a key made at start-up, so a
     restart logs everyone out."""
+
+
+class DecisionLogSettings(Strict):
+    """The decision log (`decisions:` in the serving config): one JSON line per finished
+    generation (request id, API key id, router candidates and scores, chosen target, adapter
+    version, experiment, propensity, latency, outcome), for offline evaluation of routing and
+    A/B tests; `loramux report decisions` summarises it. The prompt is written only when
+    `dashboard.show_texts` is on."""
+
+    enabled: bool = True
+    """Write the log."""
+    dir: Path | None = None
+    """Its folder; default `<paths.data_dir>/decisions`. Files are `decisions-<N>.jsonl`."""
+    max_file_bytes: int = Field(default=16 << 20, ge=4096)
+    """A file that reaches this size is closed and `decisions-<N+1>.jsonl` started."""
+    max_files: int = Field(default=8, ge=1, le=100_000)
+    """Files kept: the oldest is deleted when a new one would exceed this (bounded disk:
+    about max_files x max_file_bytes)."""

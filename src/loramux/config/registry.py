@@ -41,7 +41,15 @@ class ExperimentSettings(Strict):
     min_requests: int = Field(default=200, ge=1)
     """Requests each side needs before the error-rate guard can roll a challenger back."""
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    """Confidence of intervals and tests (split over the challengers: Bonferroni)."""
+    """Confidence of intervals and tests (split over the challengers: Bonferroni). The tests are
+    sequential (mSPRT): alpha = 1 - confidence bounds the chance of a false verdict however often
+    the results are looked at, auto actions included."""
+    mixing_sd: float = Field(default=0.05, gt=0, le=1)
+    """Standard deviation of the mSPRT's normal prior on the thumbs-up rate difference: set it
+    near the smallest lift worth detecting (0.05 = 5 points). Smaller reaches a verdict sooner
+    on small lifts and later on large ones; validity does not depend on it."""
+    error_mixing_sd: float = Field(default=0.02, gt=0, le=1)
+    """The same for the error-rate guard (a 2-point rise in errors is worth acting on)."""
     auto_promote: bool = False
     """Promote a challenger by itself when the test says it is better (logged in the audit)."""
     auto_rollback: bool = False
@@ -70,6 +78,10 @@ class RegistrySettings(Strict):
     """Server-side folders `POST /v1/adapters {"path": ...}` may register from; empty: any."""
     watch_interval_s: float = Field(default=2.0, gt=0)
     """How often the server looks for changes made by other processes (the CLI)."""
+    delete_idle_s: float = Field(default=900.0, ge=0)
+    """Deleting an adapter that served a request in the last this many seconds is refused
+    unless forced (`DELETE /v1/adapters/{name}?force=true`, `loramux adapters delete --force`);
+    an adapter is also "serving" while a version of it is pinned."""
 
 
 class AdminSettings(Strict):

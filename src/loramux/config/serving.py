@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from loramux.config.engine import EngineConfig
 from loramux.config.limits import LimitsSettings, SupervisorSettings
-from loramux.config.monitoring import DashboardSettings, MetricsSettings
+from loramux.config.monitoring import DashboardSettings, DecisionLogSettings, MetricsSettings
 from loramux.config.registry import AdapterEntry, AdminSettings, AuthSettings, RegistrySettings
 from loramux.config.router import KnowledgeBaseConfig, RouterConfig
 from loramux.config.server import BaseModelConfig, EmbedderConfig, PathsConfig, ServerConfig
@@ -28,6 +28,7 @@ class LoramuxConfig(Strict):
     kb: KnowledgeBaseConfig = KnowledgeBaseConfig()
     metrics: MetricsSettings = MetricsSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    decisions: DecisionLogSettings = DecisionLogSettings()
     limits: LimitsSettings = LimitsSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
 

@@ -2,9 +2,9 @@
 
 Every inference request gets a `Caller` from a bearer token: a department's API key (from the
 registry database, looked up on every request, so a revocation takes effect at once) or an
-admin key (access to everything, no limits). Missing, unknown and revoked keys are refused with
-401. With `auth.enabled: false` (a local demo; the server warns at start-up) every request is
-the anonymous caller with access to everything and no limits.
+admin key (access to everything, no limits). Missing, unknown, revoked and expired keys are
+refused with 401. With `auth.enabled: false` (a local demo; the server warns at start-up) every
+request is the anonymous caller with access to everything and no limits.
 
 `Gate.count_request` takes one request from the key's requests-per-minute allowance (the HTTP
 side, `loramux.api.access`, calls it for every metered endpoint); tokens per minute are charged
@@ -14,6 +14,8 @@ by the chat service, which knows the prompt and `max_tokens`.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from loramux.config import AuthSettings, LoramuxConfig
@@ -56,6 +58,7 @@ class Gate:
         admin: AdminKeys,
         keyring: Keyring | None = None,
         limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """Args:
         settings: `auth:` of the config (on or off, default limits).
@@ -67,6 +70,8 @@ class Gate:
         self.admin = admin
         self.keyring = keyring
         self.limiter = limiter
+        self.clock = clock
+        """Wall clock for key expiry (tests pass a fake)."""
 
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller an `Authorization` header names.
@@ -88,6 +93,13 @@ class Gate:
             if record.revoked:
                 raise AuthenticationError(
                     f"the API key {record.prefix}... was revoked; ask an admin for a new one"
+                )
+            if record.expired(self.clock()):
+                when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.expires_at or 0))
+                raise AuthenticationError(
+                    f"the API key {record.prefix}... expired at {when}; ask an admin to rotate it "
+                    f"(`loramux keys rotate {record.id}`) or for a new one",
+                    code="api_key_expired",
                 )
             return Caller(
                 record.id,

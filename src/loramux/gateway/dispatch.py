@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from loramux.adapters.registry import AdapterRegistry
 from loramux.adapters.traffic import Assignment
-from loramux.errors import ModelNotFoundError, PermissionDeniedError
+from loramux.errors import LoramuxError, ModelNotFoundError, PermissionDeniedError
 from loramux.keys.records import EVERYTHING, Access
 from loramux.router.batcher import RouteBatcher
 from loramux.router.decision import RouteDecision, RouteTarget
@@ -46,6 +46,9 @@ class Dispatch:
     messages: tuple[ChatMessage, ...]
     sources: list[Source] = field(default_factory=list)
     """Knowledge-base passages the answer may cite (RAG only)."""
+    propensity: float = 1.0
+    """Probability of this choice given the request: the chosen version's traffic weight / 100
+    under an A/B split; 1.0 for deterministic choices (the router, a pinned or only version)."""
 
     def headers(self) -> dict[str, str]:
         d = self.decision
@@ -133,7 +136,12 @@ class Dispatcher:
                 access.require_base(model)
             else:
                 access.require_adapter(assignment.version.name)
-            return Dispatch(explicit_decision(model, assignment), assignment, tuple(messages))
+            return Dispatch(
+                explicit_decision(model, assignment),
+                assignment,
+                tuple(messages),
+                propensity=self._propensity(assignment),
+            )
         decision = await self.decide(messages, allowed=access.adapters)
         if decision.target is RouteTarget.ADAPTER and decision.adapter:
             try:
@@ -146,11 +154,25 @@ class Dispatcher:
                 )
                 decision = _fallback(decision, f"adapter {decision.adapter!r} is not served")
                 return Dispatch(_permitted(decision, access), None, tuple(messages))
-            return Dispatch(decision, assignment, tuple(messages))
+            return Dispatch(
+                decision, assignment, tuple(messages), propensity=self._propensity(assignment)
+            )
         decision = _permitted(decision, access)
         if decision.target is RouteTarget.RAG and self.kb is not None:
             return await self._with_passages(decision, messages)
         return Dispatch(decision, None, tuple(messages))
+
+    def _propensity(self, assignment: Assignment | None) -> float:
+        """The chosen version's share of its adapter's traffic (1.0 when pinned)."""
+        if assignment is None or assignment.pinned:
+            return 1.0
+        try:
+            adapter, _ = self.registry.get(assignment.version.name)
+        except LoramuxError:
+            return 1.0
+        total = sum(adapter.traffic.values())
+        weight = adapter.traffic.get(assignment.version.version, 0)
+        return weight / total if total else 1.0
 
     async def learn_route(self, name: str, utterances: Sequence[str]) -> bool:
         """Let the router send requests to adapter `name`, from its example utterances.
@@ -184,6 +206,18 @@ class Dispatcher:
                 sum(len(s.utterances) for s in specs),
             )
         return [s.name for s in specs]
+
+    async def forget_route(self, name: str) -> bool:
+        """Stop routing to a deleted adapter: drop the router's route of that name when it
+        targets the adapter by its name (a route learned from its utterances). True when one
+        was dropped."""
+        router = self.router
+        spec = router.routes.get(name) if router is not None else None
+        if router is None or spec is None or spec.adapter not in (None, name):
+            return False
+        await asyncio.to_thread(router.remove_route, name)
+        logger.info("router: removed route %s (its adapter was deleted)", name)
+        return True
 
     async def decide(
         self, messages: Sequence[ChatMessage], *, allowed: Iterable[str] | None = None

@@ -70,6 +70,13 @@ class GatewayMetrics:
             request_labels,
             registry=r,
         )
+        self.client_errors = Counter(
+            "loramux_request_client_errors",
+            "Generation requests the engine refused because of the request (a 4xx: context too "
+            "long, bad parameters); not counted in loramux_request_errors nor loramux_ab_errors.",
+            request_labels,
+            registry=r,
+        )
         self.ttft = Histogram(
             "loramux_time_to_first_token_seconds",
             "Time from the engine call to the first chunk.",
@@ -193,8 +200,12 @@ class GatewayMetrics:
         prompt_tokens: int,
         completion_tokens: int,
         error: bool,
+        client_error: bool = False,
     ) -> None:
-        """Count one finished (or failed) generation and keep it for the dashboard."""
+        """Count one finished (or failed) generation and keep it for the dashboard.
+
+        `error` is a failure of the engine or the server; `client_error` a request the engine
+        refused because of the request itself (4xx), which is no fault of the version."""
         from loramux.gateway.dispatch import AUTO_MODEL
 
         generation, dispatch = prepared.generation, prepared.dispatch
@@ -209,6 +220,8 @@ class GatewayMetrics:
         self.requests.labels(*labels).inc()
         if error:
             self.errors.labels(*labels).inc()
+        if client_error:
+            self.client_errors.labels(*labels).inc()
         if ttft_s is not None:
             self.ttft.labels(target, adapter, version).observe(ttft_s)
             if completion_tokens > 1:
@@ -223,8 +236,8 @@ class GatewayMetrics:
             self.score.labels(target).observe(decision.score)
             self.margin.labels(target).observe(decision.margin)
             self._window.append((decision.abstained, decision.target is RouteTarget.RAG))
-        if assignment is not None and not assignment.pinned:
-            ab = (adapter, version, assignment.experiment_id)
+        if assignment is not None and not assignment.pinned and not client_error:
+            ab = (adapter, version, assignment.experiment_id)  # a 4xx is no A/B sample
             self.ab_requests.labels(*ab).inc()
             if error:
                 self.ab_errors.labels(*ab).inc()
@@ -249,7 +262,7 @@ class GatewayMetrics:
                 ttft_ms=round(1000 * ttft_s, 1) if ttft_s is not None else None,
                 total_ms=round(1000 * total_s, 1),
                 completion_tokens=completion_tokens,
-                error=error,
+                error=error or client_error,
                 text=text,
             )
         )

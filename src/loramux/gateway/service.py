@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loramux.config import LoramuxConfig
-from loramux.errors import InvalidRequestError
+from loramux.errors import InvalidRequestError, LoramuxError
 from loramux.gateway.access import ANONYMOUS, Caller, Gate
 from loramux.gateway.admission import AdmissionQueue, admitted_stream
+from loramux.gateway.decisions import DecisionLog
 from loramux.gateway.dispatch import Dispatch, Dispatcher
 from loramux.gateway.limits import check_messages, check_prompt
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
@@ -53,6 +54,8 @@ class PreparedRequest:
     """Tokens charged to the caller's per-minute limit; settled when the request ends."""
     adapter_load_s: float | None = None
     """Set at the first chunk: seconds the request waited for its adapter to load (cold)."""
+    caller_id: str | None = None
+    """The API key's id (`admin:<label>`, `anonymous`), for the decision log."""
 
     def headers(self) -> dict[str, str]:
         headers = (
@@ -87,6 +90,8 @@ class ChatService:
         """Counts each finished request (Prometheus, dashboard); None: not counted."""
         self.admission = AdmissionQueue.from_settings(config.limits, config.engine.max_batch_size)
         """Generation slots and the bounded queue in front of the engine."""
+        self.decisions = DecisionLog.from_settings(config.decisions, config.paths.data_dir)
+        """One JSON line per finished generation (`decisions`); None: not written."""
 
     async def prepare_chat(
         self,
@@ -122,7 +127,7 @@ class ChatService:
             messages=dispatch.messages,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge)
+        return PreparedRequest(generation, body.model, dispatch, charge, caller_id=caller.id)
 
     async def prepare_completion(
         self,
@@ -162,7 +167,7 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge)
+        return PreparedRequest(generation, body.model, dispatch, charge, caller_id=caller.id)
 
     def _charge(
         self, caller: Caller, prompt_chars: int, max_tokens: int | None
@@ -218,8 +223,10 @@ class ChatService:
         )
         try:
             first = await anext(chunks)
-        except Exception:
-            self._record(prepared, started, None, None, error=True)
+        except Exception as exc:
+            self._record(
+                prepared, started, None, None, error=True, client_error=is_client_error(exc)
+            )
             raise
         prepared.adapter_load_s = first.adapter_load_s
         return self._tracked(prepared, first, chunks, started, time.perf_counter())
@@ -233,19 +240,19 @@ class ChatService:
         first_at: float,
     ) -> AsyncIterator[GenerationChunk]:
         last = first
-        error = False
+        error = client_error = False
         try:
             yield first
             if first.finish_reason is None:
                 async for chunk in rest:
                     last = chunk
                     yield chunk
-        except Exception:
-            error = True
+        except Exception as exc:
+            error, client_error = True, is_client_error(exc)
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
-            self._record(prepared, started, first_at, last, error=error)
+            self._record(prepared, started, first_at, last, error=error, client_error=client_error)
 
     def _record(
         self,
@@ -255,10 +262,14 @@ class ChatService:
         last: GenerationChunk | None,
         *,
         error: bool,
+        client_error: bool = False,
     ) -> None:
         """Log the request and count it for its adapter version's experiment.
 
-        A client that disconnects early is not an error of the version.
+        A client that disconnects early is not an error of the version, and neither is a request
+        the engine refused because of the request itself (`client_error`: a 4xx such as a prompt
+        over the context length): it is logged and counted as a client error, and left out of
+        the version's experiment (requests, errors, latency) and of `loramux_ab_errors_total`.
         """
         now = time.perf_counter()
         prompt_tokens = last.prompt_tokens if last else 0
@@ -282,7 +293,7 @@ class ChatService:
             f" adapter_load_ms={1000 * prepared.adapter_load_s:.1f}"
             if prepared.adapter_load_s is not None
             else "",
-            " error" if error else "",
+            (" client_error" if client_error else " error") if error else "",
         )
         if self.metrics is not None:
             self.metrics.observe_request(
@@ -291,9 +302,25 @@ class ChatService:
                 total_s=now - started,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                error=error,
+                error=error and not client_error,
+                client_error=error and client_error,
             )
-        if assignment is not None:
+        if self.decisions is not None:
+            outcome = "client_error" if error and client_error else "error" if error else "ok"
+            if not error and (last is None or last.finish_reason is None):
+                outcome = "cancelled"
+            self.decisions.write(
+                decision_record(
+                    prepared,
+                    ttft_s=(first_at - started) if first_at else None,
+                    total_s=now - started,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    outcome=outcome,
+                    keep_text=self.config.dashboard.show_texts,
+                )
+            )
+        if assignment is not None and not (error and client_error):
             self.dispatcher.registry.experiments.record(
                 prepared.generation.request_id,
                 assignment,
@@ -303,3 +330,59 @@ class ChatService:
                 completion_tokens=completion_tokens,
                 error=error,
             )
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """True when a failed generation was the request's fault (a 4xx `LoramuxError`: context too
+    long, bad parameters), not the engine's or the server's."""
+    return isinstance(exc, LoramuxError) and 400 <= exc.status < 500
+
+
+def decision_record(
+    prepared: PreparedRequest,
+    *,
+    ttft_s: float | None,
+    total_s: float,
+    prompt_tokens: int,
+    completion_tokens: int,
+    outcome: str,
+    keep_text: bool,
+) -> dict[str, Any]:
+    """One line of the decision log (`gateway.decisions`): never the prompt unless
+    `keep_text` (`dashboard.show_texts`)."""
+    from loramux.gateway.dispatch import AUTO_MODEL
+
+    generation, dispatch = prepared.generation, prepared.dispatch
+    decision = dispatch.decision if dispatch else None
+    assignment = dispatch.assignment if dispatch else None
+    record: dict[str, Any] = {
+        "at": round(time.time(), 3),
+        "request_id": generation.request_id,
+        "key_id": prepared.caller_id,
+        "endpoint": "completions" if generation.prompt is not None else "chat",
+        "model": prepared.model,
+        "routed": decision is not None and prepared.model == AUTO_MODEL,
+        "route": decision.route if decision else None,
+        "target": decision.target.value if decision else "base",
+        "abstained": decision.abstained if decision else False,
+        "score": round(decision.score, 4) if decision else None,
+        "margin": round(decision.margin, 4) if decision else None,
+        "candidates": [
+            {"name": name, "score": round(score, 4)}
+            for name, score in (decision.alternatives if decision else ())
+        ],
+        "reason": decision.reason if decision else "raw completion of the base model",
+        "adapter": assignment.version.name if assignment else None,
+        "version": assignment.version.version if assignment else None,
+        "experiment": assignment.experiment_id or None if assignment else None,
+        "propensity": round(dispatch.propensity, 4) if dispatch else 1.0,
+        "ttft_ms": round(1000 * ttft_s, 1) if ttft_s is not None else None,
+        "latency_ms": round(1000 * total_s, 1),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "outcome": outcome,
+    }
+    if keep_text:
+        users = [m.content for m in generation.messages if m.role == "user"]
+        record["text"] = users[-1] if users else generation.prompt
+    return record

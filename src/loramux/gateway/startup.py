@@ -171,13 +171,14 @@ def _open_routing(
     if rc.routes is None and rc.fitted is None and not kc.sources:
         return None, None, None
     from loramux.embed.encoder import make_encoder
-    from loramux.models import ensure_embedder, set_offline
+    from loramux.models import ensure_embedder, quiet_libraries, set_offline
     from loramux.rag.ingest import ingest
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.rag.store import CURRENT
     from loramux.router.build import build_router
 
     set_offline()
+    quiet_libraries()
     ensure_embedder(config.embedder)  # a clear error when the embedder is missing
     device = embedder_device(config.embedder)
     encoder = make_encoder(config.embedder.source, device=device, cache_size=rc.cache_size)

@@ -1,4 +1,4 @@
-"""Issuing, listing, revoking and looking up API keys.
+"""Issuing, listing, rotating, revoking and looking up API keys.
 
 A key is `lmx-` followed by 43 URL-safe characters (256 random bits from `secrets`). It is shown
 once, when it is made; the store keeps its sha256 and its first 12 characters (so people can
@@ -25,6 +25,11 @@ KEY_PREFIX = "lmx-"
 """Every API key starts with this, so a leaked one is easy to recognise (and to scan for)."""
 SHOWN_CHARS = 12
 """Characters of a key kept in the clear (`lmx-` and 8 more)."""
+
+
+def new_secret() -> str:
+    """A fresh key: `lmx-` and 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def key_digest(secret: str) -> str:
@@ -62,8 +67,8 @@ class Keyring:
         Raises:
             InvalidRequestError: the spec is invalid (`param` names the field).
         """
-        spec = spec.check()
-        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        spec = spec.check(now=self.clock())
+        secret = new_secret()
         record = ApiKey(
             id=secrets.token_hex(6),
             prefix=secret[:SHOWN_CHARS],
@@ -76,6 +81,7 @@ class Keyring:
             tpm=spec.tpm,
             created_at=self.clock(),
             created_by=actor,
+            expires_at=spec.expires_at,
         )
         self.store.insert(record, key_digest(secret))
         logger.info(
@@ -103,6 +109,25 @@ class Keyring:
         record = self.store.revoke(key_id, at=self.clock(), actor=actor)
         logger.info("API key %s (%s) revoked by %s", record.id, record.prefix, actor)
         return record
+
+    def rotate(self, key_id: str, *, actor: str) -> IssuedKey:
+        """Give a key a new secret (shown once); its id, department, access, limits and expiry
+        stay, and the old secret is refused from the next request on, in every process.
+
+        Raises:
+            KeyNotFoundError: no key has this id.
+            InvalidRequestError: the key is revoked.
+        """
+        secret = new_secret()
+        record = self.store.rotate(
+            key_id,
+            prefix=secret[:SHOWN_CHARS],
+            digest=key_digest(secret),
+            at=self.clock(),
+            actor=actor,
+        )
+        logger.info("API key %s rotated by %s (now %s)", record.id, actor, record.prefix)
+        return IssuedKey(secret, record)
 
     def lookup(self, secret: str) -> ApiKey | None:
         """The key record a presented secret belongs to (revoked or not), or None."""

@@ -75,8 +75,10 @@ class KeySpec:
     tpm: int | None = None
     """Prompt + completion tokens per minute; None: the server's default (`auth.tpm`)."""
     label: str = ""
+    expires_at: float | None = None
+    """Unix time after which the key is refused (401 saying it expired); None: never."""
 
-    def check(self) -> KeySpec:
+    def check(self, now: float | None = None) -> KeySpec:
         """The spec with adapters de-duplicated and sorted.
 
         Raises:
@@ -100,6 +102,11 @@ class KeySpec:
             raise InvalidRequestError(
                 f"`label` is longer than {MAX_LABEL_CHARS} characters", param="label"
             )
+        if self.expires_at is not None and now is not None and self.expires_at <= now:
+            raise InvalidRequestError(
+                "`expires_at` is in the past; give a future time (e.g. `--expires-in 30d`)",
+                param="expires_at",
+            )
         return KeySpec(
             self.department,
             tuple(sorted(set(self.adapters))),
@@ -108,6 +115,7 @@ class KeySpec:
             self.rpm,
             self.tpm,
             self.label,
+            self.expires_at,
         )
 
 
@@ -129,10 +137,17 @@ class ApiKey:
     created_by: str
     revoked_at: float | None = None
     revoked_by: str | None = None
+    expires_at: float | None = None
+    """Unix time after which the key is refused; None: never."""
+    rotated_at: float | None = None
+    """When its secret was last replaced (`rotate`); the id and access stay."""
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     @property
     def access(self) -> Access:
@@ -156,7 +171,53 @@ class ApiKey:
             "revoked": self.revoked,
             "revoked_at": self.revoked_at,
             "revoked_by": self.revoked_by,
+            "expires_at": self.expires_at,
+            "rotated_at": self.rotated_at,
         }
+
+
+def unknown_adapter_warnings(adapters: Iterable[str], registered: Iterable[str]) -> list[str]:
+    """Warnings for a key's adapters that the registry does not hold (yet): the key is made,
+    but those names work only once such adapters are registered."""
+    known = set(registered)
+    missing = sorted(set(adapters) - known)
+    if not missing:
+        return []
+    names = ", ".join(repr(n) for n in missing)
+    listed = ", ".join(sorted(known)) or "none yet"
+    return [
+        f"adapter(s) {names} are not registered (registered: {listed}); the key may use them "
+        "once they are, so check the spelling"
+    ]
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_expiry(value: str, now: float) -> float:
+    """An expiry as Unix time, from a duration (`30d`, `12h`, `90m`, `2w`) or an ISO date or
+    time (`2027-01-31`, `2027-01-31T18:00:00+01:00`; no zone means UTC).
+
+    Raises:
+        InvalidRequestError: neither a duration nor an ISO date (`param` is `expires_in`).
+    """
+    from datetime import UTC, datetime
+
+    text = value.strip()
+    unit = DURATION_UNITS.get(text[-1:].lower())
+    if unit is not None and text[:-1].isdigit() and int(text[:-1]) > 0:
+        return now + int(text[:-1]) * unit
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequestError(
+            f"expiry {value!r} is neither a duration (30d, 12h, 90m, 2w) nor an ISO date "
+            "(2027-01-31 or 2027-01-31T18:00:00+01:00)",
+            param="expires_in",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def split_names(values: Iterable[str]) -> tuple[str, ...]:

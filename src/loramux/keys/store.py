@@ -2,10 +2,10 @@
 
 The table is created by the database's migrations (`loramux.storage.schema.MIGRATIONS`); opening
 a `SQLiteKeyStore` runs them first, so the CLI can create keys in a fresh data dir. Each change
-(a new key, a revocation) is written in one transaction together with its audit entry in the
-registry's audit log, whose `adapter` column then names the key (`key:<id>`). Lookups read the
-database every time (an indexed read of a few microseconds), so a key revoked by another process
-stops working on the next request.
+(a new key, a rotation, a revocation) is written in one transaction together with its audit
+entry in the registry's audit log, whose `adapter` column then names the key (`key:<id>`).
+Lookups read the database every time (an indexed read of a few microseconds), so a key revoked
+(or rotated) by another process stops working on the next request.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from loramux.errors import KeyNotFoundError
+from loramux.errors import InvalidRequestError, KeyNotFoundError
 from loramux.keys.records import ApiKey
 from loramux.storage.schema import open_database
 from loramux.storage.sqlite import DB_FILE, transaction
@@ -55,6 +55,16 @@ class KeyStore(Protocol):
         """
         ...
 
+    def rotate(self, key_id: str, *, prefix: str, digest: str, at: float, actor: str) -> ApiKey:
+        """Replace a key's secret (its sha256 and shown prefix); the id and access stay, and
+        the old secret stops working at once.
+
+        Raises:
+            KeyNotFoundError: no key has this id.
+            InvalidRequestError: the key is revoked.
+        """
+        ...
+
     def count_active(self) -> int: ...
 
     def close(self) -> None: ...
@@ -88,8 +98,8 @@ class SQLiteKeyStore:
         with self._lock, self._transaction():
             self._db.execute(
                 """INSERT INTO api_keys (id, prefix, hash, department, label, adapters, base, rag,
-                       rpm, tpm, created_at, created_by, revoked_at, revoked_by)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
+                       rpm, tpm, created_at, created_by, revoked_at, revoked_by, expires_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)""",
                 (
                     key.id,
                     key.prefix,
@@ -103,6 +113,7 @@ class SQLiteKeyStore:
                     key.tpm,
                     key.created_at,
                     key.created_by,
+                    key.expires_at,
                 ),
             )
             self._audit(key.created_at, key.created_by, "key.create", key.id, None, key)
@@ -139,6 +150,22 @@ class SQLiteKeyStore:
             )
             after = self.get(key_id)
             self._audit(at, actor, "key.revoke", key_id, before, after)
+        return after
+
+    def rotate(self, key_id: str, *, prefix: str, digest: str, at: float, actor: str) -> ApiKey:
+        with self._lock, self._transaction():
+            before = self.get(key_id)
+            if before.revoked:
+                raise InvalidRequestError(
+                    f"API key {key_id} is revoked; make a new one (`loramux keys create`)",
+                    param="id",
+                )
+            self._db.execute(
+                "UPDATE api_keys SET prefix = ?, hash = ?, rotated_at = ? WHERE id = ?",
+                (prefix, digest, at, key_id),
+            )
+            after = self.get(key_id)
+            self._audit(at, actor, "key.rotate", key_id, before, after)
         return after
 
     def count_active(self) -> int:
@@ -184,6 +211,8 @@ def _key(row: sqlite3.Row) -> ApiKey:
         created_by=row["created_by"],
         revoked_at=row["revoked_at"],
         revoked_by=row["revoked_by"],
+        expires_at=row["expires_at"],
+        rotated_at=row["rotated_at"],
     )
 
 

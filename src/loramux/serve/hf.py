@@ -214,9 +214,10 @@ class HFEngine:
     # -- worker thread -------------------------------------------------------------------------
 
     def _load(self) -> None:
-        from loramux.models import ensure_base_model, set_offline
+        from loramux.models import ensure_base_model, quiet_libraries, set_offline
 
         set_offline()
+        quiet_libraries()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

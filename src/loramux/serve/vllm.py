@@ -345,9 +345,10 @@ class VLLMEngine:
 
     def _build(self) -> tuple[Any, Any]:
         """Resolve the model, set vLLM's environment and start `AsyncLLM` (blocking)."""
-        from loramux.models import ensure_base_model, set_offline
+        from loramux.models import ensure_base_model, quiet_libraries, set_offline
 
         set_offline()
+        quiet_libraries()
         set_cache_env(self._cache_dir, self.config.vllm.lora_expand)
         if self._model_dir is None:
             self._model_dir = ensure_base_model(

@@ -103,6 +103,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE adapters ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0"
         " CHECK (pinned IN (0, 1))",
     ),
+    (
+        # API key expiry and rotation (loramux.keys): NULL expires_at never expires; rotated_at
+        # is when the secret was last replaced (the id and access stay).
+        "ALTER TABLE api_keys ADD COLUMN expires_at REAL",
+        "ALTER TABLE api_keys ADD COLUMN rotated_at REAL",
+    ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
 

@@ -246,7 +246,9 @@ def _experiment(report: ExperimentReport) -> str:
         test = (
             f"<p>challenger <code>{_e(t.challenger)}</code> minus main "
             f"<code>{_e(t.main)}</code>: {t.diff:+.3f} [{t.diff_ci[0]:+.3f}, "
-            f"{t.diff_ci[1]:+.3f}], z = {t.z:.2f}, p = {t.p_value:.3g}</p>"
+            f"{t.diff_ci[1]:+.3f}] (confidence sequence), mSPRT likelihood ratio "
+            f"{t.likelihood_ratio:.3g} of {t.threshold:.3g} needed, always-valid "
+            f"p = {t.p_value:.3g}</p>"
         )
     rec = report.recommendation
     return (

@@ -1,5 +1,5 @@
-"""Adapter registry endpoints: register versions, split traffic, promote, retire, experiments,
-and user feedback.
+"""Adapter registry endpoints: register versions, split traffic, promote, roll back, retire,
+delete, experiments, and user feedback.
 
 Handlers are thin: they fetch the `AdapterRegistry` from the app's services, call one method,
 and turn the result into JSON. Changes need the admin key (`Authorization: Bearer <key>`); its
@@ -162,6 +162,27 @@ async def promote(
 ) -> dict[str, Any]:
     adapter = await reg.promote(name, body.version, actor=actor)
     return adapter_json(adapter, reg.get(name)[1])
+
+
+@router.post("/adapters/{name}/rollback")
+async def rollback(name: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
+    """Send all traffic back to the previous main version (from the audit log); 409 when
+    there is none, or it was retired."""
+    adapter = await reg.rollback(name, actor=actor)
+    return adapter_json(adapter, reg.get(name)[1])
+
+
+@router.delete("/adapters/{name}")
+async def delete_adapter(
+    name: str, reg: Registry, actor: AdminActor, request: Request, force: bool = False
+) -> dict[str, Any]:
+    """Delete an adapter with every version and its files; 409 while it serves traffic (a
+    request in the last `registry.delete_idle_s`, or pinned) unless `?force=true`."""
+    adapter = await reg.delete(name, actor=actor, force=force)
+    dispatcher = getattr(request.app.state.services, "dispatcher", None)
+    if dispatcher is not None:
+        await dispatcher.forget_route(adapter.name)
+    return {"object": "adapter.deleted", "name": adapter.name, "deleted": True}
 
 
 @router.post("/adapters/{name}/versions/{version}/retire")

@@ -1,7 +1,8 @@
-"""API key endpoints (admin key required): create, list, revoke.
+"""API key endpoints (admin key required): create, list, rotate, revoke.
 
-`POST /v1/keys` answers the new key once, in `key`; it is never shown again. Changes are recorded
-in the registry's audit log under the admin key's label.
+`POST /v1/keys` and `POST /v1/keys/{id}/rotate` answer the secret once, in `key`; it is never
+shown again. A new key naming adapters the registry does not hold is made, with `warnings`
+saying so. Changes are recorded in the registry's audit log under the admin key's label.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from loramux.api.auth import AdminActor, app_service
-from loramux.errors import LoramuxError
+from loramux.errors import InvalidRequestError, LoramuxError
 from loramux.keys.keyring import Keyring
-from loramux.keys.records import KeySpec
+from loramux.keys.records import KeySpec, parse_expiry, unknown_adapter_warnings
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
@@ -38,6 +39,11 @@ class KeyCreate(BaseModel):
     tpm: int | None = Field(default=None, ge=1, le=10**12)
     """Prompt + completion tokens per minute; default `auth.tpm` of the server."""
     label: str = Field(default="", max_length=200)
+    expires_in: str | None = Field(default=None, max_length=64)
+    """When the key stops working: a duration (`30d`, `12h`, `90m`, `2w`) or an ISO date or
+    time (`2027-01-31`, UTC unless it has a zone); default never. An expired key gets 401."""
+    expires_at: float | None = Field(default=None, gt=0)
+    """The same as Unix time (for scripts); give at most one of the two."""
 
 
 def keyring(request: Request) -> Keyring:
@@ -56,7 +62,14 @@ Keys = Annotated[Keyring, Depends(_keyring_dependency)]
 
 
 @router.post("/keys")
-async def create_key(body: KeyCreate, keys: Keys, actor: AdminActor) -> JSONResponse:
+async def create_key(
+    body: KeyCreate, keys: Keys, actor: AdminActor, request: Request
+) -> JSONResponse:
+    if body.expires_in is not None and body.expires_at is not None:
+        raise InvalidRequestError("give `expires_in` or `expires_at`, not both", param="expires_in")
+    expires_at = body.expires_at
+    if body.expires_in is not None:
+        expires_at = parse_expiry(body.expires_in, keys.clock())
     spec = KeySpec(
         department=body.department,
         adapters=tuple(body.adapters),
@@ -65,14 +78,30 @@ async def create_key(body: KeyCreate, keys: Keys, actor: AdminActor) -> JSONResp
         rpm=body.rpm,
         tpm=body.tpm,
         label=body.label,
+        expires_at=expires_at,
     )
     issued = await asyncio.to_thread(keys.create, spec, actor=actor)
-    return JSONResponse({**issued.record.public(), "key": issued.secret}, status_code=201)
+    payload: dict[str, Any] = {**issued.record.public(), "key": issued.secret}
+    registry = app_service(request, "registry")
+    adapters = getattr(registry, "adapters", None)
+    if callable(adapters):
+        warnings = unknown_adapter_warnings(spec.adapters, (a.name for a in adapters()))
+        if warnings:
+            payload["warnings"] = warnings
+    return JSONResponse(payload, status_code=201)
 
 
 @router.get("/keys")
 async def list_keys(keys: Keys, actor: AdminActor) -> dict[str, Any]:
     return {"object": "list", "data": [k.public() for k in keys.list_keys()]}
+
+
+@router.post("/keys/{key_id}/rotate")
+async def rotate_key(key_id: str, keys: Keys, actor: AdminActor) -> JSONResponse:
+    """A new secret for a key (answered once, in `key`): same id, department, access, limits
+    and expiry; the old secret is refused from the next request on."""
+    issued = await asyncio.to_thread(keys.rotate, key_id, actor=actor)
+    return JSONResponse({**issued.record.public(), "key": issued.secret})
 
 
 @router.delete("/keys/{key_id}")

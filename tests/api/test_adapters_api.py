@@ -151,7 +151,11 @@ async def test_register_by_upload(client: httpx.AsyncClient, tmp_path: Path) -> 
     ids=["traversal", "pickle"],
 )
 async def test_bad_uploads_are_refused(
-    client: httpx.AsyncClient, members: dict[str, bytes], status: int, code: str
+    client: httpx.AsyncClient,
+    registry: AdapterRegistry,
+    members: dict[str, bytes],
+    status: int,
+    code: str,
 ) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -165,7 +169,29 @@ async def test_bad_uploads_are_refused(
     )
     assert response.status_code == status
     assert _error(response)["code"] == code
-    assert (await client.get("/v1/adapters")).json()["data"] == []
+    assert (await client.get("/v1/adapters", headers=ADMIN)).json()["data"] == []
+    assert list((registry.files.uploads_root).iterdir()) == []  # its archive is gone too
+
+
+async def test_no_upload_leaves_its_archive_behind(
+    client: httpx.AsyncClient, registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    folder = write_lora_folder(tmp_path / "hr")
+    ok = await client.post(
+        "/v1/adapters",
+        files={"file": ("hr.zip", _zip_of(folder), "application/zip")},
+        data={"name": "hr"},
+        headers=ADMIN,
+    )
+    assert ok.status_code == 201, ok.text
+    not_an_archive = await client.post(
+        "/v1/adapters",
+        files={"file": ("it.zip", b"x" * 300_000)},
+        data={"name": "it"},
+        headers=ADMIN,
+    )
+    assert not_an_archive.status_code == 400
+    assert list(registry.files.uploads_root.iterdir()) == []
 
 
 async def test_malformed_admin_requests_are_400s(client: httpx.AsyncClient) -> None:

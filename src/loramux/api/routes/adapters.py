@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -240,9 +239,10 @@ async def _register_upload(request: Request, reg: AdapterRegistry, actor: str) -
         if not fields.get("name"):
             raise InvalidRequestError("missing required form field `name`", param="name")
         name = fields["name"]
-        with tempfile.TemporaryDirectory(prefix="loramux-upload-") as tmp:
+        folder = reg.files.new_upload()  # in the data dir: a restart removes a crash's leftover
+        try:
             archive = await asyncio.to_thread(
-                save_upload, upload.file, Path(tmp) / "upload", reg.settings.limits, name=name
+                save_upload, upload.file, folder / "upload", reg.settings.limits, name=name
             )
             return await reg.register_archive(
                 archive,
@@ -252,6 +252,8 @@ async def _register_upload(request: Request, reg: AdapterRegistry, actor: str) -
                 description=fields.get("description"),
                 utterances=_utterances(fields.get("utterances")),
             )
+        finally:
+            await asyncio.to_thread(reg.files.discard, folder)
     finally:
         await form.close()
 

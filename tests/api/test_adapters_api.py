@@ -108,13 +108,13 @@ async def test_register_by_path_then_list_and_show(
     assert again.status_code == 200
     assert again.json()["created"] is False
 
-    listed = (await client.get("/v1/adapters")).json()
+    listed = (await client.get("/v1/adapters", headers=ADMIN)).json()
     assert [a["name"] for a in listed["data"]] == ["hr"]
-    shown = await client.get("/v1/adapters/hr")
+    shown = await client.get("/v1/adapters/hr", headers=ADMIN)
     assert shown.json()["audit"][0]["actor"] == "ops"
     assert str(tmp_path) not in shown.text, "file paths never leave the server"
 
-    missing = await client.get("/v1/adapters/finance")
+    missing = await client.get("/v1/adapters/finance", headers=ADMIN)
     assert missing.status_code == 404
     assert _error(missing)["code"] == "adapter_not_found"
 
@@ -257,7 +257,7 @@ async def test_traffic_promote_retire_and_experiment(
     )
     assert bad_rating.status_code == 400
 
-    report = (await client.get("/v1/adapters/hr/experiment")).json()
+    report = (await client.get("/v1/adapters/hr/experiment", headers=ADMIN)).json()
     arms = {a["version"]: a for a in report["arms"]}
     assert arms[assignment.version.version]["up"] == 1
     assert arms[assignment.version.version]["ttft"]["p50_ms"] == pytest.approx(20)
@@ -268,7 +268,7 @@ async def test_traffic_promote_retire_and_experiment(
     retired = await client.post(f"/v1/adapters/hr/versions/{v1}/retire", headers=ADMIN)
     assert retired.status_code == 200
     assert retired.json()["status"] == "retired"
-    audit = (await client.get("/v1/adapters/hr")).json()["audit"]
+    audit = (await client.get("/v1/adapters/hr", headers=ADMIN)).json()["audit"]
     assert [e["action"] for e in audit] == [
         "retire",
         "promote",

@@ -53,6 +53,8 @@ class PreparedRequest:
     """Tokens charged to the caller's per-minute limit; settled when the request ends."""
     adapter_load_s: float | None = None
     """Set at the first chunk: seconds the request waited for its adapter to load (cold)."""
+    key_id: str | None = None
+    """The caller's key id, kept with the request's record: only that key may rate it."""
 
     def headers(self) -> dict[str, str]:
         headers = (
@@ -122,7 +124,7 @@ class ChatService:
             messages=dispatch.messages,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge)
+        return PreparedRequest(generation, body.model, dispatch, charge, key_id=caller.id)
 
     async def prepare_completion(
         self,
@@ -162,7 +164,7 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge)
+        return PreparedRequest(generation, body.model, dispatch, charge, key_id=caller.id)
 
     def _charge(
         self, caller: Caller, prompt_chars: int, max_tokens: int | None
@@ -302,4 +304,5 @@ class ChatService:
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 error=error,
+                key_id=prepared.key_id,
             )

@@ -103,6 +103,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE adapters ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0"
         " CHECK (pinned IN (0, 1))",
     ),
+    (
+        # Tenancy: the API key that made a request; only it (or the admin key) may rate it.
+        # Rows from before have NULL: only the admin key may rate those.
+        "ALTER TABLE requests ADD COLUMN key_id TEXT",
+    ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
 

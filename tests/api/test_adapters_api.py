@@ -17,9 +17,10 @@ from loramux.adapters.registry import AdapterRegistry
 from loramux.api.errors import install_error_handlers
 from loramux.api.routes import adapters
 from loramux.keys.admin import AdminKeys, hash_key
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 
-ADMIN = {"Authorization": "Bearer s3cret-admin"}
+ADMIN_KEY = admin_key("s3cret-admin")
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _app(registry: AdapterRegistry, keys: AdminKeys) -> FastAPI:
@@ -32,7 +33,7 @@ def _app(registry: AdapterRegistry, keys: AdminKeys) -> FastAPI:
 
 @pytest.fixture
 async def client(registry: AdapterRegistry) -> AsyncIterator[httpx.AsyncClient]:
-    app = _app(registry, AdminKeys({"ops": hash_key("s3cret-admin")}))
+    app = _app(registry, AdminKeys({"ops": hash_key(ADMIN_KEY)}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://loramux") as c:
         yield c
@@ -55,7 +56,7 @@ def _error(response: httpx.Response) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-admin"}],
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {ADMIN_KEY}"}],
     ids=["missing", "wrong", "not-bearer"],
 )
 async def test_changes_need_the_admin_key(

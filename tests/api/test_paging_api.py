@@ -16,10 +16,10 @@ import httpx
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.gateway.services import AppServices
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 from tests.fakes import CountingEngine
 
-ADMIN_KEY = "paging-admin-key"
+ADMIN_KEY = admin_key("paging-admin")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 

@@ -17,10 +17,11 @@ from fastapi import FastAPI
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.engine import Engine
+from tests.builders import admin_key
 from tests.conftest import REPO
 from tests.serve_process import free_port, wait_ready
 
-ADMIN_KEY = "reliability-admin"
+ADMIN_KEY = admin_key("reliability")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 BASE = "SmolLM2-135M-Instruct"
 

@@ -4,7 +4,7 @@
 # and all-MiniLM-L6-v2) baked in at build time: a running container fetches nothing.
 #
 #   docker build -t loramux:cpu .                      (or: make image)
-#   docker run --rm -p 8000:8000 -e LORAMUX_ADMIN_KEY=change-me \
+#   docker run --rm -p 8000:8000 -e LORAMUX_ADMIN_KEY=$(openssl rand -hex 24) \
 #       -v loramux-data:/var/lib/loramux loramux:cpu   (or: make image-run)
 #
 # It serves configs/default.yaml with API keys required (LORAMUX_AUTH=on: the demo file turns

@@ -36,7 +36,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.serve_process: free_port
 BASE = "SmolLM2-135M-Instruct"
-ADMIN_KEY = "bench-load-admin"
+ADMIN_KEY = "bench-load-admin-Xr4vT9qL2mN7wP1zK8cH5bJ3dF6gY0sA"  # 32+ random characters
 DOCUMENTED_503 = {"server_overloaded", "engine_unavailable", "shutting_down"}
 PROMPTS = [
     "How many vacation days do I get?",

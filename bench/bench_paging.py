@@ -56,7 +56,7 @@ from loramux.types import AdapterRef, ChatMessage  # noqa: E402
 
 BASE = "SmolLM2-135M-Instruct"
 DEMO_HR = REPO / "demo" / "adapters" / "hr"
-ADMIN_KEY = "bench-paging-admin"
+ADMIN_KEY = "bench-paging-admin-Xr4vT9qL2mN7wP1zK8cH5bJ3dF6gY0sA"  # 32+ random characters
 TOPICS = [
     "parking permits", "badge access", "travel insurance", "desk booking", "laptop refresh",
     "gym membership", "visa letters", "shift swaps", "pension transfers", "meal vouchers",

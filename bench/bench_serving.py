@@ -138,7 +138,7 @@ def _gateway(n: int) -> list[tuple]:
 
     port = free_port()
     # Auth stays on, as in production: the client sends an admin key with every request.
-    key = "bench-gateway-admin-key"
+    key = "bench-gateway-admin-Xr4vT9qL2mN7wP1zK8cH5bJ3dF6gY0sA"  # 32+ random characters
     env = {
         **os.environ,
         "LORAMUX_ENGINE": "fake",

@@ -24,6 +24,13 @@ SMOLLM2_CONFIG = {
 """The shapes of SmolLM2-135M-Instruct's config.json that adapter checks read."""
 SMOLLM2_SPEC = spec_from_hf_config(SMOLLM2_CONFIG, name="SmolLM2-135M-Instruct")
 """The base model as the registry sees it, without loading it."""
+ADMIN_KEY_TAIL = "q7Vd2LxN9pR4tZ8mW1cB6hJ3kF5sY0gA"
+"""32 random characters: the server refuses admin keys weaker than that (`load_config`)."""
+
+
+def admin_key(label: str) -> str:
+    """A test admin key strong enough for the server: `<label>-` and 32 random characters."""
+    return f"{label}-{ADMIN_KEY_TAIL}"
 
 
 def write_lora_folder(

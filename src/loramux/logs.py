@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("loramux_request_id", default=None)
-"""The id of the HTTP request being handled (None outside a request)."""
+"""The server's id of the HTTP request being handled (None outside a request)."""
+CLIENT_REQUEST_ID: ContextVar[str | None] = ContextVar("loramux_client_request_id", default=None)
+"""The `x-request-id` the client sent with the request, if any: kept for tracing only."""
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -26,7 +28,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # (uvicorn's `color_message` is its message with terminal colour codes: left out).
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName", "color_message"}
+    | {"message", "asctime", "request_id", "client_request_id", "taskName", "color_message"}
 )
 # Set (unless already set) for JSON logs: libraries' progress bars and transformers' own text
 # handler would put lines on stderr that are not JSON. transformers still reports errors.
@@ -59,6 +61,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None) or REQUEST_ID.get(),
         }
+        client_id = CLIENT_REQUEST_ID.get()
+        if client_id is not None:
+            line["client_request_id"] = client_id
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value

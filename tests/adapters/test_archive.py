@@ -1,9 +1,13 @@
-"""Adapter archives are extracted safely: no escaping paths, no links or devices, no bombs."""
+"""Adapter archives are extracted safely: no escaping paths, no links or devices, no bombs; an
+uploaded archive leaves no file behind, even after a crash (removed at the next start)."""
 
 from __future__ import annotations
 
 import io
+import os
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -11,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from loramux.adapters.archive import extract_archive, save_upload
+from loramux.adapters.filestore import AdapterFiles
 from loramux.config import AdapterLimits
 from loramux.errors import AdapterError, AdapterTooLargeError, ArchiveError
 from tests.builders import write_lora_folder
@@ -174,3 +179,26 @@ def test_uploads_over_the_limit_are_refused(tmp_path: Path) -> None:
             io.BytesIO(b"x" * 5000), tmp_path / "up", AdapterLimits(max_total_bytes=4096), name="hr"
         )
     assert issubclass(ArchiveError, AdapterError)
+
+
+def test_a_refused_upload_leaves_no_file(tmp_path: Path) -> None:
+    dest = tmp_path / "up"
+    with pytest.raises(AdapterTooLargeError):
+        save_upload(io.BytesIO(b"x" * 5000), dest, AdapterLimits(max_total_bytes=4096), name="hr")
+    assert not dest.exists()
+
+
+def test_start_up_removes_uploads_of_processes_that_are_gone(tmp_path: Path) -> None:
+    files = AdapterFiles(tmp_path)
+    ours = files.new_upload()  # at start, ours are from an earlier life of this pid
+    (ours / "upload").write_bytes(b"x" * 1000)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = files.uploads_root / f"{dead.pid}-abc"
+    gone.mkdir()
+    (gone / "upload").write_bytes(b"x")
+    alive = files.uploads_root / f"{os.getppid()}-def"  # our parent runs: its upload may be live
+    alive.mkdir()
+    removed = files.cleanup([])
+    assert sorted(removed) == sorted(files.relative(p) for p in (ours, gone))
+    assert [p.name for p in files.uploads_root.iterdir()] == [alive.name]

@@ -10,9 +10,9 @@ from loramux.adapters.registry import AdapterRegistry
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.builders import SMOLLM2_SPEC, write_lora_folder
+from tests.builders import SMOLLM2_SPEC, admin_key, write_lora_folder
 
-ADMIN_KEY = "api-test-admin"
+ADMIN_KEY = admin_key("api-test-admin")
 """The admin key of the `client` app; `client` sends it on every request (it works on the
 inference endpoints too, with access to everything)."""
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}

@@ -17,9 +17,10 @@ from loramux.adapters.registry import AdapterRegistry
 from loramux.api.errors import install_error_handlers
 from loramux.api.routes import adapters
 from loramux.keys.admin import AdminKeys, hash_key
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 
-ADMIN = {"Authorization": "Bearer s3cret-admin"}
+ADMIN_KEY = admin_key("s3cret-admin")
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _app(registry: AdapterRegistry, keys: AdminKeys) -> FastAPI:
@@ -32,7 +33,7 @@ def _app(registry: AdapterRegistry, keys: AdminKeys) -> FastAPI:
 
 @pytest.fixture
 async def client(registry: AdapterRegistry) -> AsyncIterator[httpx.AsyncClient]:
-    app = _app(registry, AdminKeys({"ops": hash_key("s3cret-admin")}))
+    app = _app(registry, AdminKeys({"ops": hash_key(ADMIN_KEY)}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://loramux") as c:
         yield c
@@ -55,7 +56,7 @@ def _error(response: httpx.Response) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-admin"}],
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {ADMIN_KEY}"}],
     ids=["missing", "wrong", "not-bearer"],
 )
 async def test_changes_need_the_admin_key(
@@ -108,13 +109,13 @@ async def test_register_by_path_then_list_and_show(
     assert again.status_code == 200
     assert again.json()["created"] is False
 
-    listed = (await client.get("/v1/adapters")).json()
+    listed = (await client.get("/v1/adapters", headers=ADMIN)).json()
     assert [a["name"] for a in listed["data"]] == ["hr"]
-    shown = await client.get("/v1/adapters/hr")
+    shown = await client.get("/v1/adapters/hr", headers=ADMIN)
     assert shown.json()["audit"][0]["actor"] == "ops"
     assert str(tmp_path) not in shown.text, "file paths never leave the server"
 
-    missing = await client.get("/v1/adapters/finance")
+    missing = await client.get("/v1/adapters/finance", headers=ADMIN)
     assert missing.status_code == 404
     assert _error(missing)["code"] == "adapter_not_found"
 
@@ -151,7 +152,11 @@ async def test_register_by_upload(client: httpx.AsyncClient, tmp_path: Path) -> 
     ids=["traversal", "pickle"],
 )
 async def test_bad_uploads_are_refused(
-    client: httpx.AsyncClient, members: dict[str, bytes], status: int, code: str
+    client: httpx.AsyncClient,
+    registry: AdapterRegistry,
+    members: dict[str, bytes],
+    status: int,
+    code: str,
 ) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -165,7 +170,29 @@ async def test_bad_uploads_are_refused(
     )
     assert response.status_code == status
     assert _error(response)["code"] == code
-    assert (await client.get("/v1/adapters")).json()["data"] == []
+    assert (await client.get("/v1/adapters", headers=ADMIN)).json()["data"] == []
+    assert list((registry.files.uploads_root).iterdir()) == []  # its archive is gone too
+
+
+async def test_no_upload_leaves_its_archive_behind(
+    client: httpx.AsyncClient, registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    folder = write_lora_folder(tmp_path / "hr")
+    ok = await client.post(
+        "/v1/adapters",
+        files={"file": ("hr.zip", _zip_of(folder), "application/zip")},
+        data={"name": "hr"},
+        headers=ADMIN,
+    )
+    assert ok.status_code == 201, ok.text
+    not_an_archive = await client.post(
+        "/v1/adapters",
+        files={"file": ("it.zip", b"x" * 300_000)},
+        data={"name": "it"},
+        headers=ADMIN,
+    )
+    assert not_an_archive.status_code == 400
+    assert list(registry.files.uploads_root.iterdir()) == []
 
 
 async def test_malformed_admin_requests_are_400s(client: httpx.AsyncClient) -> None:
@@ -231,7 +258,7 @@ async def test_traffic_promote_retire_and_experiment(
     )
     assert bad_rating.status_code == 400
 
-    report = (await client.get("/v1/adapters/hr/experiment")).json()
+    report = (await client.get("/v1/adapters/hr/experiment", headers=ADMIN)).json()
     arms = {a["version"]: a for a in report["arms"]}
     assert arms[assignment.version.version]["up"] == 1
     assert arms[assignment.version.version]["ttft"]["p50_ms"] == pytest.approx(20)
@@ -242,7 +269,7 @@ async def test_traffic_promote_retire_and_experiment(
     retired = await client.post(f"/v1/adapters/hr/versions/{v1}/retire", headers=ADMIN)
     assert retired.status_code == 200
     assert retired.json()["status"] == "retired"
-    audit = (await client.get("/v1/adapters/hr")).json()["audit"]
+    audit = (await client.get("/v1/adapters/hr", headers=ADMIN)).json()["audit"]
     assert [e["action"] for e in audit] == [
         "retire",
         "promote",
@@ -284,7 +311,7 @@ async def test_rollback_and_delete_over_http(
     forced = await client.delete("/v1/adapters/hr?force=true", headers=ADMIN)
     assert forced.status_code == 200, forced.text
     assert forced.json() == {"object": "adapter.deleted", "name": "hr", "deleted": True}
-    assert (await client.get("/v1/adapters/hr")).status_code == 404
+    assert (await client.get("/v1/adapters/hr", headers=ADMIN)).status_code == 404
     assert (await client.delete("/v1/adapters/hr", headers=ADMIN)).status_code == 404
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -117,12 +118,21 @@ async def test_unknown_fields_are_accepted(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200
 
 
-async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
+async def test_the_request_id_is_the_servers_and_the_clients_is_echoed_beside_it(
+    client: httpx.AsyncClient,
+) -> None:
     r = await client.post("/v1/chat/completions", json=chat(), headers={"x-request-id": "abc-123"})
-    assert r.headers["x-request-id"] == "abc-123"
-    assert r.json()["id"] == "chatcmpl-abc-123"
+    server_id = r.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{24}", server_id)
+    assert r.json()["id"] == f"chatcmpl-{server_id}"
+    assert r.headers["x-client-request-id"] == "abc-123"
+    again = await client.post(
+        "/v1/chat/completions", json=chat(), headers={"x-request-id": "abc-123"}
+    )
+    assert again.headers["x-request-id"] != server_id  # a new id for every request
     r = await client.post("/v1/chat/completions", json=chat(), headers={"x-request-id": "bad id!"})
     assert r.headers["x-request-id"] != "bad id!"
+    assert "x-client-request-id" not in r.headers  # not well formed: not echoed
 
 
 async def test_health_and_ready(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:

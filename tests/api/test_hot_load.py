@@ -11,9 +11,10 @@ import httpx
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 
-ADMIN = {"authorization": "Bearer hot-load-admin"}
+ADMIN_KEY = admin_key("hot-load-admin")
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
 async def test_hot_load_under_concurrent_traffic_fails_no_request(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ async def test_hot_load_under_concurrent_traffic_fails_no_request(tmp_path: Path
         f"adapters:\n  hr: {{path: {v1}}}\n",
         encoding="utf-8",
     )
-    config = load_config(config_file, environ={"LORAMUX_ADMIN_KEY": "hot-load-admin"})
+    config = load_config(config_file, environ={"LORAMUX_ADMIN_KEY": ADMIN_KEY})
     app = create_app(config, engine=FakeEngine(token_delay_s=0.004))
     statuses: list[int] = []
     versions: set[str] = set()

@@ -20,9 +20,10 @@ from loramux.api import create_app
 from loramux.cli import app as cli_app
 from loramux.config import LoramuxConfig, load_config
 from loramux.serve.fake import FakeEngine
+from tests.builders import admin_key
 from tests.conftest import REPO
 
-ADMIN_KEY = "keys-test-admin"
+ADMIN_KEY = admin_key("keys-test-admin")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 BASE = "SmolLM2-135M-Instruct"
 Serve = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]

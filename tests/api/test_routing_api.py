@@ -16,14 +16,14 @@ import pytest_asyncio
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HR_Q = "How many vacation days do I get per year?"
 IT_Q = "My laptop cannot connect to the VPN from home"
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = admin_key("test-admin")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 

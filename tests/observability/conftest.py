@@ -13,9 +13,9 @@ import pytest
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.fake import FakeEngine
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 
-ADMIN_KEY = "obs-admin-key"
+ADMIN_KEY = admin_key("obs-admin")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]

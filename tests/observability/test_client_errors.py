@@ -14,11 +14,11 @@ import pytest
 
 from loramux.api import create_app
 from loramux.config import load_config
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 from tests.fakes import FaultyEngine
 from tests.observability.test_metrics import value
 
-ADMIN_KEY = "client-errors-admin"
+ADMIN_KEY = admin_key("client-errors")
 LONG = " ".join(f"word{i}" for i in range(80))
 """80 words: over the fake engine's context length of 64."""
 

@@ -56,7 +56,7 @@ def test_a_routed_line_has_the_candidates_with_scores_and_no_text() -> None:
         ),
         "auto",
         Dispatch(decision, Assignment(version, "exp1"), (), propensity=0.3),
-        caller_id="key-1",
+        key_id="key-1",
     )
     common = {"ttft_s": 0.01, "total_s": 0.2, "prompt_tokens": 5, "completion_tokens": 3}
     line = decision_record(prepared, outcome="ok", keep_text=False, **common)

@@ -54,7 +54,8 @@ async def test_a_chat_request_logs_its_id_and_no_prompt_text(
         assert {"ts", "level", "logger", "message", "request_id"} <= line.keys()
     mine = [line for line in lines if line["logger"] == "loramux.gateway.service"]
     assert len(mine) == 1
-    assert mine[0]["request_id"] == "trace-me-123" == r.headers["x-request-id"]
+    assert mine[0]["request_id"] == r.headers["x-request-id"] != "trace-me-123"  # the server's
+    assert mine[0]["client_request_id"] == "trace-me-123" == r.headers["x-client-request-id"]
     assert mine[0]["level"] == "INFO"
     assert "adapter=hr@" in mine[0]["message"]
 

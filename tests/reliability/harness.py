@@ -17,10 +17,11 @@ from fastapi import FastAPI
 from loramux.api import create_app
 from loramux.config import load_config
 from loramux.serve.engine import Engine
+from tests.builders import admin_key
 from tests.conftest import REPO
 from tests.serve_process import free_port, wait_ready
 
-ADMIN_KEY = "reliability-admin"
+ADMIN_KEY = admin_key("reliability")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 BASE = "SmolLM2-135M-Instruct"
 
@@ -39,8 +40,7 @@ async def app_client(
     engine_keys = "kind: fake, max_new_tokens: 64" + (f", {engine_yaml}" if engine_yaml else "")
     config_file = tmp_path / "loramux.yaml"
     config_file.write_text(
-        f"engine: {{{engine_keys}}}\n"
-        f"paths: {{data_dir: {tmp_path / 'data'}}}\n" + extra_yaml,
+        f"engine: {{{engine_keys}}}\npaths: {{data_dir: {tmp_path / 'data'}}}\n" + extra_yaml,
         encoding="utf-8",
     )
     config = load_config(config_file, environ={"LORAMUX_ADMIN_KEY": ADMIN_KEY})

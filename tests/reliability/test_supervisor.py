@@ -4,6 +4,8 @@ the engine is rebuilt with backoff and gets its adapters back, and nobody has to
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -176,3 +178,26 @@ async def test_the_same_instance_is_restarted_when_there_is_no_factory() -> None
     await wait_for(lambda: engine.restarts == 1 and engine.ready)
     assert single.starts == 2
     await engine.stop()
+
+
+async def test_an_engine_the_supervisor_replaced_is_not_kept_alive() -> None:
+    made: list[weakref.ref[FaultyEngine]] = []
+
+    def factory() -> FaultyEngine:
+        engine = FaultyEngine(token_delay_s=0.001)
+        made.append(weakref.ref(engine))
+        return engine
+
+    supervised = SupervisedEngine(factory, SETTINGS)
+    await supervised.start()
+    await supervised.add_adapter(HR)
+    try:
+        for n in range(3):
+            await generate(supervised, request(f"r{n}", words=3))
+            await supervised._recover("test: rebuild")
+        for _ in range(3):  # the loop's own finalizers of closed streams run on its next turns
+            await asyncio.sleep(0)
+        gc.collect()
+        assert [ref() is None for ref in made] == [True, True, True, False]
+    finally:
+        await supervised.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.builders import write_lora_folder
+from tests.builders import admin_key, write_lora_folder
 from tests.conftest import REPO
 from tests.serve_process import free_port, stop, wait_ready
 from tests.ui.test_dashboard import PNG
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ADMIN_KEY = "browser-admin-key"
+ADMIN_KEY = admin_key("browser-admin")
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 PROMPT = "my stapler was confiscated by a heron"
 

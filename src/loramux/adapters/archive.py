@@ -205,17 +205,23 @@ def _write(
 def save_upload(src: IO[bytes], dest: Path, limits: AdapterLimits, *, name: str) -> Path:
     """Write an uploaded archive to `dest`, refusing it once over `limits.max_total_bytes`.
 
+    A failed write (too large, a read or disk error) leaves no file at `dest`.
+
     Raises:
         AdapterTooLargeError: the upload is larger than an adapter may be.
     """
     size = 0
-    with dest.open("xb") as out:
-        while block := src.read(CHUNK):
-            size += len(block)
-            if size > limits.max_total_bytes:
-                raise AdapterTooLargeError(
-                    f"adapter {name!r}: the upload is over {limits.max_total_bytes} bytes "
-                    "(registry.limits.max_total_bytes)"
-                )
-            out.write(block)
+    try:
+        with dest.open("xb") as out:
+            while block := src.read(CHUNK):
+                size += len(block)
+                if size > limits.max_total_bytes:
+                    raise AdapterTooLargeError(
+                        f"adapter {name!r}: the upload is over {limits.max_total_bytes} bytes "
+                        "(registry.limits.max_total_bytes)"
+                    )
+                out.write(block)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
     return dest

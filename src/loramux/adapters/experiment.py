@@ -257,12 +257,20 @@ class ExperimentTracker:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         error: bool = False,
+        key_id: str | None = None,
     ) -> None:
         """Record one served request (call once, when it ended). No I/O, except a forced
-        write when the periodic flush falls far behind."""
+        write when the periodic flush falls far behind.
+
+        Args:
+            request_id: the server's id of the request (never one the client chose).
+            key_id: the API key that made it; only that key (or admin) may rate it.
+        """
         v = assignment.version
         key = (v.name, v.version, assignment.experiment_id)
-        row = RequestRecord(request_id, v.name, v.version, assignment.experiment_id, self.clock())
+        row = RequestRecord(
+            request_id, v.name, v.version, assignment.experiment_id, self.clock(), key_id
+        )
         with self._lock:
             self._pending_requests.append(row)
             self._recent[request_id] = row
@@ -341,18 +349,29 @@ class ExperimentTracker:
             found = self._recent.get(request_id)
         return found if found is not None else self.store.find_request(request_id)
 
-    def add_feedback(self, request_id: str, rating: Rating, comment: str = "") -> FeedbackRecord:
+    def add_feedback(
+        self, request_id: str, rating: Rating, comment: str = "", *, key_id: str | None = None
+    ) -> FeedbackRecord:
         """Store a rating of a served request (a later rating of the same request replaces it).
 
+        Args:
+            request_id: the server's id of the rated request.
+            rating: thumbs up or down.
+            comment: free text.
+            key_id: the API key that rates; only the key that made the request may rate it.
+                None: any request (the admin key, or auth off).
+
         Raises:
-            UnknownRequestError: no adapter-served request with that id is remembered.
+            UnknownRequestError: no adapter-served request with that id is remembered, or it
+                was made by another key (the same answer, so ids of others reveal nothing).
         """
         served = self.find(request_id)
-        if served is None:
+        if served is None or (key_id is not None and served.key_id != key_id):
             days = self.settings.retention_s / 86400
             raise UnknownRequestError(
                 f"no request {request_id!r} served by an adapter in the last {days:g} days; "
-                "send the x-request-id of a response that came from an adapter",
+                "send the x-request-id response header of a response your key got from an "
+                "adapter",
                 param="request_id",
             )
         feedback = FeedbackRecord(

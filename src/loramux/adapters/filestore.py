@@ -6,6 +6,10 @@ only after that. So at any crash there is either a leftover staging folder or a 
 the database does not know: `cleanup` removes both at start. An exclusive file lock
 (`adapters/.lock`) is held from staging to commit, so a cleanup in another process never
 removes a registration in progress.
+
+Uploaded archives are written to `adapters/.uploads/<pid>-<random>/` before registration and
+removed when it ends, whatever the outcome; `cleanup` removes those of processes that are gone
+(a crash, a kill -9), and the start of a process with the same pid (a container's pid 1).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class AdapterFiles:
         self.data_dir = data_dir
         self.root = data_dir / "adapters"
         self.staging_root = self.root / ".staging"
+        self.uploads_root = self.root / ".uploads"
 
     def lock(self) -> IO[bytes]:
         """Take the registry's file lock (blocking); release it with `unlock`."""
@@ -52,6 +57,12 @@ class AdapterFiles:
         """A fresh, empty staging folder (call with the lock held)."""
         self.staging_root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=self.staging_root))
+
+    def new_upload(self) -> Path:
+        """A fresh, empty folder for one uploaded archive, named for this process (remove it
+        with `discard` when the registration ends)."""
+        self.uploads_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.uploads_root, prefix=f"{os.getpid()}-"))
 
     def copy_folder(self, source: Path, dest: Path, limits: AdapterLimits, *, name: str) -> Path:
         """Copy the top-level files of a PEFT folder into `dest` (subfolders are not copied).
@@ -128,6 +139,11 @@ class AdapterFiles:
             for leftover in sorted(self.staging_root.iterdir()):
                 self.discard(leftover)
                 removed.append(self.relative(leftover))
+            if self.uploads_root.is_dir():
+                for upload in sorted(self.uploads_root.iterdir()):
+                    if not _owner_alive(upload.name):
+                        self.discard(upload)
+                        removed.append(self.relative(upload))
             for adapter_dir in sorted(self.root.iterdir()):
                 if adapter_dir.name.startswith(".") or not adapter_dir.is_dir():
                     continue
@@ -141,8 +157,22 @@ class AdapterFiles:
         finally:
             self.unlock(handle)
         for rel in removed:
-            logger.warning("removed %s: left over from an interrupted registration", rel)
+            logger.warning("removed %s: left over from an interrupted registration or upload", rel)
         return removed
+
+
+def _owner_alive(name: str) -> bool:
+    """True when the upload folder `name` (`<pid>-...`) belongs to another running process."""
+    pid_text = name.partition("-")[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False  # ours at start is from an earlier life of this pid: not in progress
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -121,10 +121,14 @@ class RequestRecord:
     """Which version served a request, so later feedback can be attributed to it."""
 
     request_id: str
+    """The server's id of the request (its `x-request-id` response header)."""
     adapter: str
     version: str
     experiment_id: str
     at: float
+    key_id: str | None = None
+    """The API key that made the request (`admin:<label>`, `anonymous`); only it (or the admin
+    key) may rate the request. None for requests recorded before keys were kept."""
 
 
 @dataclass(frozen=True)

@@ -339,16 +339,24 @@ class AdapterRegistry(Registrar):
         return self.experiments.report(adapter)
 
     async def record_feedback(
-        self, request_id: str, rating: Rating, comment: str = ""
+        self, request_id: str, rating: Rating, comment: str = "", *, key_id: str | None = None
     ) -> FeedbackRecord:
         """Store a user's rating of a request; then, when automatic promotion or rollback is
         on, act on the experiment's verdict (logged in the audit as `auto-experiment`).
 
+        Args:
+            request_id: the server's id of the rated request.
+            rating: thumbs up or down.
+            comment: free text.
+            key_id: the rating API key: only the key that made the request may rate it; None
+                for any request (the admin key, or auth off).
+
         Raises:
-            UnknownRequestError: no adapter-served request with that id is remembered.
+            UnknownRequestError: no adapter-served request with that id is remembered (or
+                another key made it).
         """
         feedback = await asyncio.to_thread(
-            self.experiments.add_feedback, request_id, rating, comment
+            self.experiments.add_feedback, request_id, rating, comment, key_id=key_id
         )
         settings = self.settings.experiment
         adapter = self._state.adapters.get(feedback.adapter)

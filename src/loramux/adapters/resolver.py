@@ -23,6 +23,8 @@ from loramux.errors import EngineUnavailableError, ModelNotFoundError
 
 Locate = Callable[[VersionRecord, AdapterRecord], AdapterVersion]
 """Turns a stored version into the `AdapterVersion` engines load (absolute path, description)."""
+Visible = Callable[[str], bool]
+"""Adapter name -> whether the caller may see it (a department key sees only its adapters)."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,20 @@ class Resolver:
             for v in sorted(route.versions)
         ]
 
-    def assign(self, model: str, user: str | None = None) -> Assignment | None:
+    def assign(
+        self,
+        model: str,
+        user: str | None = None,
+        *,
+        visible: Visible | None = None,
+        base_visible: bool = True,
+    ) -> Assignment | None:
         """Which adapter version serves a request for `model`; None for the base model.
 
         `name@version` pins a version (any that is not retired). A plain name picks a version
-        by the traffic split, sticky per `user` (None picks at random).
+        by the traffic split, sticky per `user` (None picks at random). The 404 for an unknown
+        model names the models the caller may use: the adapters `visible` accepts (None: all)
+        and the base model when `base_visible`.
 
         Raises:
             ModelNotFoundError: unknown adapter or version, retired version, or no traffic.
@@ -107,7 +118,8 @@ class Resolver:
         name, sep, pinned = model.partition("@")
         route = self.routes.get(name)
         if route is None:
-            known = ", ".join([self.base_model_id, *sorted(self.routes)])
+            names = [n for n in sorted(self.routes) if visible is None or visible(n)]
+            known = ", ".join([self.base_model_id, *names] if base_visible else names) or "none"
             raise ModelNotFoundError(
                 f"The model {model!r} does not exist. Available models: {known} "
                 "(see GET /v1/models).",

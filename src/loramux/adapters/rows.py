@@ -135,7 +135,9 @@ def audit_entry(r: sqlite3.Row) -> AuditEntry:
 
 def request_record(r: sqlite3.Row) -> RequestRecord:
     """A `requests` row."""
-    return RequestRecord(r["request_id"], r["adapter"], r["version"], r["experiment_id"], r["at"])
+    return RequestRecord(
+        r["request_id"], r["adapter"], r["version"], r["experiment_id"], r["at"], r["key_id"]
+    )
 
 
 def usage_delta(adapter: str, experiment_id: str, r: sqlite3.Row) -> UsageDelta:

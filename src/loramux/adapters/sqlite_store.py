@@ -176,9 +176,12 @@ class SQLiteRegistryStore:
     def save_usage(self, requests: Sequence[RequestRecord], usage: Sequence[UsageDelta]) -> None:
         with self._lock, self._transaction():
             self._db.executemany(
-                """INSERT OR REPLACE INTO requests (request_id, adapter, version, experiment_id, at)
-                   VALUES (?, ?, ?, ?, ?)""",
-                [(r.request_id, r.adapter, r.version, r.experiment_id, r.at) for r in requests],
+                """INSERT OR REPLACE INTO requests (request_id, adapter, version, experiment_id, at,
+                       key_id) VALUES (?, ?, ?, ?, ?, ?)""",
+                [
+                    (r.request_id, r.adapter, r.version, r.experiment_id, r.at, r.key_id)
+                    for r in requests
+                ],
             )
             self._db.executemany(
                 """INSERT INTO usage (adapter, version, experiment_id, requests, errors,

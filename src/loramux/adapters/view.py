@@ -27,7 +27,7 @@ from loramux.adapters.records import (
     VersionRecord,
     VersionStatus,
 )
-from loramux.adapters.resolver import Resolver
+from loramux.adapters.resolver import Resolver, Visible
 from loramux.adapters.store import RegistryStore
 from loramux.adapters.traffic import Assignment
 from loramux.adapters.validation import BaseModelSpec
@@ -110,18 +110,31 @@ class RegistryView:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def adapters(self) -> list[AdapterRecord]:
-        return [self._state.adapters[n] for n in sorted(self._state.adapters)]
+    def adapters(self, visible: Visible | None = None) -> list[AdapterRecord]:
+        """Every adapter by name, or those `visible` accepts (a department key's)."""
+        return [
+            self._state.adapters[n]
+            for n in sorted(self._state.adapters)
+            if visible is None or visible(n)
+        ]
 
-    def get(self, name: str) -> tuple[AdapterRecord, tuple[VersionRecord, ...]]:
+    def get(
+        self, name: str, visible: Visible | None = None
+    ) -> tuple[AdapterRecord, tuple[VersionRecord, ...]]:
         """An adapter and its versions, oldest first.
 
+        Args:
+            name: the adapter.
+            visible: which adapters the caller may see (None: all); one it may not see is
+                reported as missing, and the message names only those it may see.
+
         Raises:
-            AdapterNotFoundError: no such adapter.
+            AdapterNotFoundError: no such adapter (or not one the caller may see).
         """
         adapter = self._state.adapters.get(name)
-        if adapter is None:
-            known = ", ".join(sorted(self._state.adapters)) or "none yet"
+        if adapter is None or (visible is not None and not visible(name)):
+            names = sorted(n for n in self._state.adapters if visible is None or visible(n))
+            known = ", ".join(names) or "none yet"
             raise AdapterNotFoundError(
                 f"no adapter named {name!r}; registered adapters: {known}", param="name"
             )
@@ -150,16 +163,24 @@ class RegistryView:
         """Every version a request may reach (not retired); the engine loads them on use."""
         return self._resolver.servable_versions()
 
-    def assign(self, model: str, user: str | None = None) -> Assignment | None:
+    def assign(
+        self,
+        model: str,
+        user: str | None = None,
+        *,
+        visible: Visible | None = None,
+        base_visible: bool = True,
+    ) -> Assignment | None:
         """Which adapter version serves a request for `model`; None for the base model.
 
-        In memory only; see `Resolver.assign` (pins, sticky split by `user`).
+        In memory only; see `Resolver.assign` (pins, sticky split by `user`; `visible` and
+        `base_visible` choose which models a 404 names).
 
         Raises:
             ModelNotFoundError: unknown adapter or version, retired version, or no traffic.
             EngineUnavailableError: the split picked a version the engine could not load.
         """
-        return self._resolver.assign(model, user)
+        return self._resolver.assign(model, user, visible=visible, base_visible=base_visible)
 
     def resolve(self, model: str, user: str | None = None) -> AdapterVersion | None:
         """`assign(model, user).version`; None for the base model (raises as `assign`)."""

@@ -19,9 +19,11 @@ from loramux.api.metrics import MetricsMiddleware
 from loramux.api.middleware import RequestContextMiddleware, StartupErrorMiddleware
 from loramux.api.routes import adapters, health, keys, metrics, openai, routing
 from loramux.api.textguard import UnicodeGuardMiddleware
+from loramux.api.throttle import AuthThrottleMiddleware
 from loramux.config import LoramuxConfig
 from loramux.gateway.metrics import GatewayMetrics
 from loramux.gateway.startup import close_services, open_services
+from loramux.keys.throttle import FailureThrottle
 from loramux.serve.engine import Engine
 from loramux.serve.supervisor import supervise
 
@@ -70,6 +72,10 @@ def create_app(config: LoramuxConfig, *, engine: Engine | None = None) -> FastAP
         max_body_bytes=config.server.max_request_bytes,
         upload_paths=("/v1/adapters",),
         max_upload_bytes=config.registry.limits.max_total_bytes,
+    )
+    app.add_middleware(  # before the request id: a guessing address costs nothing more
+        AuthThrottleMiddleware,
+        throttle=FailureThrottle(config.auth.max_failures, config.auth.failure_window_s),
     )
     app.add_middleware(MetricsMiddleware, metrics=gateway_metrics)
     app.add_middleware(StartupErrorMiddleware)  # outermost: one line for a failed start-up

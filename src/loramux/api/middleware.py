@@ -12,16 +12,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loramux.api.errors import error_body
 from loramux.errors import LoramuxError, RequestTooLargeError
-from loramux.logs import REQUEST_ID
+from loramux.logs import CLIENT_REQUEST_ID, REQUEST_ID
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (the client's `x-request-id` when well formed), echoes it in
-    the response headers, sets it as the log context (`loramux.logs.REQUEST_ID`), and refuses
-    bodies over the limit with 413: `max_body_bytes`, or `max_upload_bytes` for POSTs to
-    `upload_paths` (adapter archives)."""
+    """Gives every request the server's own id, returned in the `x-request-id` response header
+    and set as the log context (`loramux.logs.REQUEST_ID`), and refuses bodies over the limit
+    with 413: `max_body_bytes`, or `max_upload_bytes` for POSTs to `upload_paths` (adapter
+    archives).
+
+    The id is never the client's: records are keyed by it (feedback, A/B results), and an id a
+    client chooses could name another department's request. A well-formed `x-request-id` the
+    client sends is kept beside it, for tracing: in the request's log lines
+    (`client_request_id` in JSON logs) and echoed as `x-client-request-id`."""
 
     def __init__(
         self,
@@ -42,14 +47,20 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _CLIENT_ID.match(given) else uuid.uuid4().hex[:24]
-        scope.setdefault("state", {})["request_id"] = request_id
+        client_id = given if _CLIENT_ID.match(given) else None
+        request_id = uuid.uuid4().hex[:24]
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_request_id"] = client_id
+        echoed = [(b"x-request-id", request_id.encode())]
+        if client_id is not None:
+            echoed.append((b"x-client-request-id", client_id.encode()))
         limit = self.max_body_bytes
         if scope["method"] == "POST" and scope["path"] in self.upload_paths:
             limit = self.max_upload_bytes
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _reject_too_large(send, request_id, limit)
+            await _reject_too_large(send, echoed, limit)
             return
         received = 0
 
@@ -65,15 +76,17 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], *echoed]
             await send(message)
 
         token = REQUEST_ID.set(request_id)  # log records made for this request carry its id
+        client_token = CLIENT_REQUEST_ID.set(client_id)
         try:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
-            await _reject_too_large(send, request_id, limit)
+            await _reject_too_large(send, echoed, limit)
         finally:
+            CLIENT_REQUEST_ID.reset(client_token)
             REQUEST_ID.reset(token)
 
 
@@ -81,7 +94,7 @@ class _BodyTooLarge(RequestTooLargeError):
     """Raised from `receive` when a body without content-length grows past the limit."""
 
 
-async def _reject_too_large(send: Send, request_id: str, limit: int) -> None:
+async def _reject_too_large(send: Send, ids: list[tuple[bytes, bytes]], limit: int) -> None:
     body: dict[str, Any] = error_body(
         f"request body is larger than this server's limit of {limit} bytes; send less",
         "invalid_request_error",
@@ -95,7 +108,7 @@ async def _reject_too_large(send: Send, request_id: str, limit: int) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", request_id.encode()),
+                *ids,
             ],
         }
     )

@@ -32,6 +32,10 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "LORAMUX_AUTH": ("auth", "enabled"),
 }
 # Also LORAMUX_ADMIN_KEY: a plain admin key, hashed at load time into `admin.keys.admin`.
+MIN_ADMIN_KEY_CHARS = 32
+"""The shortest plain admin key accepted (`LORAMUX_ADMIN_KEY`)."""
+MIN_ADMIN_KEY_DISTINCT = 8
+"""Different characters a plain admin key must have (refuses `aaaa...`, `abab...`)."""
 
 
 def load_config(
@@ -78,6 +82,7 @@ def load_config(
             if value is not None:
                 _set_key(data, section, key, value, source)
     if env.get("LORAMUX_ADMIN_KEY"):
+        check_admin_key(env["LORAMUX_ADMIN_KEY"])
         admin = data.setdefault("admin", {})
         if not isinstance(admin, dict):
             raise ConfigError(f"`admin` in {path} must be a mapping")
@@ -88,6 +93,26 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc
     return _with_absolute_paths(config, base_dir)
+
+
+def check_admin_key(key: str) -> None:
+    """Refuse a plain admin key that is easy to guess (`LORAMUX_ADMIN_KEY`).
+
+    At least `MIN_ADMIN_KEY_CHARS` characters with at least `MIN_ADMIN_KEY_DISTINCT` different
+    ones: what `secrets.token_urlsafe(32)` (43 characters) makes. Keys in `admin.keys` are
+    sha256 digests, whose length says nothing about the key: those are not checked.
+
+    Raises:
+        ConfigError: the key is too short or too repetitive (the message says how to make one).
+    """
+    stripped = key.strip()
+    if len(stripped) >= MIN_ADMIN_KEY_CHARS and len(set(stripped)) >= MIN_ADMIN_KEY_DISTINCT:
+        return
+    raise ConfigError(
+        f"LORAMUX_ADMIN_KEY is too weak ({len(stripped)} characters, {len(set(stripped))} "
+        f"different): use at least {MIN_ADMIN_KEY_CHARS} random characters, e.g. "
+        """`python -c "import secrets; print(secrets.token_urlsafe(32))"`"""
+    )
 
 
 def _set_key(data: dict[str, Any], section: str, key: str, value: Any, source: str) -> None:

@@ -88,7 +88,9 @@ class AdminSettings(Strict):
     """Admin keys (`admin:` in the serving config)."""
 
     keys: dict[str, str] = Field(default_factory=dict)
-    """Label -> sha256 hex digest of an admin key (`printf %s KEY | sha256sum`), never the key."""
+    """Label -> sha256 hex digest of an admin key (`printf %s KEY | sha256sum`), never the key.
+    Make the key of at least 32 random characters (`secrets.token_urlsafe(32)`): a digest does
+    not tell its key's length, so only `LORAMUX_ADMIN_KEY` is checked for that at start."""
 
     @field_validator("keys")
     @classmethod
@@ -117,3 +119,11 @@ class AuthSettings(Strict):
     """Prompt + completion tokens per minute per API key, for keys that set none (`--tpm`);
     None: no limit. Charged as an estimate when a request starts, settled to the real count when
     it ends."""
+    max_failures: int = Field(default=20, ge=1)
+    """Failed authentications (401: a wrong or missing key, a wrong dashboard login) one client
+    address may make within `failure_window_s`; past that, every request from that address gets
+    429 with `Retry-After` until its oldest failure leaves the window. Other addresses are not
+    affected. Behind a proxy every client shares the proxy's address: run uvicorn with
+    `--forwarded-allow-ips` so the real address is used."""
+    failure_window_s: float = Field(default=60.0, gt=0)
+    """The window, in seconds, over which `max_failures` counts."""

@@ -44,9 +44,16 @@ class Caller:
     limits: Limits
     user: str | None
     """Who asks, for the sticky A/B assignment when the request has no `user` field."""
+    privileged: bool = False
+    """An admin key, or every request while auth is off: sees every adapter and its audit
+    log, and may rate any request. A department key sees only what its `access` lists."""
+
+    def visible(self, adapter: str) -> bool:
+        """True when the caller may see adapter `adapter` in registry reads and listings."""
+        return self.privileged or self.access.may_use_adapter(adapter)
 
 
-ANONYMOUS = Caller("anonymous", None, EVERYTHING, Limits(), None)
+ANONYMOUS = Caller("anonymous", None, EVERYTHING, Limits(), None, privileged=True)
 
 
 class Gate:
@@ -117,7 +124,9 @@ class Gate:
             except AuthenticationError:
                 pass
             else:
-                return Caller(f"admin:{label}", None, EVERYTHING, Limits(), f"admin:{label}")
+                return Caller(
+                    f"admin:{label}", None, EVERYTHING, Limits(), f"admin:{label}", privileged=True
+                )
         raise AuthenticationError(
             "the API key is not valid; check it (keys start with "
             f"`{KEY_PREFIX}`), or ask an admin for one"

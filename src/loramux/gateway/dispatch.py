@@ -131,7 +131,9 @@ class Dispatcher:
                 may use fits the request.
         """
         if model != AUTO_MODEL:
-            assignment = self.registry.assign(model, user)
+            assignment = self.registry.assign(
+                model, user, visible=access.may_use_adapter, base_visible=access.base
+            )
             if assignment is None:
                 access.require_base(model)
             else:

@@ -54,8 +54,9 @@ class PreparedRequest:
     """Tokens charged to the caller's per-minute limit; settled when the request ends."""
     adapter_load_s: float | None = None
     """Set at the first chunk: seconds the request waited for its adapter to load (cold)."""
-    caller_id: str | None = None
-    """The API key's id (`admin:<label>`, `anonymous`), for the decision log."""
+    key_id: str | None = None
+    """The caller's key id (`admin:<label>`, `anonymous`): kept with the request's record (only
+    that key may rate it) and in the decision log."""
 
     def headers(self) -> dict[str, str]:
         headers = (
@@ -127,7 +128,7 @@ class ChatService:
             messages=dispatch.messages,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge, caller_id=caller.id)
+        return PreparedRequest(generation, body.model, dispatch, charge, key_id=caller.id)
 
     async def prepare_completion(
         self,
@@ -167,7 +168,7 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge, caller_id=caller.id)
+        return PreparedRequest(generation, body.model, dispatch, charge, key_id=caller.id)
 
     def _charge(
         self, caller: Caller, prompt_chars: int, max_tokens: int | None
@@ -329,6 +330,7 @@ class ChatService:
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 error=error,
+                key_id=prepared.key_id,
             )
 
 
@@ -358,7 +360,7 @@ def decision_record(
     record: dict[str, Any] = {
         "at": round(time.time(), 3),
         "request_id": generation.request_id,
-        "key_id": prepared.caller_id,
+        "key_id": prepared.key_id,
         "endpoint": "completions" if generation.prompt is not None else "chat",
         "model": prepared.model,
         "routed": decision is not None and prepared.model == AUTO_MODEL,

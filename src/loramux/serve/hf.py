@@ -32,6 +32,7 @@ from loramux.errors import (
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
 from loramux.serve.hf_batch import Batch, Control, Row, sample
 from loramux.serve.hf_slots import AdapterSlots, lora_layers, read_weights
+from loramux.serve.memory import release_memory
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
@@ -105,17 +106,28 @@ class HFEngine:
             self._ready = True
 
     async def stop(self) -> None:
+        """Stop the worker thread and free the model, its adapters and their memory: a rebuilt
+        or restarted engine does not keep its predecessor's weights alive."""
         if self._thread is None:
             return
         self._ready = False
-        if not self._thread.is_alive():  # the worker died: nobody would answer a stop
-            self._thread = None
-            return
-        control = Control("stop")
-        self._inbox.put(control)
-        await asyncio.wrap_future(control.done)
-        await asyncio.to_thread(self._thread.join)
+        if self._thread.is_alive():  # a dead worker would answer no stop
+            control = Control("stop")
+            self._inbox.put(control)
+            await asyncio.wrap_future(control.done)
+            await asyncio.to_thread(self._thread.join)
         self._thread = None
+        await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        """Drop every reference to the model, PEFT's wrapper, the tokenizer and the adapter
+        slots, then return the memory: a full garbage collection (the model's modules and
+        the slots' hooks form cycles), the CUDA cache, and glibc's free lists."""
+        device = self._device
+        self._model = self._peft = self._tokenizer = None
+        self._slots = AdapterSlots(self.config.max_loaded_adapters)
+        self._inbox = queue.Queue()
+        release_memory(device)
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
         if self._slots.get(adapter.key) is not None:

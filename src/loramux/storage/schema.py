@@ -109,6 +109,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE api_keys ADD COLUMN expires_at REAL",
         "ALTER TABLE api_keys ADD COLUMN rotated_at REAL",
     ),
+    (
+        # Tenancy: the API key that made a request; only it (or the admin key) may rate it.
+        # Rows from before have NULL: only the admin key may rate those.
+        "ALTER TABLE requests ADD COLUMN key_id TEXT",
+    ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
 

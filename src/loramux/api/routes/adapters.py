@@ -3,7 +3,9 @@ delete, experiments, and user feedback.
 
 Handlers are thin: they fetch the `AdapterRegistry` from the app's services, call one method,
 and turn the result into JSON. Changes need the admin key (`Authorization: Bearer <key>`); its
-label is recorded as who made the change. Responses never show file paths.
+label is recorded as who made the change. Reads need a key while auth is on: a department key
+sees only the adapters it may use (others are 404s) and no audit log. Responses never show file
+paths.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -61,7 +62,8 @@ class PromoteRequest(_Admin):
 
 class FeedbackCreate(BaseModel):
     request_id: str = Field(min_length=1, max_length=64)
-    """The `x-request-id` of the response being rated."""
+    """The `x-request-id` response header of the response being rated (the server's id; the
+    chat completion's `id` is `chatcmpl-<it>`), never an id the client sent."""
     rating: Literal["up", "down"]
     comment: str = Field(default="", max_length=2000)
 
@@ -134,18 +136,21 @@ async def create_adapter(request: Request, reg: Registry, actor: AdminActor) -> 
 
 
 @router.get("/adapters")
-async def list_adapters(reg: Registry) -> dict[str, Any]:
-    data = [adapter_json(a, reg.get(a.name)[1]) for a in reg.adapters()]
+async def list_adapters(reg: Registry, caller: CallerDep) -> dict[str, Any]:
+    """The adapters the caller's key may use (every adapter for the admin key)."""
+    data = [adapter_json(a, reg.get(a.name)[1]) for a in reg.adapters(caller.visible)]
     return {"object": "list", "data": data}
 
 
 @router.get("/adapters/{name}")
-async def show_adapter(name: str, reg: Registry) -> dict[str, Any]:
-    adapter, versions = reg.get(name)
-    return {
-        **adapter_json(adapter, versions),
-        "audit": [audit_json(e) for e in reg.audit_log(name, limit=20)],
-    }
+async def show_adapter(name: str, reg: Registry, caller: CallerDep) -> dict[str, Any]:
+    """One adapter the caller's key may use (404 for others); the audit log (who changed what)
+    only for the admin key."""
+    adapter, versions = reg.get(name, caller.visible)
+    shown = adapter_json(adapter, versions)
+    if caller.privileged:
+        shown["audit"] = [audit_json(e) for e in reg.audit_log(name, limit=20)]
+    return shown
 
 
 @router.put("/adapters/{name}/traffic")
@@ -207,7 +212,9 @@ async def unpin(name: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
 
 
 @router.get("/adapters/{name}/experiment")
-async def experiment(name: str, reg: Registry) -> dict[str, Any]:
+async def experiment(name: str, reg: Registry, caller: CallerDep) -> dict[str, Any]:
+    """The A/B results of an adapter the caller's key may use (404 for others)."""
+    reg.get(name, caller.visible)
     report = await asyncio.to_thread(reg.experiment, name)
     return {"object": "experiment", **dataclasses.asdict(report)}
 
@@ -216,9 +223,15 @@ async def experiment(name: str, reg: Registry) -> dict[str, Any]:
 async def feedback(
     body: FeedbackCreate, reg: Registry, caller: CallerDep, request: Request
 ) -> dict[str, Any]:
-    """Rate a response (by its request id); counted for the version that produced it. Needs an
-    API key (any) unless auth is off."""
-    saved = await reg.record_feedback(body.request_id, body.rating, body.comment)
+    """Rate a response (by the `x-request-id` the server returned with it); counted for the
+    version that produced it. Only the key that made the request (or the admin key) may rate
+    it; another key gets the 404 of an unknown request. Needs a key unless auth is off."""
+    saved = await reg.record_feedback(
+        body.request_id,
+        body.rating,
+        body.comment,
+        key_id=None if caller.privileged else caller.id,
+    )
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.observe_feedback(saved.adapter, saved.version, saved.experiment_id, saved.rating)
@@ -261,9 +274,10 @@ async def _register_upload(request: Request, reg: AdapterRegistry, actor: str) -
         if not fields.get("name"):
             raise InvalidRequestError("missing required form field `name`", param="name")
         name = fields["name"]
-        with tempfile.TemporaryDirectory(prefix="loramux-upload-") as tmp:
+        folder = reg.files.new_upload()  # in the data dir: a restart removes a crash's leftover
+        try:
             archive = await asyncio.to_thread(
-                save_upload, upload.file, Path(tmp) / "upload", reg.settings.limits, name=name
+                save_upload, upload.file, folder / "upload", reg.settings.limits, name=name
             )
             return await reg.register_archive(
                 archive,
@@ -273,6 +287,8 @@ async def _register_upload(request: Request, reg: AdapterRegistry, actor: str) -
                 description=fields.get("description"),
                 utterances=_utterances(fields.get("utterances")),
             )
+        finally:
+            await asyncio.to_thread(reg.files.discard, folder)
     finally:
         await form.close()
 

@@ -51,6 +51,8 @@ class FaultyEngine(FakeEngine):
         self.cancelled: list[str] = []
         """Request ids whose generation was closed or cancelled before its last chunk."""
         self.finished: list[str] = []
+        self.requests: list[GenerationRequest] = []
+        """Every request handed to `stream`, as the engine got it."""
 
     async def start(self) -> None:
         self.starts += 1
@@ -62,6 +64,7 @@ class FaultyEngine(FakeEngine):
         await super().start()
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        self.requests.append(request)
         return self._faulty(request)
 
     async def _faulty(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:

@@ -174,7 +174,8 @@ class ChatService:
         return self.gate.charge_tokens(caller, estimate_tokens(prompt_chars, most))
 
     def _sampling(self, body: SamplingInput) -> SamplingParams:
-        """The request's sampling with the server's defaults filled in (raises over limits)."""
+        """The request's sampling with the server's defaults filled in, greedy normalised to
+        temperature 0 (`SamplingParams.normalized`); raises over limits."""
         max_tokens = body.max_tokens
         limit = self.config.engine.max_new_tokens
         if max_tokens is not None and max_tokens > limit:
@@ -190,7 +191,7 @@ class ChatService:
             top_p=e.default_top_p if body.top_p is None else body.top_p,
             stop=body.stop,
             seed=body.seed,
-        )
+        ).normalized()
 
     async def complete(self, prepared: PreparedRequest) -> GenerationResult:
         """Generate the whole answer."""

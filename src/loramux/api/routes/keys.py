@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from loramux.api.auth import AdminActor, app_service
 from loramux.errors import LoramuxError
@@ -29,9 +29,9 @@ class KeyCreate(BaseModel):
     department: str
     adapters: list[str] = Field(default_factory=list)
     """Adapter names the key may use (with `model: "auto"` too); they need not exist yet."""
-    base: bool = True
+    base: StrictBool = True
     """May use the base model (named, or as `auto`'s fallback)."""
-    rag: bool = True
+    rag: StrictBool = True
     """May get RAG answers (`auto`'s fallback when the knowledge base matches)."""
     rpm: int | None = Field(default=None, ge=1, le=10**9)  # le: SQLite holds 64-bit integers
     """Requests per minute; default `auth.rpm` of the server."""

@@ -197,6 +197,14 @@ CASES = [
         json_body={"department": "hr", "base": "no"},
         param="base",
     ),
+    Case(
+        "key weight zero",
+        400,
+        "greater than",
+        path="/v1/keys",
+        json_body={"department": "hr", "weight": 0},
+        param="weight",
+    ),
     Case("a message null", 400, "dictionary", json_body={"model": BASE, "messages": [None]}),
     Case(
         "content a number",

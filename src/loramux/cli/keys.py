@@ -48,12 +48,19 @@ def keys_create(
         int | None, typer.Option(min=1, help="Tokens per minute (default: auth.tpm).")
     ] = None,
     label: Annotated[str, typer.Option(help="A note, e.g. who holds the key.")] = "",
+    weight: Annotated[
+        float,
+        typer.Option(
+            help="Share of generation slots under load (limits.fair_share); 2: twice a "
+            "weight-1 key's."
+        ),
+    ] = 1.0,
     config: ConfigOpt = None,
 ) -> None:
     """Make an API key. It is printed once (`key`); loramux keeps only its sha256."""
     from loramux.keys.records import KeySpec, split_names
 
-    spec = KeySpec(department, split_names(adapters or ()), base, rag, rpm, tpm, label)
+    spec = KeySpec(department, split_names(adapters or ()), base, rag, rpm, tpm, label, weight)
 
     def action(keyring: Any) -> Any:
         issued = keyring.create(spec, actor="cli")

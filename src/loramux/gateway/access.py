@@ -42,6 +42,13 @@ class Caller:
     limits: Limits
     user: str | None
     """Who asks, for the sticky A/B assignment when the request has no `user` field."""
+    weight: float = 1.0
+    """The key's share of generation slots under load (`limits.fair_share`)."""
+
+    @property
+    def tenant(self) -> str:
+        """Whom fair share counts this caller's tokens for: its department, else its key."""
+        return self.department or self.id
 
 
 ANONYMOUS = Caller("anonymous", None, EVERYTHING, Limits(), None)
@@ -98,6 +105,7 @@ class Gate:
                     self.settings.tpm if record.tpm is None else record.tpm,
                 ),
                 record.id,
+                record.weight,
             )
         if self.admin.configured:
             try:

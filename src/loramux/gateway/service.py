@@ -14,17 +14,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError
 from loramux.gateway.access import ANONYMOUS, Caller, Gate
-from loramux.gateway.admission import AdmissionQueue, admitted_stream
+from loramux.gateway.admission import AdmissionQueue, Ticket, admitted_stream
 from loramux.gateway.dispatch import Dispatch, Dispatcher
 from loramux.gateway.limits import check_messages, check_prompt
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
-from loramux.keys.ratelimit import TokenCharge, estimate_tokens
+from loramux.keys.ratelimit import TokenCharge, estimate_prompt_tokens, estimate_tokens
 from loramux.serve.engine import Engine
 from loramux.serve.types import (
     FinishReason,
@@ -53,6 +53,8 @@ class PreparedRequest:
     """Tokens charged to the caller's per-minute limit; settled when the request ends."""
     adapter_load_s: float | None = None
     """Set at the first chunk: seconds the request waited for its adapter to load (cold)."""
+    ticket: Ticket = field(default_factory=Ticket)
+    """Whom admission's fair share counts it for (tenant, weight, prompt estimate)."""
 
     def headers(self) -> dict[str, str]:
         headers = (
@@ -122,7 +124,10 @@ class ChatService:
             messages=dispatch.messages,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge)
+        chars = sum(len(m.content) for m in dispatch.messages)
+        return PreparedRequest(
+            generation, body.model, dispatch, charge, ticket=self._ticket(caller, chars)
+        )
 
     async def prepare_completion(
         self,
@@ -162,7 +167,13 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge)
+        return PreparedRequest(
+            generation, body.model, dispatch, charge, ticket=self._ticket(caller, len(prompt))
+        )
+
+    @staticmethod
+    def _ticket(caller: Caller, prompt_chars: int) -> Ticket:
+        return Ticket(caller.tenant, caller.weight, estimate_prompt_tokens(prompt_chars))
 
     def _charge(
         self, caller: Caller, prompt_chars: int, max_tokens: int | None
@@ -216,6 +227,7 @@ class ChatService:
             self.admission,
             lambda: self.engine.stream(prepared.generation),
             timeout_s=self.config.limits.request_timeout_s,
+            ticket=prepared.ticket,
         )
         try:
             first = await anext(chunks)

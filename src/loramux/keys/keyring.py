@@ -76,6 +76,7 @@ class Keyring:
             tpm=spec.tpm,
             created_at=self.clock(),
             created_by=actor,
+            weight=spec.weight,
         )
         self.store.insert(record, key_digest(secret))
         logger.info(

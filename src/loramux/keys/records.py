@@ -17,6 +17,8 @@ from loramux.errors import InvalidRequestError, PermissionDeniedError
 
 DEPARTMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_LABEL_CHARS = 200
+MAX_WEIGHT = 1000.0
+"""Largest `weight` of a key (and 1/MAX_WEIGHT the smallest)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class KeySpec:
     tpm: int | None = None
     """Prompt + completion tokens per minute; None: the server's default (`auth.tpm`)."""
     label: str = ""
+    weight: float = 1.0
+    """The key's share of generation slots under load (`limits.fair_share`): its department is
+    served `weight` times the tokens of a weight-1 department before waiting behind it."""
 
     def check(self) -> KeySpec:
         """The spec with adapters de-duplicated and sorted.
@@ -96,6 +101,12 @@ class KeySpec:
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
             if value is not None and value < 1:
                 raise InvalidRequestError(f"`{field}` must be at least 1", param=field)
+        if not 1 / MAX_WEIGHT <= self.weight <= MAX_WEIGHT:
+            raise InvalidRequestError(
+                f"`weight` must be between {1 / MAX_WEIGHT:g} and {MAX_WEIGHT:g} (1: an equal "
+                "share)",
+                param="weight",
+            )
         if len(self.label) > MAX_LABEL_CHARS:
             raise InvalidRequestError(
                 f"`label` is longer than {MAX_LABEL_CHARS} characters", param="label"
@@ -108,6 +119,7 @@ class KeySpec:
             self.rpm,
             self.tpm,
             self.label,
+            float(self.weight),
         )
 
 
@@ -129,6 +141,8 @@ class ApiKey:
     created_by: str
     revoked_at: float | None = None
     revoked_by: str | None = None
+    weight: float = 1.0
+    """Share of generation slots under load (`KeySpec.weight`)."""
 
     @property
     def revoked(self) -> bool:
@@ -151,6 +165,7 @@ class ApiKey:
             "rag": self.rag,
             "rpm": self.rpm,
             "tpm": self.tpm,
+            "weight": self.weight,
             "created_at": self.created_at,
             "created_by": self.created_by,
             "revoked": self.revoked,

@@ -88,8 +88,8 @@ class SQLiteKeyStore:
         with self._lock, self._transaction():
             self._db.execute(
                 """INSERT INTO api_keys (id, prefix, hash, department, label, adapters, base, rag,
-                       rpm, tpm, created_at, created_by, revoked_at, revoked_by)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
+                       rpm, tpm, created_at, created_by, revoked_at, revoked_by, weight)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)""",
                 (
                     key.id,
                     key.prefix,
@@ -103,6 +103,7 @@ class SQLiteKeyStore:
                     key.tpm,
                     key.created_at,
                     key.created_by,
+                    key.weight,
                 ),
             )
             self._audit(key.created_at, key.created_by, "key.create", key.id, None, key)
@@ -184,6 +185,7 @@ def _key(row: sqlite3.Row) -> ApiKey:
         created_by=row["created_by"],
         revoked_at=row["revoked_at"],
         revoked_by=row["revoked_by"],
+        weight=float(row["weight"]),
     )
 
 

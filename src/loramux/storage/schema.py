@@ -103,6 +103,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE adapters ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0"
         " CHECK (pinned IN (0, 1))",
     ),
+    (
+        # Fair share: a key's weight for the generation slots under load (limits.fair_share).
+        "ALTER TABLE api_keys ADD COLUMN weight REAL NOT NULL DEFAULT 1.0 CHECK (weight > 0)",
+    ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
 

@@ -38,6 +38,8 @@ class KeyCreate(BaseModel):
     tpm: int | None = Field(default=None, ge=1, le=10**12)
     """Prompt + completion tokens per minute; default `auth.tpm` of the server."""
     label: str = Field(default="", max_length=200)
+    weight: float = Field(default=1.0, ge=0.001, le=1000, allow_inf_nan=False)
+    """Share of generation slots under load (`limits.fair_share`); 2: twice a weight-1 key's."""
 
 
 def keyring(request: Request) -> Keyring:
@@ -65,6 +67,7 @@ async def create_key(body: KeyCreate, keys: Keys, actor: AdminActor) -> JSONResp
         rpm=body.rpm,
         tpm=body.tpm,
         label=body.label,
+        weight=body.weight,
     )
     issued = await asyncio.to_thread(keys.create, spec, actor=actor)
     return JSONResponse({**issued.record.public(), "key": issued.secret}, status_code=201)

@@ -1,6 +1,6 @@
 """No department can hurt another (#19), through the real app: sampling values an engine cannot
-honour are refused or normalised at the API, and one department flooding the server leaves
-another's requests served."""
+honour are refused or normalised at the API, a stream cut short is charged what it generated,
+and one department flooding the server leaves another's requests served."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.fakes import FaultyEngine
 from tests.reliability.harness import ADMIN, Server, app_client, chat, running_server
+
+WORDS = " ".join(f"w{i}" for i in range(40))
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +27,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yaml = "engine: {kind: fake, max_new_tokens: 64, fake: {token_delay_s: 0.02}}\n"
     with running_server(state, yaml) as srv:
         yield srv
+
+
+def make_key(client: httpx.Client, department: str, **spec: Any) -> dict[str, str]:
+    r = client.post("/v1/keys", json={"department": department, **spec}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    return {"authorization": f"Bearer {r.json()['key']}"}
 
 
 def test_an_out_of_range_seed_is_a_400_that_keeps_the_connection(server: Server) -> None:
@@ -54,6 +63,38 @@ async def test_tiny_temperature_or_top_p_is_greedy(
     assert r.status_code == 200, r.text
     got = engine.requests[-1].sampling
     assert (got.temperature, got.top_p) == (0.0, 1.0)
+
+
+def test_a_stream_closed_early_is_charged_its_tokens(server: Server) -> None:
+    """Before #19 a cancelled stream was charged 0 tokens: closing every stream after a few
+    chunks let any number of requests through a tokens-per-minute limit."""
+    tpm = 400
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        key = make_key(client, "usage", tpm=tpm)
+        before = _metric(client.get("/metrics").text, "loramux_completion_tokens_total")
+        accepted = 0
+        for _ in range(20):
+            body = chat(WORDS, stream=True, max_tokens=40)
+            with client.stream("POST", "/v1/chat/completions", json=body, headers=key) as r:
+                if r.status_code == 429:
+                    break
+                assert r.status_code == 200, r.read()
+                accepted += 1
+                lines = r.iter_lines()
+                for _ in range(6):  # the role chunk, then 5 words
+                    while not next(lines).startswith("data:"):
+                        pass
+            # closed here, 5 of the 41 words in
+        metrics = client.get("/metrics").text
+    # Each cut stream costs its 41 prompt words and about 5 generated ones; charged 0 it would
+    # let all 20 through. The bucket refills 400/60 tokens a second meanwhile.
+    assert 2 <= accepted <= tpm // (41 + 5) + 2, accepted
+    completion = _metric(metrics, "loramux_completion_tokens_total") - before
+    assert completion >= 5 * accepted, metrics  # the usage metrics count them too
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 LIMITS = "limits: {max_in_flight: 4, max_queued: 16, queue_timeout_s: 10}\n"

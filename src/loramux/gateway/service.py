@@ -4,8 +4,10 @@ HTTP handlers convert the body at the edge (`ChatInput`, `CompletionInput`) and 
 here. This is where the request is checked against the server's limits and becomes a
 `GenerationRequest`, where the `Dispatcher` picks the adapter (or RAG, or
 the base model) within what the caller's API key may use, where the caller's tokens per minute
-are charged (an estimate up front, settled to the real count at the end), and where each
-finished request is recorded for its A/B experiment. It logs one line per request (ids, route,
+are charged (an estimate up front, settled to the real count at the end: a stream that the
+client cancels, or that fails, is charged the prompt and every token generated before it ended,
+as the engine's running counts on each chunk say), and where each finished request is recorded
+for its A/B experiment. It logs one line per request (ids, route,
 adapter, token counts, latency) and never the prompt or completion.
 """
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loramux.config import LoramuxConfig
-from loramux.errors import InvalidRequestError
+from loramux.errors import InvalidRequestError, LoramuxError
 from loramux.gateway.access import ANONYMOUS, Caller, Gate
 from loramux.gateway.admission import AdmissionQueue, Ticket, admitted_stream
 from loramux.gateway.dispatch import Dispatch, Dispatcher
@@ -231,8 +233,14 @@ class ChatService:
         )
         try:
             first = await anext(chunks)
-        except Exception:
-            self._record(prepared, started, None, None, error=True)
+        except BaseException as exc:
+            # Admitted, its prompt reached the engine: charged, even if nothing came back (but
+            # not when the engine refused it as invalid, a 4xx).
+            refused = isinstance(exc, LoramuxError) and exc.status < 500
+            charged = None
+            if prepared.ticket.admitted and not refused:
+                charged = GenerationChunk("", prompt_tokens=prepared.ticket.cost)
+            self._record(prepared, started, None, charged, error=isinstance(exc, Exception))
             raise
         prepared.adapter_load_s = first.adapter_load_s
         return self._tracked(prepared, first, chunks, started, time.perf_counter())
@@ -246,18 +254,26 @@ class ChatService:
         first_at: float,
     ) -> AsyncIterator[GenerationChunk]:
         last = first
+        texts = 1 if first.text else 0
         error = False
         try:
             yield first
             if first.finish_reason is None:
                 async for chunk in rest:
                     last = chunk
+                    texts += 1 if chunk.text else 0
                     yield chunk
         except Exception:
             error = True
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
+            if last.finish_reason is None:  # cut short: charge what was generated so far
+                last = GenerationChunk(
+                    "",
+                    prompt_tokens=last.prompt_tokens or prepared.ticket.cost,
+                    completion_tokens=max(last.completion_tokens, texts),
+                )
             self._record(prepared, started, first_at, last, error=error)
 
     def _record(
@@ -269,7 +285,8 @@ class ChatService:
         *,
         error: bool,
     ) -> None:
-        """Log the request and count it for its adapter version's experiment.
+        """Settle the caller's token charge to what `last` counts, log the request and count
+        it for its adapter version's experiment.
 
         A client that disconnects early is not an error of the version.
         """

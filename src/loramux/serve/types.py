@@ -66,7 +66,11 @@ class FinishReason(StrEnum):
 
 @dataclass
 class GenerationChunk:
-    """A piece of streamed output; the last chunk of a request has `finish_reason` set."""
+    """A piece of streamed output; the last chunk of a request has `finish_reason` set.
+
+    The token counts are the request's so far, on every chunk where the engine knows them (so a
+    stream cut short is still charged what it generated), and final on the last chunk.
+    """
 
     text: str
     finish_reason: FinishReason | None = None

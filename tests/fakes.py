@@ -4,7 +4,8 @@
 - `TinyEncoder`: a deterministic hashing encoder, no model;
 - `KeywordRouter`: routes by route name found in the text, decides through `route_batch` only;
 - `FakeRouter`: decides `route=text`, can hold its first batch, records its threads;
-- `CountingEngine`: the echo engine counting adapter loads and unloads, with slow loads.
+- `CountingEngine`: the echo engine counting adapter loads and unloads, with slow loads;
+- `PoisonedSampler`: the hf engine's row sampler, poisoning one request's row of a batch.
 
 A fake vLLM OpenAI server (a separate process) is `tests/serve/fake_vllm_server.py`. Real small
 things that tests build (LoRA folders, routes, the real encoder) are in `tests/builders.py`.
@@ -17,6 +18,7 @@ import hashlib
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +28,9 @@ from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
 from loramux.serve.types import GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
+
+if TYPE_CHECKING:
+    from loramux.serve.hf_batch import Row
 
 
 class FaultyEngine(FakeEngine):
@@ -51,6 +56,8 @@ class FaultyEngine(FakeEngine):
         self.cancelled: list[str] = []
         """Request ids whose generation was closed or cancelled before its last chunk."""
         self.finished: list[str] = []
+        self.requests: list[GenerationRequest] = []
+        """Every request handed to `stream`, as the engine got it."""
 
     async def start(self) -> None:
         self.starts += 1
@@ -62,6 +69,7 @@ class FaultyEngine(FakeEngine):
         await super().start()
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        self.requests.append(request)
         return self._faulty(request)
 
     async def _faulty(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
@@ -235,3 +243,33 @@ class CountingEngine(FakeEngine):
     async def remove_adapter(self, key: str) -> None:
         self.removes.append(key)
         await super().remove_adapter(key)
+
+
+class PoisonedSampler:
+    """The hf engine's sampler (`hf_batch.sample_row`), except for the row of one request id,
+    from its `after`-th token on:
+
+    - `mode="raise"`: its sampling raises, as `temperature: 1e-300` made it before the API
+      normalised tiny temperatures (NaN probabilities);
+    - `mode="bad_token"`: it picks a token id outside the vocabulary, so the next forward pass
+      of the whole batch fails (an embedding lookup out of range).
+    """
+
+    BAD_TOKEN = 10**9
+
+    def __init__(self, request_id: str, *, mode: str = "raise", after: int = 2) -> None:
+        self.request_id = request_id
+        self.mode = mode
+        self.after = after
+        self.poisoned = 0
+        """Times the poisoned row was sampled with the poison."""
+
+    def __call__(self, logits: Any, row: Row, greedy_token: int) -> int:
+        from loramux.serve.hf_batch import sample_row
+
+        if row.request.request_id == self.request_id and row.generated >= self.after:
+            self.poisoned += 1
+            if self.mode == "raise":
+                raise RuntimeError("probability tensor contains either `inf`, `nan` or < 0")
+            return self.BAD_TOKEN
+        return sample_row(logits, row, greedy_token)

@@ -92,6 +92,8 @@ def test_an_older_registry_database_gets_the_keys_table(tmp_path: Path) -> None:
         (KeySpec("hr", (), rpm=0), "rpm"),
         (KeySpec("hr", (), tpm=-1), "tpm"),
         (KeySpec("hr", (), label="x" * 201), "label"),
+        (KeySpec("hr", (), weight=0), "weight"),
+        (KeySpec("hr", (), weight=1001), "weight"),
     ],
 )
 def test_invalid_specs_are_refused_naming_the_field(
@@ -101,3 +103,18 @@ def test_invalid_specs_are_refused_naming_the_field(
         keyring.create(spec, actor="ops")
     assert info.value.param == param
     assert keyring.list_keys() == []
+
+
+def test_a_keys_weight_is_stored_and_reaches_its_caller(keyring: Keyring) -> None:
+    from loramux.config import AuthSettings
+    from loramux.gateway.access import Gate
+    from loramux.keys.admin import AdminKeys
+
+    issued = keyring.create(KeySpec("hr", ("hr",), weight=2.5), actor="ops")
+    assert keyring.list_keys()[0].weight == 2.5
+    assert issued.record.public()["weight"] == 2.5
+    gate = Gate(AuthSettings(), AdminKeys({}), keyring)
+    caller = gate.authenticate(f"Bearer {issued.secret}")
+    assert (caller.weight, caller.tenant) == (2.5, "hr")
+    plain = keyring.create(KeySpec("it", ()), actor="ops")
+    assert gate.authenticate(f"Bearer {plain.secret}").weight == 1.0

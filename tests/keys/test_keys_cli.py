@@ -28,7 +28,8 @@ def run(*args: str) -> tuple[int, str]:
 def test_create_list_revoke_through_the_cli(config: Path) -> None:
     code, out = run(
         "keys", "create", "--department", "hr", "--adapters", "hr,it", "--adapters", "legal",
-        "--no-base", "--rpm", "60", "--label", "hr chatbot", "--config", str(config),
+        "--no-base", "--rpm", "60", "--label", "hr chatbot", "--weight", "3",
+        "--config", str(config),
     )  # fmt: skip
     assert code == 0, out
     created = json.loads(out)
@@ -41,6 +42,7 @@ def test_create_list_revoke_through_the_cli(config: Path) -> None:
         60,
         None,
     )
+    assert created["weight"] == 3.0
     code, out = run("keys", "list", "--config", str(config))
     assert code == 0, out
     assert key not in out

@@ -168,6 +168,43 @@ CASES = [
     Case(
         "max_tokens Infinity", 400, "finite", raw=json.dumps(chat(max_tokens=float("inf"))).encode()
     ),
+    # -- out of range, and strings for booleans (#19) -----------------------------------------
+    Case("seed over 64 bits", 400, "less than or equal", json_body=chat(seed=2**64), param="seed"),
+    Case("seed 2**63", 400, "less than or equal", json_body=chat(seed=2**63), param="seed"),
+    Case("seed under -2**63", 400, "greater than", json_body=chat(seed=-(2**63) - 1), param="seed"),
+    Case(
+        "completions seed huge",
+        400,
+        "less than",
+        path="/v1/completions",
+        json_body={"model": BASE, "prompt": "hi", "seed": 10**30},
+        param="seed",
+    ),
+    Case("stream a string", 400, "valid boolean", json_body=chat(stream="yes"), param="stream"),
+    Case("stream 1", 400, "valid boolean", json_body=chat(stream=1), param="stream"),
+    Case(
+        "include_usage a string",
+        400,
+        "valid boolean",
+        json_body=chat(stream=True, stream_options={"include_usage": "true"}),
+        param="stream_options.include_usage",
+    ),
+    Case(
+        "key base a string",
+        400,
+        "valid boolean",
+        path="/v1/keys",
+        json_body={"department": "hr", "base": "no"},
+        param="base",
+    ),
+    Case(
+        "key weight zero",
+        400,
+        "greater than",
+        path="/v1/keys",
+        json_body={"department": "hr", "weight": 0},
+        param="weight",
+    ),
     Case("a message null", 400, "dictionary", json_body={"model": BASE, "messages": [None]}),
     Case(
         "content a number",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,10 @@ from loramux.config import EngineConfig, HFEngineConfig
 from loramux.errors import ContextLengthExceededError, EngineError
 from loramux.serve.engine import generate
 from loramux.serve.hf import HFEngine
-from loramux.serve.types import GenerationRequest, SamplingParams
+from loramux.serve.types import GenerationRequest, GenerationResult, SamplingParams
 from loramux.types import AdapterRef, ChatMessage
 from tests.conftest import DEMO_ADAPTERS
+from tests.fakes import PoisonedSampler
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +195,46 @@ async def test_an_adapter_loaded_after_every_other_was_unloaded_serves(
         assert base.completion_tokens > 0
     finally:
         await engine.stop()
+
+
+@pytest.fixture(scope="module")
+def poisoned(base_model_dir: Path) -> Iterator[tuple[HFEngine, PoisonedSampler]]:
+    """An engine whose sampler poisons the row of the request `poison` (and no other)."""
+    sampler = PoisonedSampler("poison")
+    eng = HFEngine(
+        base_model_dir,
+        EngineConfig(max_batch_size=8, hf=HFEngineConfig(max_wait_ms=50)),
+        sampler=sampler,
+    )
+    asyncio.run(eng.start())
+    for name in ("hr", "it"):
+        asyncio.run(eng.add_adapter(ref(name)))
+    yield eng, sampler
+    asyncio.run(eng.stop())
+
+
+@pytest.mark.parametrize("mode", ["raise", "bad_token"])
+async def test_a_poisoned_row_fails_alone_and_its_batch_answers_as_alone(
+    poisoned: tuple[HFEngine, PoisonedSampler], mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`raise`: one row's sampling fails (NaN probabilities); `bad_token`: one row feeds the
+    next forward pass a token id outside the vocabulary, which fails the whole decode step, so
+    every row is re-run alone from its prompt and its tokens so far."""
+    engine, sampler = poisoned
+    sampler.mode, sampler.poisoned = mode, 0
+    caplog.set_level(logging.WARNING, logger="loramux.serve.hf")
+    alone = [(await generate(engine, request(a, q))).text for a, q in QUESTIONS.items()]
+    poison = replace(request(None, "Write a long story about a ship."), request_id="poison")
+    *others, failed = await asyncio.gather(
+        *(generate(engine, request(a, q)) for a, q in QUESTIONS.items()),
+        generate(engine, poison),
+        return_exceptions=True,
+    )
+    assert isinstance(failed, EngineError), failed
+    assert sampler.poisoned >= 1
+    assert [r.text for r in others if isinstance(r, GenerationResult)] == alone
+    if mode == "bad_token":
+        assert re.search(r"a decode step of [2-9] rows failed", caplog.text), caplog.text
+    assert "poison" in caplog.text  # the failed request is named in the log
+    after = await generate(engine, request("hr", QUESTIONS["hr"]))  # the engine goes on
+    assert after.text == alone[0]

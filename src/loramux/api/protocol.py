@@ -11,9 +11,10 @@ import logging
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
+from loramux.serve.types import SEED_MAX, SEED_MIN
 from loramux.types import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -58,18 +59,23 @@ def to_chat_messages(messages: list[ChatMessageIn]) -> tuple[ChatMessage, ...]:
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
+    """Strict: `true` or `false`, never a string such as `"yes"` (400)."""
 
 
 class _SamplingFields(_Lenient):
     model: str = Field(description="Base model id, an adapter name, or `name@version`.")
     max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    """Below `serve.types.GREEDY_BELOW` (1e-5) it means greedy decoding (as vLLM reads it)."""
+    top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    """Below `serve.types.GREEDY_BELOW` it means top-1, that is greedy decoding."""
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    """A signed 64-bit integer (what torch generators and vLLM take); outside it, HTTP 400."""
     n: int = Field(default=1, ge=1, le=1, description="Only n=1 is supported.")
-    stream: bool = False
+    stream: StrictBool = False
+    """Strict: `true` or `false`, never a string such as `"yes"` (400)."""
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
 

@@ -55,6 +55,13 @@ def keys_create(
             help="When it stops working: 30d, 12h, 90m, 2w, or an ISO date (2027-01-31, UTC).",
         ),
     ] = None,
+    weight: Annotated[
+        float,
+        typer.Option(
+            help="Share of generation slots under load (limits.fair_share); 2: twice a "
+            "weight-1 key's."
+        ),
+    ] = 1.0,
     config: ConfigOpt = None,
 ) -> None:
     """Make an API key. It is printed once (`key`); loramux keeps only its sha256. Adapters the
@@ -64,7 +71,7 @@ def keys_create(
     def action(keyring: Any) -> Any:
         expires_at = None if expires_in is None else parse_expiry(expires_in, keyring.clock())
         spec = KeySpec(
-            department, split_names(adapters or ()), base, rag, rpm, tpm, label, expires_at
+            department, split_names(adapters or ()), base, rag, rpm, tpm, label, expires_at, weight
         )
         issued = keyring.create(spec, actor="cli")
         progress("the key is shown this once: store it now (loramux keeps only its sha256)")

@@ -28,6 +28,14 @@ class LimitsSettings(Strict):
     and the client gets HTTP 504 `request_timeout` (a stream: an error event, then `[DONE]`)."""
     retry_after_s: int = Field(default=1, ge=1, le=3600)
     """`Retry-After` sent with `server_overloaded` and `shutting_down` 503s."""
+    fair_share: bool = True
+    """Share the generation slots and the queue between tenants (departments; a key without
+    one is its own tenant), weighted by each key's `weight`: a free slot goes to the waiting
+    tenant served the fewest weighted tokens (Virtual Token Counter, OSDI 2024), and a full queue
+    refuses the newest request of the tenant holding most of it. Off: one FIFO line for all."""
+    max_queued_per_tenant: int | None = Field(default=None, ge=0, le=1_000_000)
+    """With `fair_share`: most requests one tenant may have waiting (more get HTTP 503 at
+    once); None: only `max_queued` bounds them."""
 
 
 class SupervisorSettings(Strict):

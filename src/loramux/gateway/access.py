@@ -47,10 +47,17 @@ class Caller:
     privileged: bool = False
     """An admin key, or every request while auth is off: sees every adapter and its audit
     log, and may rate any request. A department key sees only what its `access` lists."""
+    weight: float = 1.0
+    """The key's share of generation slots under load (`limits.fair_share`)."""
 
     def visible(self, adapter: str) -> bool:
         """True when the caller may see adapter `adapter` in registry reads and listings."""
         return self.privileged or self.access.may_use_adapter(adapter)
+
+    @property
+    def tenant(self) -> str:
+        """Whom fair share counts this caller's tokens for: its department, else its key."""
+        return self.department or self.id
 
 
 ANONYMOUS = Caller("anonymous", None, EVERYTHING, Limits(), None, privileged=True)
@@ -117,6 +124,7 @@ class Gate:
                     self.settings.tpm if record.tpm is None else record.tpm,
                 ),
                 record.id,
+                weight=record.weight,
             )
         if self.admin.configured:
             try:

@@ -4,8 +4,10 @@ HTTP handlers convert the body at the edge (`ChatInput`, `CompletionInput`) and 
 here. This is where the request is checked against the server's limits and becomes a
 `GenerationRequest`, where the `Dispatcher` picks the adapter (or RAG, or
 the base model) within what the caller's API key may use, where the caller's tokens per minute
-are charged (an estimate up front, settled to the real count at the end), and where each
-finished request is recorded for its A/B experiment. It logs one line per request (ids, route,
+are charged (an estimate up front, settled to the real count at the end: a stream that the
+client cancels, or that fails, is charged the prompt and every token generated before it ended,
+as the engine's running counts on each chunk say), and where each finished request is recorded
+for its A/B experiment. It logs one line per request (ids, route,
 adapter, token counts, latency) and never the prompt or completion.
 """
 
@@ -14,18 +16,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError, LoramuxError
 from loramux.gateway.access import ANONYMOUS, Caller, Gate
-from loramux.gateway.admission import AdmissionQueue, admitted_stream
+from loramux.gateway.admission import AdmissionQueue, Ticket, admitted_stream
 from loramux.gateway.decisions import DecisionLog
 from loramux.gateway.dispatch import Dispatch, Dispatcher
 from loramux.gateway.limits import check_messages, check_prompt
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
-from loramux.keys.ratelimit import TokenCharge, estimate_tokens
+from loramux.keys.ratelimit import TokenCharge, estimate_prompt_tokens, estimate_tokens
 from loramux.serve.engine import Engine
 from loramux.serve.types import (
     FinishReason,
@@ -57,6 +59,8 @@ class PreparedRequest:
     key_id: str | None = None
     """The caller's key id (`admin:<label>`, `anonymous`): kept with the request's record (only
     that key may rate it) and in the decision log."""
+    ticket: Ticket = field(default_factory=Ticket)
+    """Whom admission's fair share counts it for (tenant, weight, prompt estimate)."""
 
     def headers(self) -> dict[str, str]:
         headers = (
@@ -128,7 +132,15 @@ class ChatService:
             messages=dispatch.messages,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge, key_id=caller.id)
+        chars = sum(len(m.content) for m in dispatch.messages)
+        return PreparedRequest(
+            generation,
+            body.model,
+            dispatch,
+            charge,
+            key_id=caller.id,
+            ticket=self._ticket(caller, chars),
+        )
 
     async def prepare_completion(
         self,
@@ -168,7 +180,18 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(generation, body.model, dispatch, charge, key_id=caller.id)
+        return PreparedRequest(
+            generation,
+            body.model,
+            dispatch,
+            charge,
+            key_id=caller.id,
+            ticket=self._ticket(caller, len(prompt)),
+        )
+
+    @staticmethod
+    def _ticket(caller: Caller, prompt_chars: int) -> Ticket:
+        return Ticket(caller.tenant, caller.weight, estimate_prompt_tokens(prompt_chars))
 
     def _charge(
         self, caller: Caller, prompt_chars: int, max_tokens: int | None
@@ -180,7 +203,8 @@ class ChatService:
         return self.gate.charge_tokens(caller, estimate_tokens(prompt_chars, most))
 
     def _sampling(self, body: SamplingInput) -> SamplingParams:
-        """The request's sampling with the server's defaults filled in (raises over limits)."""
+        """The request's sampling with the server's defaults filled in, greedy normalised to
+        temperature 0 (`SamplingParams.normalized`); raises over limits."""
         max_tokens = body.max_tokens
         limit = self.config.engine.max_new_tokens
         if max_tokens is not None and max_tokens > limit:
@@ -196,7 +220,7 @@ class ChatService:
             top_p=e.default_top_p if body.top_p is None else body.top_p,
             stop=body.stop,
             seed=body.seed,
-        )
+        ).normalized()
 
     async def complete(self, prepared: PreparedRequest) -> GenerationResult:
         """Generate the whole answer."""
@@ -221,12 +245,24 @@ class ChatService:
             self.admission,
             lambda: self.engine.stream(prepared.generation),
             timeout_s=self.config.limits.request_timeout_s,
+            ticket=prepared.ticket,
         )
         try:
             first = await anext(chunks)
-        except Exception as exc:
+        except BaseException as exc:
+            # Admitted, its prompt reached the engine: charged, even if nothing came back (but
+            # not when the engine refused it as invalid, a 4xx).
+            refused = is_client_error(exc)
+            charged = None
+            if prepared.ticket.admitted and not refused:
+                charged = GenerationChunk("", prompt_tokens=prepared.ticket.cost)
             self._record(
-                prepared, started, None, None, error=True, client_error=is_client_error(exc)
+                prepared,
+                started,
+                None,
+                charged,
+                error=isinstance(exc, Exception),
+                client_error=refused,
             )
             raise
         prepared.adapter_load_s = first.adapter_load_s
@@ -241,18 +277,26 @@ class ChatService:
         first_at: float,
     ) -> AsyncIterator[GenerationChunk]:
         last = first
+        texts = 1 if first.text else 0
         error = client_error = False
         try:
             yield first
             if first.finish_reason is None:
                 async for chunk in rest:
                     last = chunk
+                    texts += 1 if chunk.text else 0
                     yield chunk
         except Exception as exc:
             error, client_error = True, is_client_error(exc)
             raise
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
+            if last.finish_reason is None:  # cut short: charge what was generated so far
+                last = GenerationChunk(
+                    "",
+                    prompt_tokens=last.prompt_tokens or prepared.ticket.cost,
+                    completion_tokens=max(last.completion_tokens, texts),
+                )
             self._record(prepared, started, first_at, last, error=error, client_error=client_error)
 
     def _record(
@@ -265,7 +309,8 @@ class ChatService:
         error: bool,
         client_error: bool = False,
     ) -> None:
-        """Log the request and count it for its adapter version's experiment.
+        """Settle the caller's token charge to what `last` counts, log the request and count
+        it for its adapter version's experiment.
 
         A client that disconnects early is not an error of the version, and neither is a request
         the engine refused because of the request itself (`client_error`: a 4xx such as a prompt

@@ -82,6 +82,7 @@ class Keyring:
             created_at=self.clock(),
             created_by=actor,
             expires_at=spec.expires_at,
+            weight=spec.weight,
         )
         self.store.insert(record, key_digest(secret))
         logger.info(

@@ -161,7 +161,12 @@ class RateLimiter:
 def estimate_tokens(prompt_chars: int, max_tokens: int) -> int:
     """A request's tokens before it runs: about 4 characters per prompt token, plus the most
     it may generate."""
-    return math.ceil(prompt_chars / 4) + max_tokens
+    return estimate_prompt_tokens(prompt_chars) + max_tokens
+
+
+def estimate_prompt_tokens(prompt_chars: int) -> int:
+    """A prompt's tokens before the engine counts them: about 4 characters per token."""
+    return math.ceil(prompt_chars / 4)
 
 
 def _seconds(wait: float) -> int:

@@ -17,6 +17,8 @@ from loramux.errors import InvalidRequestError, PermissionDeniedError
 
 DEPARTMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_LABEL_CHARS = 200
+MAX_WEIGHT = 1000.0
+"""Largest `weight` of a key (and 1/MAX_WEIGHT the smallest)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class KeySpec:
     label: str = ""
     expires_at: float | None = None
     """Unix time after which the key is refused (401 saying it expired); None: never."""
+    weight: float = 1.0
+    """The key's share of generation slots under load (`limits.fair_share`): its department is
+    served `weight` times the tokens of a weight-1 department before waiting behind it."""
 
     def check(self, now: float | None = None) -> KeySpec:
         """The spec with adapters de-duplicated and sorted.
@@ -98,6 +103,12 @@ class KeySpec:
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
             if value is not None and value < 1:
                 raise InvalidRequestError(f"`{field}` must be at least 1", param=field)
+        if not 1 / MAX_WEIGHT <= self.weight <= MAX_WEIGHT:
+            raise InvalidRequestError(
+                f"`weight` must be between {1 / MAX_WEIGHT:g} and {MAX_WEIGHT:g} (1: an equal "
+                "share)",
+                param="weight",
+            )
         if len(self.label) > MAX_LABEL_CHARS:
             raise InvalidRequestError(
                 f"`label` is longer than {MAX_LABEL_CHARS} characters", param="label"
@@ -116,6 +127,7 @@ class KeySpec:
             self.tpm,
             self.label,
             self.expires_at,
+            float(self.weight),
         )
 
 
@@ -141,6 +153,8 @@ class ApiKey:
     """Unix time after which the key is refused; None: never."""
     rotated_at: float | None = None
     """When its secret was last replaced (`rotate`); the id and access stay."""
+    weight: float = 1.0
+    """Share of generation slots under load (`KeySpec.weight`)."""
 
     @property
     def revoked(self) -> bool:
@@ -166,6 +180,7 @@ class ApiKey:
             "rag": self.rag,
             "rpm": self.rpm,
             "tpm": self.tpm,
+            "weight": self.weight,
             "created_at": self.created_at,
             "created_by": self.created_by,
             "revoked": self.revoked,

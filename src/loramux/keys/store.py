@@ -98,8 +98,9 @@ class SQLiteKeyStore:
         with self._lock, self._transaction():
             self._db.execute(
                 """INSERT INTO api_keys (id, prefix, hash, department, label, adapters, base, rag,
-                       rpm, tpm, created_at, created_by, revoked_at, revoked_by, expires_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)""",
+                       rpm, tpm, created_at, created_by, revoked_at, revoked_by, expires_at,
+                       weight)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)""",
                 (
                     key.id,
                     key.prefix,
@@ -114,6 +115,7 @@ class SQLiteKeyStore:
                     key.created_at,
                     key.created_by,
                     key.expires_at,
+                    key.weight,
                 ),
             )
             self._audit(key.created_at, key.created_by, "key.create", key.id, None, key)
@@ -213,6 +215,7 @@ def _key(row: sqlite3.Row) -> ApiKey:
         revoked_by=row["revoked_by"],
         expires_at=row["expires_at"],
         rotated_at=row["rotated_at"],
+        weight=float(row["weight"]),
     )
 
 

@@ -111,10 +111,10 @@ class FakeEngine:
                 delta = stream.push(i)
                 if stream.stopped:
                     if delta:
-                        yield GenerationChunk(delta)
+                        yield GenerationChunk(delta, None, len(prompt_words), produced)
                     break
                 if delta:
-                    yield GenerationChunk(delta)
+                    yield GenerationChunk(delta, None, len(prompt_words), produced)
             tail = stream.flush()
             yield GenerationChunk(
                 tail,

@@ -6,6 +6,12 @@ names its adapter through PEFT's `adapter_names`, so one forward pass serves the
 any number of adapters. Tokens go back to each request's asyncio queue as they are made. The
 worker also loads and unloads adapters between steps, so that never races a forward pass.
 
+A request that fails inside a batch step fails alone: each row is sampled on its own (a row
+whose sampling raises gets the error, its neighbours their tokens), a failed prefill of several
+joining rows is run again row by row, and after a failed decode step (whose KV cache may be half
+written) every row is re-run alone by prefilling its prompt and the tokens it has so far, which
+gives that step's logits: only the rows that fail alone fail.
+
 The engine owns its adapter slots (`hf_slots`): each adapter key gets a PEFT adapter name
 (`lora1`, `lora2`, ...); an unloaded adapter's slot is parked, and the next adapter of the same
 shape is loaded by copying its weights into it, between steps, when no request uses the slot.
@@ -17,7 +23,6 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +35,16 @@ from loramux.errors import (
     LoramuxError,
 )
 from loramux.serve.engine import check_adapter_files, resolve_max_tokens
-from loramux.serve.hf_batch import Batch, Control, Row, sample
+from loramux.serve.hf_batch import (
+    Batch,
+    Control,
+    Row,
+    RowSampler,
+    gather,
+    sample,
+    sample_row,
+    take,
+)
 from loramux.serve.hf_slots import AdapterSlots, lora_layers, read_weights
 from loramux.serve.memory import release_memory
 from loramux.serve.textstream import TextStream
@@ -52,7 +66,12 @@ class HFEngine:
     """transformers + PEFT engine with continuous, adapter-mixing batches."""
 
     def __init__(
-        self, model_dir: Path | None, config: EngineConfig | None = None, **resolve: Any
+        self,
+        model_dir: Path | None,
+        config: EngineConfig | None = None,
+        *,
+        sampler: RowSampler = sample_row,
+        **resolve: Any,
     ) -> None:
         """Build the engine (nothing loads until `start`).
 
@@ -60,8 +79,10 @@ class HFEngine:
             model_dir: HF model folder; None means resolve it at start from `resolve`'s
                 `model_config` and `cache_dir` (the embedded model is fetched if needed).
             config: the `engine:` section: the shared limits, and `hf` for batching.
+            sampler: picks one row's next token (`hf_batch.sample_row`; tests hand a faulty one).
             **resolve: `model_config` and `cache_dir` for `loramux.models.ensure_base_model`.
         """
+        self._sampler = sampler
         self._model_dir = model_dir
         self._resolve = resolve
         self.config = config = config or EngineConfig()
@@ -184,7 +205,7 @@ class HFEngine:
             self.config.default_max_tokens,
         )
         generator = None
-        if request.sampling.temperature > 0:
+        if not request.sampling.greedy:
             import torch
 
             generator = torch.Generator(device="cpu")
@@ -226,45 +247,19 @@ class HFEngine:
     # -- worker thread -------------------------------------------------------------------------
 
     def _load(self) -> None:
-        from loramux.models import ensure_base_model, quiet_libraries, set_offline
-
-        set_offline()
-        quiet_libraries()
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from loramux.serve.hf_load import load_base
 
         if self._model_dir is None:
+            from loramux.models import ensure_base_model, set_offline
+
+            set_offline()
             self._model_dir = ensure_base_model(
                 self._resolve["model_config"], self._resolve["cache_dir"]
             )
-        s = self.config
-        if s.threads:
-            torch.set_num_threads(s.threads)
-        use_cuda = s.device == "cuda" or (s.device == "auto" and torch.cuda.is_available())
-        self._device = torch.device("cuda" if use_cuda else "cpu")
-        dtype_name = s.dtype if s.dtype != "auto" else ("bfloat16" if use_cuda else "float32")
-        t0 = time.perf_counter()
-        self._tokenizer = AutoTokenizer.from_pretrained(self._model_dir)
-        model = AutoModelForCausalLM.from_pretrained(
-            self._model_dir, dtype=getattr(torch, dtype_name)
-        )
-        self._model = model.to(self._device).eval()
-        limit = getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT
-        self._context_length = min(s.context_length or DEFAULT_CONTEXT, limit)
-        eos = model.generation_config.eos_token_id
-        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self._tokenizer.eos_token_id is not None:
-            self._eos_ids.add(self._tokenizer.eos_token_id)
-        pad = self._tokenizer.pad_token_id
-        self._pad_id = pad if pad is not None else min(self._eos_ids, default=0)
-        logger.info(
-            "hf engine loaded %s on %s (%s) in %.1f s; context %d tokens",
-            self._model_dir,
-            self._device,
-            dtype_name,
-            time.perf_counter() - t0,
-            self._context_length,
-        )
+        base = load_base(self._model_dir, self.config, DEFAULT_CONTEXT)
+        self._device, self._tokenizer, self._model = base.device, base.tokenizer, base.model
+        self._context_length, self._eos_ids = base.context_length, base.eos_ids
+        self._pad_id = base.pad_id
 
     def _worker(self) -> None:
         import torch
@@ -275,13 +270,17 @@ class HFEngine:
         with torch.inference_mode():
             while True:
                 idle = not batch.rows and not pending and not deferred
-                items = self._take(block=idle)
+                items = take(self._inbox, block=idle)
                 if (
                     idle
                     and self.config.hf.max_wait_ms > 0
                     and any(isinstance(i, Row) for i in items)
                 ):
-                    items += self._gather(len(items))
+                    items += gather(
+                        self._inbox,
+                        self.config.max_batch_size - len(items),
+                        self.config.hf.max_wait_ms / 1000,
+                    )
                 for item in items:
                     if isinstance(item, Row):
                         pending.append(item)
@@ -295,33 +294,9 @@ class HFEngine:
                 room = self.config.max_batch_size - len(batch.rows)
                 if pending and room > 0:
                     joining, pending = pending[:room], pending[room:]
-                    self._guarded(batch, joining, self._prefill)
+                    self._isolated_prefill(batch, joining)
                 if batch.rows:
-                    self._guarded(batch, batch.rows, self._decode_step)
-
-    def _take(self, *, block: bool) -> list[Row | Control]:
-        items: list[Row | Control] = []
-        if block:
-            items.append(self._inbox.get())
-        while True:
-            try:
-                items.append(self._inbox.get_nowait())
-            except queue.Empty:
-                return items
-
-    def _gather(self, have: int) -> list[Row | Control]:
-        """Wait up to max_wait_ms for more requests to start a batch with."""
-        deadline = time.monotonic() + self.config.hf.max_wait_ms / 1000
-        items: list[Row | Control] = []
-        while have + len(items) < self.config.max_batch_size:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                items.append(self._inbox.get(timeout=left))
-            except queue.Empty:
-                break
-        return items
+                    self._isolated_decode(batch)
 
     def _apply_control(self, control: Control, batch: Batch, pending: list[Row]) -> bool:
         """Run an add/remove; False when it must wait (the adapter is still in use)."""
@@ -362,20 +337,57 @@ class HFEngine:
             self._peft.active_adapter = slot
         return lora_layers(self._peft)
 
-    def _guarded(self, batch: Batch, rows: list[Row], step: Any) -> None:
-        """Run a prefill or decode step; on failure, fail every running request and go on.
-
-        The batch's KV cache may be half-updated after a failed step, so none of it is kept.
-        """
+    def _isolated_prefill(self, batch: Batch, joining: list[Row]) -> None:
+        """Prefill the joining rows together; when that fails, one by one, so that only a row
+        that fails alone fails. The running batch is untouched by a failed prefill."""
         try:
-            step(batch, rows)
+            self._prefill(batch, joining)
         except Exception as exc:
-            failed = {id(s): s for s in [*batch.rows, *rows]}
-            logger.exception("hf engine step failed; failing %d requests", len(failed))
-            error = EngineError(f"generation failed in the engine ({type(exc).__name__}); retry")
-            for seq in failed.values():
-                seq.send(error)
+            if len(joining) == 1:
+                self._fail(joining[0], exc)
+                return
+            logger.warning(
+                "hf engine: a prefill of %d rows failed (%r); running them one by one",
+                len(joining),
+                exc,
+                exc_info=True,
+            )
+            self._rerun_alone(batch, joining)
+
+    def _isolated_decode(self, batch: Batch) -> None:
+        """One decode step of the batch; when it fails, its KV cache is dropped and every row
+        is re-run alone from its prompt and the tokens it has (`Row.context_ids`)."""
+        rows = list(batch.rows)
+        try:
+            self._decode_step(batch, rows)
+        except Exception as exc:
+            logger.warning(
+                "hf engine: a decode step of %d rows failed (%r); re-running each alone",
+                len(rows),
+                exc,
+                exc_info=True,
+            )
             batch.clear()
+            self._rerun_alone(batch, [r for r in rows if not r.cancelled.is_set()])
+
+    def _rerun_alone(self, batch: Batch, rows: list[Row]) -> None:
+        for row in rows:
+            try:
+                self._prefill(batch, [row])
+            except Exception as exc:
+                self._fail(row, exc)
+                if row in batch.rows:
+                    batch.remove([row])
+
+    def _fail(self, row: Row, exc: BaseException) -> None:
+        """Fail one request (logged once, with its id; the trace at debug level)."""
+        logger.warning(
+            "hf engine: request %s failed (%r)",
+            row.request.request_id,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
+        row.send(EngineError(f"generation failed in the engine ({type(exc).__name__}); retry"))
 
     def _forward(self, slots: list[str], **inputs: Any) -> Any:
         if self._peft is not None:
@@ -384,14 +396,17 @@ class HFEngine:
         return self._model(**inputs)
 
     def _prefill(self, batch: Batch, joining: list[Row]) -> None:
+        """Prefill rows (their prompt, plus what they generated when re-run) and merge them
+        into the batch."""
         import torch
 
-        longest = max(len(s.prompt_ids) for s in joining)
+        contexts = [s.context_ids() for s in joining]
+        longest = max(map(len, contexts))
         ids = torch.full((len(joining), longest), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(joining), longest), dtype=torch.long)
-        for i, seq in enumerate(joining):
-            n = len(seq.prompt_ids)
-            ids[i, longest - n :] = torch.tensor(seq.prompt_ids)
+        for i, (seq, context) in enumerate(zip(joining, contexts, strict=True)):
+            n = len(context)
+            ids[i, longest - n :] = torch.tensor(context)
             mask[i, longest - n :] = 1
             seq.position = n
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -425,38 +440,54 @@ class HFEngine:
         self._emit(batch, list(rows), out.logits[:, -1, :])
 
     def _emit(self, batch: Batch, rows: list[Row], logits: torch.Tensor) -> None:
-        """Pick each row's next token, send its text, and drop finished rows from the batch."""
-        tokens = sample(logits.float(), rows)
+        """Pick each row's next token, send its text, and drop finished rows from the batch; a
+        row whose token cannot be picked or decoded fails alone."""
+        tokens = sample(logits.float(), rows, self._sampler)
         done: list[Row] = []
         for seq, token in zip(rows, tokens, strict=True):
             if seq.cancelled.is_set():
                 done.append(seq)
                 continue
-            finish: FinishReason | None = None
-            if token in self._eos_ids and not seq.request.sampling.ignore_eos:
-                finish = FinishReason.STOP
-            else:
-                seq.generated += 1
-                seq.next_token = token
-                delta = seq.stream.push(token)
-                if seq.stream.stopped:
-                    finish = FinishReason.STOP
-                elif seq.generated >= seq.max_tokens:
-                    finish = FinishReason.LENGTH
-                if delta:
-                    seq.send(GenerationChunk(delta))
-            if finish is not None:
-                seq.send(
-                    GenerationChunk(
-                        seq.stream.flush(),
-                        finish_reason=finish,
-                        prompt_tokens=len(seq.prompt_ids),
-                        completion_tokens=seq.generated,
-                    )
-                )
+            try:
+                if isinstance(token, Exception):
+                    raise token
+                finished = self._push(seq, token)
+            except Exception as exc:
+                self._fail(seq, exc)
+                finished = True
+            if finished:
                 done.append(seq)
         if done:
             batch.remove(done)
+
+    def _push(self, seq: Row, token: int) -> bool:
+        """Send a row's new token; True when the row is finished."""
+        finish: FinishReason | None = None
+        prompt_tokens = len(seq.prompt_ids)
+        if token in self._eos_ids and not seq.request.sampling.ignore_eos:
+            finish = FinishReason.STOP
+        else:
+            seq.generated += 1
+            seq.output_ids.append(token)
+            seq.next_token = token
+            delta = seq.stream.push(token)
+            if seq.stream.stopped:
+                finish = FinishReason.STOP
+            elif seq.generated >= seq.max_tokens:
+                finish = FinishReason.LENGTH
+            if delta:
+                seq.send(GenerationChunk(delta, None, prompt_tokens, seq.generated))
+        if finish is None:
+            return False
+        seq.send(
+            GenerationChunk(
+                seq.stream.flush(),
+                finish_reason=finish,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=seq.generated,
+            )
+        )
+        return True
 
     def _shutdown(
         self, batch: Batch, pending: list[Row], deferred: list[Control], stop: Control

@@ -5,7 +5,10 @@ batch with its merged KV cache, and sampling. Used by the worker thread of `serv
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,8 +36,15 @@ class Row:
     generator: torch.Generator | None
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated: int = 0
+    output_ids: list[int] = field(default_factory=list)
+    """Tokens generated so far (what a re-run prefills after the prompt)."""
     position: int = 0
     next_token: int = -1
+
+    def context_ids(self) -> list[int]:
+        """The prompt and every token generated so far: prefilling these gives the logits of
+        the next decode step (how a row is re-run alone after a failed batch step)."""
+        return [*self.prompt_ids, *self.output_ids]
 
     def send(self, item: GenerationChunk | BaseException) -> None:
         try:
@@ -51,6 +61,33 @@ class Control:
     """`add`: the adapter's files as `hf_slots.read_weights` read them, off the worker thread."""
     key: str = ""
     done: Future[None] = field(default_factory=Future)
+
+
+def take(inbox: queue.Queue[Row | Control], *, block: bool) -> list[Row | Control]:
+    """Everything in the worker's inbox (waiting for the first item when `block`)."""
+    items: list[Row | Control] = []
+    if block:
+        items.append(inbox.get())
+    while True:
+        try:
+            items.append(inbox.get_nowait())
+        except queue.Empty:
+            return items
+
+
+def gather(inbox: queue.Queue[Row | Control], room: int, wait_s: float) -> list[Row | Control]:
+    """Wait up to `wait_s` for up to `room` more items to start a batch with."""
+    deadline = time.monotonic() + wait_s
+    items: list[Row | Control] = []
+    while len(items) < room:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            items.append(inbox.get(timeout=left))
+        except queue.Empty:
+            break
+    return items
 
 
 class Batch:
@@ -87,20 +124,40 @@ class Batch:
         self.rows, self.cache, self.mask = [], None, None
 
 
-def sample(logits: torch.Tensor, rows: list[Row]) -> list[int]:
-    """Greedy for temperature 0, else temperature + top-p sampling with each row's generator."""
+RowSampler = Callable[["torch.Tensor", Row, int], int]
+"""Picks one row's next token from its logits and the greedy token (the argmax of the batch)."""
+
+
+def sample_row(logits: torch.Tensor, row: Row, greedy_token: int) -> int:
+    """Greedy (see `SamplingParams.greedy`), else temperature + top-p with the row's generator.
+
+    Raises:
+        RuntimeError: no token can be sampled (probabilities that are NaN or all zero).
+    """
     import torch
 
-    tokens: list[int] = logits.argmax(dim=-1).tolist()
-    for i, seq in enumerate(rows):
-        params = seq.request.sampling
-        if params.temperature <= 0 or seq.generator is None:
-            continue
-        probs = torch.softmax(logits[i] / params.temperature, dim=-1)
-        if params.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
-            sorted_probs = sorted_probs * keep
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        tokens[i] = int(torch.multinomial(probs.cpu(), 1, generator=seq.generator).item())
+    params = row.request.sampling
+    if params.greedy or row.generator is None:
+        return greedy_token
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < params.top_p
+        sorted_probs = sorted_probs * keep
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs.cpu(), 1, generator=row.generator).item())
+
+
+def sample(
+    logits: torch.Tensor, rows: list[Row], pick: RowSampler = sample_row
+) -> list[int | Exception]:
+    """Each row's next token, or the exception its sampling raised: a row that cannot be
+    sampled fails alone, never its neighbours."""
+    greedy: list[int] = logits.argmax(dim=-1).tolist()
+    tokens: list[int | Exception] = []
+    for i, row in enumerate(rows):
+        try:
+            tokens.append(pick(logits[i], row, greedy[i]))
+        except Exception as exc:  # noqa: BLE001 - the row's request gets the error
+            tokens.append(exc)
     return tokens

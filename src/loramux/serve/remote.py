@@ -279,7 +279,8 @@ class RemoteEngine:
             "temperature": s.temperature,
             "top_p": s.top_p,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            # usage on every chunk (a vLLM extension), so a stream cut short is charged
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         }
         if s.stop:
             body["stop"] = list(s.stop)
@@ -444,7 +445,12 @@ async def _chunks(resp: httpx.Response, completions: bool) -> AsyncIterator[Gene
         for choice in event.get("choices") or []:
             text = choice.get("text") if completions else (choice.get("delta") or {}).get("content")
             if text:
-                yield GenerationChunk(text)
+                yield GenerationChunk(
+                    text,
+                    None,
+                    int(usage.get("prompt_tokens", 0)),
+                    int(usage.get("completion_tokens", 0)),
+                )
             if choice.get("finish_reason"):
                 finish = (
                     FinishReason.LENGTH

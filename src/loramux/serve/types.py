@@ -6,10 +6,18 @@ The messages and adapter references they carry come from `loramux.types`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from loramux.types import AdapterRef, ChatMessage
+
+GREEDY_BELOW = 1e-5
+"""A temperature or top_p below this means greedy decoding (vLLM's own rule for temperature):
+dividing logits by a smaller temperature overflows, and a smaller top_p rounds to 0 in float32,
+either of which leaves no token to sample."""
+SEED_MIN = -(2**63)
+SEED_MAX = 2**63 - 1
+"""Seeds are signed 64-bit integers: what torch generators and vLLM's server accept."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,18 @@ class SamplingParams:
     """Makes sampling repeatable for the same request."""
     ignore_eos: bool = False
     """Keep generating past the end-of-sequence token (benchmarks want fixed lengths)."""
+
+    @property
+    def greedy(self) -> bool:
+        """True when this samples nothing: temperature or top_p under `GREEDY_BELOW`."""
+        return self.temperature < GREEDY_BELOW or self.top_p < GREEDY_BELOW
+
+    def normalized(self) -> SamplingParams:
+        """The same sampling in the form every engine honours: greedy as temperature 0 and
+        top_p 1 (see `GREEDY_BELOW`)."""
+        if self.greedy and (self.temperature, self.top_p) != (0.0, 1.0):
+            return replace(self, temperature=0.0, top_p=1.0)
+        return self
 
 
 @dataclass(frozen=True)
@@ -46,7 +66,11 @@ class FinishReason(StrEnum):
 
 @dataclass
 class GenerationChunk:
-    """A piece of streamed output; the last chunk of a request has `finish_reason` set."""
+    """A piece of streamed output; the last chunk of a request has `finish_reason` set.
+
+    The token counts are the request's so far, on every chunk where the engine knows them (so a
+    stream cut short is still charged what it generated), and final on the last chunk.
+    """
 
     text: str
     finish_reason: FinishReason | None = None

@@ -241,7 +241,9 @@ class VLLMEngine:
                 completion += len(piece.token_ids)
                 if not out.finished:
                     if piece.text:
-                        yield GenerationChunk(piece.text)
+                        yield GenerationChunk(
+                            piece.text, prompt_tokens=len(prompt_ids), completion_tokens=completion
+                        )
                     continue
                 if piece.finish_reason == "abort":
                     raise EngineUnavailableError("the vllm engine dropped the request; retry")

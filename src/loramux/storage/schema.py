@@ -114,6 +114,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Rows from before have NULL: only the admin key may rate those.
         "ALTER TABLE requests ADD COLUMN key_id TEXT",
     ),
+    (
+        # Fair share: a key's weight for the generation slots under load (limits.fair_share).
+        "ALTER TABLE api_keys ADD COLUMN weight REAL NOT NULL DEFAULT 1.0 CHECK (weight > 0)",
+    ),
 )
 """MIGRATIONS[i] takes the schema from `user_version` i to i + 1."""
 

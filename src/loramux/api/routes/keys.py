@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from loramux.api.auth import AdminActor, app_service
 from loramux.errors import InvalidRequestError, LoramuxError
@@ -30,9 +30,9 @@ class KeyCreate(BaseModel):
     department: str
     adapters: list[str] = Field(default_factory=list)
     """Adapter names the key may use (with `model: "auto"` too); they need not exist yet."""
-    base: bool = True
+    base: StrictBool = True
     """May use the base model (named, or as `auto`'s fallback)."""
-    rag: bool = True
+    rag: StrictBool = True
     """May get RAG answers (`auto`'s fallback when the knowledge base matches)."""
     rpm: int | None = Field(default=None, ge=1, le=10**9)  # le: SQLite holds 64-bit integers
     """Requests per minute; default `auth.rpm` of the server."""
@@ -44,6 +44,8 @@ class KeyCreate(BaseModel):
     time (`2027-01-31`, UTC unless it has a zone); default never. An expired key gets 401."""
     expires_at: float | None = Field(default=None, gt=0)
     """The same as Unix time (for scripts); give at most one of the two."""
+    weight: float = Field(default=1.0, ge=0.001, le=1000, allow_inf_nan=False)
+    """Share of generation slots under load (`limits.fair_share`); 2: twice a weight-1 key's."""
 
 
 def keyring(request: Request) -> Keyring:
@@ -79,6 +81,7 @@ async def create_key(
         tpm=body.tpm,
         label=body.label,
         expires_at=expires_at,
+        weight=body.weight,
     )
     issued = await asyncio.to_thread(keys.create, spec, actor=actor)
     payload: dict[str, Any] = {**issued.record.public(), "key": issued.secret}

@@ -262,11 +262,12 @@ def zipf_table(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"| {1000 * pct(cold, 0.5):.0f} / {1000 * pct(cold, 0.99):.0f} "
             f"| {1000 * pct(warm, 0.5):.0f} / {1000 * pct(warm, 0.99):.0f} |"
         )
-    cl = result["cold_load"]
-    print(
-        f"\ncold load of one rank-8 adapter on an idle engine: p50 {cl['p50_ms']:.0f} ms, "
-        f"p99 {cl['p99_ms']:.0f} ms"
-    )
+    print()
+    for label, cl in result["cold_load"].items():
+        print(
+            f"cold load of one rank-8 adapter on an idle engine, into a {label}: "
+            f"p50 {cl['p50_ms']:.0f} ms, p99 {cl['p99_ms']:.0f} ms"
+        )
 
 
 # -- registry part ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from loramux.serve.hf_batch import (
     sample_row,
     take,
 )
-from loramux.serve.hf_slots import AdapterSlots, lora_layers, read_weights
+from loramux.serve.hf_slots import AdapterSlots, lora_layers, new_peft_slot, read_weights
 from loramux.serve.memory import release_memory
 from loramux.serve.textstream import TextStream
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
@@ -322,19 +322,8 @@ class HFEngine:
         return True
 
     def _create(self, slot: str, adapter: AdapterRef) -> list[Any]:
-        """Make a new PEFT adapter `slot` from `adapter`'s folder (PEFT's own loading); returns
-        the model's LoRA layers."""
-        from peft import PeftModel
-
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(
-                self._model, adapter.path, adapter_name=slot, is_trainable=False
-            )
-            self._peft.eval()
-        else:
-            self._peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
-        if self._peft.active_adapter not in self._peft.peft_config:  # see hf_slots._delete
-            self._peft.active_adapter = slot
+        """Make a new PEFT adapter `slot` (PEFT's own loading); returns the LoRA layers."""
+        self._peft = new_peft_slot(self._model, self._peft, slot, adapter)
         return lora_layers(self._peft)
 
     def _isolated_prefill(self, batch: Batch, joining: list[Row]) -> None:

@@ -200,6 +200,21 @@ class AdapterSlots:
         return True
 
 
+def new_peft_slot(model: Any, peft: Any, slot: str, adapter: AdapterRef) -> Any:
+    """Make a new PEFT adapter named `slot` from `adapter`'s folder (PEFT's own loading):
+    wraps `model` on the first adapter. Returns the `PeftModel`."""
+    from peft import PeftModel
+
+    if peft is None:
+        peft = PeftModel.from_pretrained(model, adapter.path, adapter_name=slot, is_trainable=False)
+        peft.eval()
+    else:
+        peft.load_adapter(adapter.path, adapter_name=slot, is_trainable=False)
+    if peft.active_adapter not in peft.peft_config:  # see AdapterSlots._delete
+        peft.active_adapter = slot
+    return peft
+
+
 def lora_layers(peft: Any) -> list[Any]:
     """The modules of a PEFT model that PEFT's `adapter_names` reaches."""
     from peft.tuners.lora import LoraLayer

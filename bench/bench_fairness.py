@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,9 +27,10 @@ from pathlib import Path
 
 import httpx
 
+from bench_load import ADMIN_KEY, start_server  # one way to start loramux serve here
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = "SmolLM2-135M-Instruct"
-ADMIN_KEY = "bench-fairness-admin-key-0123456789abcdef"
 PROMPT = " ".join(f"word{i}" for i in range(64))
 
 
@@ -65,35 +63,6 @@ def write_config(state: Path, args: argparse.Namespace, port: int, fair: bool) -
         encoding="utf-8",
     )
     return config
-
-
-def start_server(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LORAMUX_ADMIN_KEY": ADMIN_KEY,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(REPO / "src"),
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"loramux serve exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("loramux serve was not ready in 120 s")
 
 
 async def one_request(

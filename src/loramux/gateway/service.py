@@ -36,6 +36,7 @@ from loramux.serve.types import (
     GenerationResult,
     SamplingParams,
 )
+from loramux.types import ChatMessage
 
 if TYPE_CHECKING:
     from loramux.gateway.metrics import GatewayMetrics
@@ -118,14 +119,7 @@ class ChatService:
         check_messages(messages, self.config.limits)
         sampling = self._sampling(body.sampling)
         charge = self._charge(caller, sum(len(m.content) for m in messages), sampling.max_tokens)
-        try:
-            dispatch = await self.dispatcher.dispatch(
-                body.model, messages, user=body.user or user or caller.user, access=caller.access
-            )
-        except BaseException:
-            if charge is not None:
-                charge.settle(0)
-            raise
+        dispatch = await self._dispatch(body.model, messages, body.user or user, caller, charge)
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,
@@ -166,14 +160,7 @@ class ChatService:
                 param="model",
             )
         charge = self._charge(caller, len(prompt), sampling.max_tokens)
-        try:
-            dispatch = await self.dispatcher.dispatch(
-                body.model, (), user=body.user or user or caller.user, access=caller.access
-            )
-        except BaseException:
-            if charge is not None:
-                charge.settle(0)
-            raise
+        dispatch = await self._dispatch(body.model, (), body.user or user, caller, charge)
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,
@@ -192,6 +179,24 @@ class ChatService:
     @staticmethod
     def _ticket(caller: Caller, prompt_chars: int) -> Ticket:
         return Ticket(caller.tenant, caller.weight, estimate_prompt_tokens(prompt_chars))
+
+    async def _dispatch(
+        self,
+        model: str,
+        messages: tuple[ChatMessage, ...],
+        user: str | None,
+        caller: Caller,
+        charge: TokenCharge | None,
+    ) -> Dispatch:
+        """Who answers, within what the caller may use; a refusal gives the charge back."""
+        try:
+            return await self.dispatcher.dispatch(
+                model, messages, user=user or caller.user, access=caller.access
+            )
+        except BaseException:
+            if charge is not None:
+                charge.settle(0)
+            raise
 
     def _charge(
         self, caller: Caller, prompt_chars: int, max_tokens: int | None

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from loramux.errors import AdapterError, ContextLengthExceededError
-from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest, GenerationResult
+from loramux.serve.types import (
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+)
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
@@ -77,10 +83,13 @@ async def generate(engine: Engine, request: GenerationRequest) -> GenerationResu
         The whole text, the finish reason and token counts.
     """
     parts: list[str] = []
+    logprobs: list[TokenLogprob] | None = None
     finish = FinishReason.STOP
     prompt_tokens = completion_tokens = 0
     async for chunk in engine.stream(request):
         parts.append(chunk.text)
+        if chunk.logprobs is not None:
+            logprobs = [*(logprobs or []), *chunk.logprobs]
         if chunk.finish_reason is not None:
             finish = chunk.finish_reason
             prompt_tokens = chunk.prompt_tokens
@@ -90,6 +99,7 @@ async def generate(engine: Engine, request: GenerationRequest) -> GenerationResu
         finish_reason=finish,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        logprobs=logprobs,
     )
 
 

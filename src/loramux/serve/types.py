@@ -21,6 +21,30 @@ SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
+class StructuredOutput:
+    """Constrained decoding: every token the engine picks keeps the output a prefix of one JSON
+    value, so the finished text parses and validates.
+
+    `json_schema` is the schema as canonical JSON text (`json.dumps(schema, sort_keys=True)`,
+    also the key grammar caches use); None means any JSON object (`response_format:
+    json_object`).
+    """
+
+    json_schema: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability, with the most likely alternatives at that step
+    (the OpenAI `logprobs.content[]` entry)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+    """(token, logprob) pairs, most likely first; as many as `SamplingParams.logprobs` asks."""
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int | None = None
     """Most tokens to generate; None lets the engine pick (its default, capped by the context)."""
@@ -33,6 +57,10 @@ class SamplingParams:
     """Makes sampling repeatable for the same request."""
     ignore_eos: bool = False
     """Keep generating past the end-of-sequence token (benchmarks want fixed lengths)."""
+    structured: StructuredOutput | None = None
+    """Constrain the output to JSON (`response_format`, forced tool calls); None: free text."""
+    logprobs: int | None = None
+    """None: no log-probabilities; k >= 0: each token's logprob and its k top alternatives."""
 
     @property
     def greedy(self) -> bool:
@@ -79,6 +107,8 @@ class GenerationChunk:
     adapter_load_s: float | None = None
     """On a request's first chunk: seconds it waited for its adapter to load (a cold start);
     None when the adapter was loaded already or the request uses none."""
+    logprobs: list[TokenLogprob] | None = None
+    """When `SamplingParams.logprobs` is set: the tokens generated since the previous chunk."""
 
 
 @dataclass
@@ -88,3 +118,5 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
+    logprobs: list[TokenLogprob] | None = None
+    """Every generated token's logprob when `SamplingParams.logprobs` is set."""

@@ -282,3 +282,23 @@ def test_openai_agents_sdk_runs_a_function_tool(server: str) -> None:
     assert calls[0] in {"Paris", "Oslo", "Rome"}
     assert isinstance(result.final_output, str)
     assert result.final_output
+
+
+def test_a_stop_string_across_stream_chunks_is_cut(client: openai.OpenAI) -> None:
+    ask = {
+        "model": BASE,
+        "messages": [{"role": "user", "content": "Count from one to ten in words."}],
+        "max_tokens": 24,
+        "temperature": 0,
+    }
+    full = client.chat.completions.create(**ask).choices[0].message.content or ""  # type: ignore[call-overload]
+    assert len(full) > 16
+    stop = full[6:14]  # some characters from the middle, likely spanning tokens
+    cut = full[: full.index(stop)]
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(**ask, stream=True, stop=[stop])  # type: ignore[call-overload]
+        if chunk.choices
+    ]
+    assert "".join(pieces) == cut
+    assert len([p for p in pieces if p]) >= 1

@@ -211,6 +211,7 @@ _NO_OP: dict[str, tuple[tuple[Any, ...], str]] = {
     "web_search_options": ((None,), "web search is not supported"),
     "prompt_cache_key": ((None,), "prompt cache keys are not supported"),
     "prompt_cache_retention": ((None,), "prompt cache retention is not supported"),
+    "prompt_cache_options": ((None,), "prompt cache options are not supported"),
     "functions": ((None,), "`functions` is deprecated: send `tools`"),
     "function_call": ((None,), "`function_call` is deprecated: send `tool_choice`"),
     "suffix": ((None, ""), "suffix (insertion) is not supported"),
@@ -302,6 +303,7 @@ class ChatCompletionRequest(_SamplingFields):
     web_search_options: dict[str, Any] | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
 

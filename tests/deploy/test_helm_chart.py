@@ -384,6 +384,7 @@ REFUSED = [
     ({"database": {"kind": "postgres-external"}}, "needs database.external.url"),
     ({"database": {"external": {"url": "postgresql://a@b/c"}}}, "set database.kind"),
     ({"vllm": {"modelSource": "pvc"}}, "needs vllm.modelClaim"),
+    ({"vllm": {"maxLoraRank": 16}}, "max_rank (64) is above vllm.maxLoraRank (16)"),
     ({"secrets": {"existingSecret": "s", "adminKey": STRONG_KEY}}, "not both"),
     ({"gateway": {"replica": 2}}, "'replica' not allowed"),
     ({"secrets": {"adminKey": "short"}}, "/secrets/adminKey"),

@@ -88,6 +88,10 @@ silently do something else than asked.
 {{- if and $v.vllm.enabled (eq $v.vllm.modelSource "pvc") (not $v.vllm.modelClaim) -}}
 {{- fail "vllm.modelSource pvc needs vllm.modelClaim (the PersistentVolumeClaim holding the model)" -}}
 {{- end -}}
+{{- $rank := int (dig "registry" "limits" "max_rank" 64 $v.config) -}}
+{{- if and $v.vllm.enabled (gt $rank (int $v.vllm.maxLoraRank)) -}}
+{{- fail (printf "config.registry.limits.max_rank (%d) is above vllm.maxLoraRank (%d): vLLM would refuse adapters the registry accepts" $rank (int $v.vllm.maxLoraRank)) -}}
+{{- end -}}
 {{- if and $v.secrets.existingSecret (or $v.secrets.adminKey $v.secrets.vllmApiKey) -}}
 {{- fail "give secrets.existingSecret or secrets.adminKey / secrets.vllmApiKey, not both" -}}
 {{- end -}}

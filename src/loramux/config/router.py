@@ -45,6 +45,10 @@ class KnowledgeBaseConfig(Strict):
     """Passages added to a RAG prompt."""
     min_score: float = Field(default=0.4, ge=-1, le=1)
     """Cosine similarity of the best passage from which an abstained request gets a RAG answer."""
+    quote: bool = True
+    """End every RAG answer with the sentence of the passages that answers the question, copied
+    verbatim with its citation (`rag.quote`): the small model misquotes numbers, the quote
+    does not (docs/evaluation.md, `loramux eval rag`). Not added to JSON or tool-call replies."""
     chunk_words: int = Field(default=150, ge=20, le=2000)
     """Longest chunk in words; chunks follow headings and paragraphs (the embedded MiniLM reads
     256 tokens, about 180 words)."""

@@ -49,6 +49,9 @@ class Dispatch:
     propensity: float = 1.0
     """Probability of this choice given the request: the chosen version's traffic weight / 100
     under an A/B split; 1.0 for deterministic choices (the router, a pinned or only version)."""
+    quote: str | None = None
+    """RAG with `kb.quote`: the passage sentence that answers the question, verbatim with its
+    citation (`rag.quote`), which ends the answer."""
 
     def headers(self) -> dict[str, str]:
         d = self.decision
@@ -89,6 +92,7 @@ class Dispatcher:
         router: decides `auto` requests (None: they go to the base model).
         kb: the knowledge base for RAG answers.
         top_k: passages added to a RAG prompt.
+        quote: end RAG answers with the quoted sentence that answers them (`kb.quote`).
         max_batch: most `auto` requests decided in one encoder pass.
     """
 
@@ -100,12 +104,15 @@ class Dispatcher:
         *,
         top_k: int = 4,
         max_batch: int = 64,
+        quote: bool = True,
     ) -> None:
         self.registry = registry
         self.router = router
         self.kb = kb
         self.top_k = top_k
         self.max_batch = max_batch
+        self.quote = quote
+        """End RAG answers with the passage sentence that answers the question (`kb.quote`)."""
         # Batches the router's decisions; `decide` builds a new one if `router` is replaced.
         self.batcher = RouteBatcher(router, max_batch=max_batch) if router is not None else None
 
@@ -253,13 +260,20 @@ class Dispatcher:
         assert self.kb is not None
         plain = [{"role": m.role, "content": m.content} for m in messages]
         kb = self.kb
-        passages = await asyncio.to_thread(kb.retrieve, retrieval_query(plain), self.top_k)
+        query = retrieval_query(plain)
+        passages = await asyncio.to_thread(kb.retrieve, query, self.top_k)
         prompt = build_rag_messages(plain, passages)
         # The passages' system message, then the client's turns as they were (tool calls and
         # tool results kept); a client system message is inside the new one already.
         rest = messages[1:] if messages and messages[0].role == "system" else messages
         system = ChatMessage("system", prompt.messages[0]["content"])
-        return Dispatch(decision, None, (system, *rest), prompt.sources)
+        quote = None
+        if self.quote:
+            from loramux.rag.quote import best_quote
+
+            found = await asyncio.to_thread(best_quote, query, passages, kb.encoder)
+            quote = found.render() if found else None
+        return Dispatch(decision, None, (system, *rest), prompt.sources, quote=quote)
 
 
 def _permitted(decision: RouteDecision, access: Access) -> RouteDecision:

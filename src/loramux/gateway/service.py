@@ -401,13 +401,14 @@ class ChatService:
         last = first
         texts = 1 if first.text else 0
         error = client_error = False
+        quote = _quote(prepared)
         try:
-            yield first
+            yield _ended(first, quote)
             if first.finish_reason is None:
                 async for chunk in rest:
                     last = chunk
                     texts += 1 if chunk.text else 0
-                    yield chunk
+                    yield _ended(chunk, quote)
         except Exception as exc:
             error, client_error = True, is_client_error(exc)
             raise
@@ -499,6 +500,26 @@ class ChatService:
                 error=error,
                 key_id=prepared.key_id,
             )
+
+
+def _quote(prepared: PreparedRequest) -> str | None:
+    """The RAG quote that ends this answer (`kb.quote`), unless the reply is JSON, tool calls
+    or token logprobs, which text added after the model's would break."""
+    dispatch, sampling, tools = prepared.dispatch, prepared.generation.sampling, prepared.tools
+    if dispatch is None or dispatch.quote is None:
+        return None
+    if sampling.structured is not None or sampling.logprobs is not None:
+        return None
+    if tools is not None and tools.active:
+        return None
+    return dispatch.quote
+
+
+def _ended(chunk: GenerationChunk, quote: str | None) -> GenerationChunk:
+    """The last chunk of a RAG answer carries its quote after the model's text."""
+    if quote is None or chunk.finish_reason is None:
+        return chunk
+    return replace(chunk, text=f"{chunk.text}\n\n{quote}")
 
 
 def is_client_error(exc: BaseException) -> bool:

@@ -57,7 +57,12 @@ async def open_services(
     await _prewarm(config, registry, engine)
     encoder, kb, router = await asyncio.to_thread(_open_routing, config)
     dispatcher = Dispatcher(
-        registry, router, kb, top_k=config.kb.top_k, max_batch=config.router.batch_size
+        registry,
+        router,
+        kb,
+        top_k=config.kb.top_k,
+        max_batch=config.router.batch_size,
+        quote=config.kb.quote,
     )
     await dispatcher.learn_routes([(a.name, a.utterances) for a in registry.adapters()])
     gate = open_gate(config)

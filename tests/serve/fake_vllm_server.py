@@ -45,6 +45,8 @@ class FakeVLLM:
     token_delay_s: float = 0.0
     load_delay_s: float = 0.0
     """Seconds one `/v1/load_lora_adapter` takes (a cold load)."""
+    models_fail: bool = False
+    """Answer /v1/models with HTTP 500 (a replica in trouble that still accepts connections)."""
     refuse: set[str] = field(default_factory=set)
     """Adapter names this replica refuses to load."""
     adapters: dict[str, str] = field(default_factory=dict)
@@ -58,8 +60,10 @@ class FakeVLLM:
     def app(self) -> FastAPI:
         app = FastAPI()
 
-        @app.get("/v1/models")
-        async def models() -> dict[str, Any]:
+        @app.get("/v1/models", response_model=None)
+        async def models() -> dict[str, Any] | JSONResponse:
+            if self.models_fail:
+                return _error(500, "internal error")
             data = [{"id": self.model, "object": "model", "max_model_len": self.max_model_len}]
             data += [{"id": a, "object": "model", "parent": self.model} for a in self.adapters]
             return {"object": "list", "data": data}

@@ -114,9 +114,8 @@ def test_bad_placement_settings_are_refused_naming_the_key(
 
 
 def test_a_replica_named_twice_is_refused() -> None:
-    config = EngineConfig(remote=RemoteEngineConfig(urls=[URLS[0], URLS[0] + "/"]))
-    with pytest.raises(EngineUnavailableError, match="names a server twice"):
-        RemoteEngine(config, model_id=MODEL)
+    with pytest.raises(ValidationError, match=r"urls\n.*10.0.0.1:8000 given twice"):
+        RemoteEngineConfig(urls=[URLS[0], URLS[1], URLS[0] + "/"])
 
 
 # -- the engine over fake servers --------------------------------------------------------------
@@ -282,6 +281,25 @@ async def test_an_adapter_a_replica_refuses_goes_to_the_next_of_its_ranking(
         s.fake.refuse.add("bad@1")
     with pytest.raises(AdapterError, match="no replica could load adapter bad@1"):
         await engines[0].add_adapter(adapter("bad", tmp_path))
+
+
+async def test_a_replica_failing_its_probe_leaves_only_the_third_time_in_a_row(
+    three: list[Served], engines: list[RemoteEngine]
+) -> None:
+    engine = RemoteEngine(config_for([s.url for s in three]), model_id=MODEL, probe_interval_s=60)
+    engines.append(engine)
+    await engine.start()
+    sick = engine.replicas[0]
+    three[0].fake.models_fail = True
+    for expected in (True, True, False):
+        await engine.pool.probe()
+        assert sick.healthy is expected
+    three[0].fake.models_fail = False
+    await engine.pool.probe()
+    assert sick.healthy
+    three[1].stop()  # refused: out at the first probe
+    await engine.pool.probe()
+    assert not engine.replicas[1].healthy
 
 
 # -- faults: replicas killed with SIGKILL ------------------------------------------------------

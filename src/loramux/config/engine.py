@@ -91,6 +91,15 @@ class RemoteEngineConfig(Strict):
     taken out of rotation (its placements move to the next replicas of each ranking), one that
     answers again is taken back."""
 
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        seen = [u.rstrip("/") for u in value]
+        twice = sorted({u for u in seen if seen.count(u) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given twice; give each vLLM server once")
+        return value
+
     @field_validator("replicas_per_adapter")
     @classmethod
     def _check_k(cls, value: int | str) -> int | str:

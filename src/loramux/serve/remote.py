@@ -87,11 +87,7 @@ class RemoteEngine:
             raise EngineUnavailableError(
                 "the remote engine needs at least one server URL in engine.remote.urls"
             )
-        urls = [u.rstrip("/") for u in remote.urls]
-        if len(set(urls)) != len(urls):
-            raise EngineUnavailableError(
-                "engine.remote.urls names a server twice; give each vLLM server once"
-            )
+        urls = [u.rstrip("/") for u in remote.urls]  # each once: the config checks it
         self.config = config
         self._model = remote.model or model_id
         k = remote.replicas_per_adapter

@@ -35,6 +35,9 @@ from loramux.types import AdapterRef
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 2048
+PROBE_FAILURES = 3
+"""Probes in a row without a good answer (other than a refused connection) that take a replica
+out of rotation."""
 
 
 class ReplicaDown(Exception):
@@ -57,6 +60,8 @@ class Replica:
     refused: set[str] = field(default_factory=set)
     """Adapter keys this replica refused to load (cleared when it comes back from down)."""
     loading: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    failed_probes: int = 0
+    """Probes in a row that got no good answer."""
     loads: int = 0
     unloads: int = 0
     load_failures: int = 0
@@ -286,7 +291,7 @@ class ReplicaPool:
         """Take a replica out of rotation; its placements go to the next replica of each
         version's ranking."""
         if replica.healthy:
-            logger.warning("replica %s is out of rotation: %s", replica.url, exc)
+            logger.warning("replica %s is out of rotation: %s", replica.url, _why(exc))
         replica.healthy = False
         replica.adapters.clear()
 
@@ -299,11 +304,16 @@ class ReplicaPool:
             resp.raise_for_status()
             models = {m["id"]: m for m in resp.json().get("data", [])}
         except (httpx.HTTPError, ValueError, KeyError) as exc:
-            if replica.healthy:
+            replica.failed_probes += 1
+            # Refused: it is gone. A slow or bad answer from a replica in rotation (busy with a
+            # burst of requests) takes it out only the third time in a row.
+            gone = isinstance(exc, httpx.ConnectError) or replica.failed_probes >= PROBE_FAILURES
+            if replica.healthy and gone:
                 self.down(replica, exc)
-            else:
-                logger.debug("replica %s is not answering: %s", replica.url, exc)
+            elif replica.healthy:
+                logger.info("replica %s did not answer its probe: %s", replica.url, _why(exc))
             return False
+        replica.failed_probes = 0
         base = models.get(self._model)
         if base is None:
             logger.warning(
@@ -374,3 +384,8 @@ def message_of(resp: httpx.Response) -> str:
     error = body.get("error", body) if isinstance(body, dict) else body
     message = error.get("message") if isinstance(error, dict) else None
     return f"HTTP {resp.status_code}: {message or str(body)[:200]}"
+
+
+def _why(exc: BaseException) -> str:
+    """An exception in one line, its type named (httpx's timeouts have no message)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

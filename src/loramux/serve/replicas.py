@@ -61,6 +61,9 @@ class Replica:
     """Adapter keys this replica refused to load (cleared when it comes back from down)."""
     loading: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     failed_probes: int = 0
+    changes: int = 0
+    """Loads and unloads started here (a probe's answer older than one of them is not used to
+    correct `adapters`)."""
     """Probes in a row that got no good answer."""
     loads: int = 0
     unloads: int = 0
@@ -248,6 +251,7 @@ class ReplicaPool:
         client = self._client()
         path = ref.path if self._adapter_dir is None else Path(self._adapter_dir) / ref.path.name
         body = {"lora_name": ref.key, "lora_path": str(path)}
+        replica.changes += 1
         try:
             resp = await client.post(f"{replica.url}/v1/load_lora_adapter", json=body)
         except httpx.TransportError as exc:
@@ -273,6 +277,7 @@ class ReplicaPool:
             ReplicaDown: the replica stopped answering.
         """
         replica.adapters.pop(key, None)
+        replica.changes += 1
         client = self._client()
         try:
             resp = await client.post(
@@ -299,6 +304,7 @@ class ReplicaPool:
         """Ask a replica for its models; healthy when it serves the base model. Its adapter list
         is taken from the answer (another gateway may have loaded or unloaded some)."""
         client = self._client()
+        changes = replica.changes
         try:
             resp = await client.get(f"{replica.url}/v1/models", timeout=5.0)
             resp.raise_for_status()
@@ -323,6 +329,8 @@ class ReplicaPool:
             return False
         replica.context_length = int(base.get("max_model_len") or DEFAULT_CONTEXT)
         there = {k for k in models if k in self.refs}
+        if replica.changes != changes or replica.loading:
+            there = set(replica.adapters)  # a load or unload crossed the answer: keep ours
         for key in [k for k in replica.adapters if k not in there]:
             del replica.adapters[key]
         for key in there - set(replica.adapters):  # loaded elsewhere: least recently used here

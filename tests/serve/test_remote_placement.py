@@ -152,7 +152,7 @@ async def test_two_gateways_with_the_same_replicas_place_each_version_alike(
 ) -> None:
     urls = [s.url for s in three]
     engines += [await started(urls), await started(list(reversed(urls)))]
-    names = [f"d{i}" for i in range(12)]
+    names = [f"d{i}" for i in range(30)]  # the ports are random: 30 miss a replica at 1e-5
     holders: dict[str, set[str]] = {}
     for name in names:
         for engine in engines:
@@ -323,9 +323,10 @@ async def test_a_killed_replica_fails_only_the_streams_it_had_started(
     refs = [adapter(f"t{i}", tmp_path) for i in range(9)]
     for ref in refs:
         await engine.add_adapter(ref)
-    victim = processes[0]
+    homes = Counter(rank(r.key, urls)[0] for r in refs)
+    at = urls.index(homes.most_common(1)[0][0])  # the ports are random: kill the busiest home
+    victim = processes[at]
     owned = [r for r in refs if rank(r.key, urls)[0] == victim.url]
-    assert owned  # the victim holds some versions
     ok, failed, cut_on_victim = Counter[str](), [], 0
     stop = asyncio.Event()
 
@@ -351,7 +352,7 @@ async def test_a_killed_replica_fails_only_the_streams_it_had_started(
     await asyncio.sleep(1.5)
     stop.set()
     await asyncio.gather(*clients)
-    assert ok["p0"] > 0  # the victim served before it died
+    assert ok[victim.name] > 0  # the victim served before it died
     assert sum(ok.values()) > 30
     # Only streams already under way on the victim failed, each after its first tokens.
     assert len(failed) <= cut_on_victim
@@ -361,18 +362,16 @@ async def test_a_killed_replica_fails_only_the_streams_it_had_started(
         result = await generate(engine, request("x", ref))
         assert where(result.text) == {p.url: p.name for p in processes}[rank(ref.key, urls)[1]]
     # The replica comes back on its port and gets its versions back (the probe places them).
-    back = ServedProcess("p0", port=victim.port, token_delay_s=0.02).start()
-    processes[0] = back
+    back = ServedProcess(victim.name, port=victim.port, token_delay_s=0.02).start()
+    processes[at] = back
     for _ in range(100):
         if {r.key for r in owned} <= back.adapters():
             break
         await asyncio.sleep(0.05)
     assert {r.key for r in owned} <= back.adapters()
     result = await generate(engine, request("x", owned[0]))
-    assert where(result.text) in {
-        "p0",
-        {p.url: p.name for p in processes}[rank(owned[0].key, urls)[1]],
-    }
+    second = {p.url: p.name for p in processes}[rank(owned[0].key, urls)[1]]
+    assert where(result.text) in {victim.name, second}  # home, or its copy until evicted
 
 
 async def test_no_request_fails_while_another_replica_can_serve_it(

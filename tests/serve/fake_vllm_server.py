@@ -45,6 +45,8 @@ class FakeVLLM:
     token_delay_s: float = 0.0
     load_delay_s: float = 0.0
     """Seconds one `/v1/load_lora_adapter` takes (a cold load)."""
+    cut_streams: int = 0
+    """Cut this many streams after their first token (the connection closes mid-body)."""
     models_fail: bool = False
     """Answer /v1/models with HTTP 500 (a replica in trouble that still accepts connections)."""
     refuse: set[str] = field(default_factory=set)
@@ -148,6 +150,9 @@ class FakeVLLM:
                     else {"index": 0, "text": text, "finish_reason": finish}
                 )
                 yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+                if self.cut_streams > 0:
+                    self.cut_streams -= 1
+                    raise RuntimeError("stream cut")  # uvicorn drops the connection
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
             yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"

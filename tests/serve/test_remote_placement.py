@@ -302,6 +302,38 @@ async def test_a_replica_failing_its_probe_leaves_only_the_third_time_in_a_row(
     assert not engine.replicas[1].healthy
 
 
+async def test_a_cut_stream_fails_its_request_but_a_replica_that_answers_stays(
+    three: list[Served], engines: list[RemoteEngine], tmp_path: Path
+) -> None:
+    urls = [s.url for s in three]
+    engine = RemoteEngine(config_for(urls), model_id=MODEL, probe_interval_s=60)
+    engines.append(engine)
+    await engine.start()
+    ref = adapter("hr", tmp_path)
+    await engine.add_adapter(ref)
+    home = next(s for s in three if s.url == rank(ref.key, urls)[0])
+    home.fake.cut_streams = 1
+    got: list[str] = []
+
+    async def read() -> None:
+        async for chunk in engine.stream(request("a b c", ref)):
+            got.append(chunk.text)
+
+    with pytest.raises(EngineUnavailableError, match="in the middle of this answer"):
+        await read()
+    assert got == [f"[{ref.key}@{home.fake.name}]"]  # the first token, then the cut
+    for _ in range(50):  # asked again at once (not at the next probe, a minute away)
+        if all(r.healthy for r in engine.replicas):
+            break
+        await asyncio.sleep(0.02)
+    replica = next(r for r in engine.replicas if r.url == home.url)
+    assert replica.healthy
+    assert ref.key in replica.adapters  # its placement kept: no cold load elsewhere
+    result = await generate(engine, request("a b c", ref))
+    assert where(result.text) == home.fake.name
+    assert sum(s.fake.loads for s in three) == 1
+
+
 # -- faults: replicas killed with SIGKILL ------------------------------------------------------
 
 

@@ -349,7 +349,7 @@ class RemoteEngine:
         try:
             resp = await client.post(f"{replica.url}/tokenize", json=body)
         except httpx.TransportError as exc:
-            self.pool.down(replica, exc)
+            self._lost(replica, exc)
             raise _Retry() from exc
         except httpx.HTTPError as exc:
             raise EngineUnavailableError("a vLLM replica stopped answering; retry") from exc
@@ -385,7 +385,7 @@ class RemoteEngine:
                     return
             except (httpx.TransportError, ReplicaDown) as exc:
                 if isinstance(exc, httpx.TransportError):
-                    self.pool.down(replica, exc)
+                    self._lost(replica, exc)
                 if sent:  # tokens reached the client: another replica cannot continue them
                     raise EngineUnavailableError(
                         f"the vLLM replica {replica.url} stopped answering in the middle of "
@@ -399,6 +399,17 @@ class RemoteEngine:
         while True:
             await asyncio.sleep(self._probe_interval)
             await self.pool.probe(on_back=lambda r: self._spawn(self.pool.place_home(r)))
+
+    def _lost(self, replica: Replica, exc: httpx.TransportError) -> None:
+        """A request's connection failed: out of rotation now, and asked again at once unless
+        the connection was refused (a reset may be one stale connection, not a dead server)."""
+        self.pool.down(replica, exc)
+        if not isinstance(exc, httpx.ConnectError):
+            self._spawn(self._recheck(replica))
+
+    async def _recheck(self, replica: Replica) -> None:
+        if not replica.healthy and await self.pool.check(replica):
+            logger.info("replica %s answers again; back in rotation", replica.url)
 
     def _spawn(self, coro: Any) -> None:
         """Run replica upkeep (trims, loads home) in the background; failures are logged."""

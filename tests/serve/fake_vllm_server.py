@@ -4,18 +4,28 @@ It speaks the parts of the protocol loramux uses: /v1/models (with `max_model_le
 /v1/load_lora_adapter, /v1/unload_lora_adapter, and streamed /v1/chat/completions and
 /v1/completions. It "generates" `[<model>@<replica>]` followed by the last user message's words,
 one word per token, so a test can see which adapter and which replica answered.
+
+Run as a module (`python -m tests.serve.fake_vllm_server --name r0 --port 8001`) it is a process
+of its own, which `ServedProcess` starts and kills with SIGKILL, as a crashed vLLM server dies.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -33,6 +43,12 @@ class FakeVLLM:
     model: str = "base-model"
     max_model_len: int = 512
     token_delay_s: float = 0.0
+    load_delay_s: float = 0.0
+    """Seconds one `/v1/load_lora_adapter` takes (a cold load)."""
+    cut_streams: int = 0
+    """Cut this many streams after their first token (the connection closes mid-body)."""
+    models_fail: bool = False
+    """Answer /v1/models with HTTP 500 (a replica in trouble that still accepts connections)."""
     refuse: set[str] = field(default_factory=set)
     """Adapter names this replica refuses to load."""
     adapters: dict[str, str] = field(default_factory=dict)
@@ -41,12 +57,15 @@ class FakeVLLM:
     """The `model` of every generation request, in arrival order."""
     active: int = 0
     cancelled: int = 0
+    loads: int = 0
 
     def app(self) -> FastAPI:
         app = FastAPI()
 
-        @app.get("/v1/models")
-        async def models() -> dict[str, Any]:
+        @app.get("/v1/models", response_model=None)
+        async def models() -> dict[str, Any] | JSONResponse:
+            if self.models_fail:
+                return _error(500, "internal error")
             data = [{"id": self.model, "object": "model", "max_model_len": self.max_model_len}]
             data += [{"id": a, "object": "model", "parent": self.model} for a in self.adapters]
             return {"object": "list", "data": data}
@@ -64,6 +83,9 @@ class FakeVLLM:
                 return _error(400, f"cannot load {name}")
             if name in self.adapters:
                 return _error(400, f"The lora adapter '{name}' has already been loaded.")
+            if self.load_delay_s:
+                await asyncio.sleep(self.load_delay_s)
+            self.loads += 1
             self.adapters[name] = body["lora_path"]
             return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
 
@@ -128,6 +150,9 @@ class FakeVLLM:
                     else {"index": 0, "text": text, "finish_reason": finish}
                 )
                 yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+                if self.cut_streams > 0:
+                    self.cut_streams -= 1
+                    raise RuntimeError("stream cut")  # uvicorn drops the connection
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
             yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
@@ -163,3 +188,78 @@ class Served:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class ServedProcess:
+    """A FakeVLLM in a process of its own (`python -m tests.serve.fake_vllm_server`), so that a
+    test or benchmark can kill it with SIGKILL as a crashed vLLM server would die."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        token_delay_s: float = 0.0,
+        load_delay_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.load_delay_s = load_delay_s
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token_delay_s = token_delay_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServedProcess:
+        root = Path(__file__).resolve().parents[2]
+        cmd = [sys.executable, "-m", "tests.serve.fake_vllm_server", "--name", self.name]
+        cmd += ["--port", str(self.port), "--token-delay-s", str(self.token_delay_s)]
+        cmd += ["--load-delay-s", str(self.load_delay_s)]
+        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the fake vLLM server {self.name} exited at start")
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"the fake vLLM server {self.name} did not start in {timeout} s")
+
+    def adapters(self) -> set[str]:
+        """The adapters it holds now (from its /v1/models)."""
+        data = httpx.get(f"{self.url}/v1/models", timeout=5).json()["data"]
+        return {m["id"] for m in data if m.get("parent")}
+
+    def kill(self) -> None:
+        """SIGKILL, as `kill -9` (no graceful shutdown: open streams are cut)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A fake vLLM OpenAI server (tests, benchmarks).")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="base-model")
+    parser.add_argument("--token-delay-s", type=float, default=0.0)
+    parser.add_argument("--load-delay-s", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeVLLM(
+        args.name,
+        model=args.model,
+        token_delay_s=args.token_delay_s,
+        load_delay_s=args.load_delay_s,
+    )
+    uvicorn.run(fake.app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

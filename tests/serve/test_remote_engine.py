@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,13 +33,16 @@ def replicas() -> Iterator[list[Served]]:
         s.stop()
 
 
-def remote_config(replicas: list[Served]) -> EngineConfig:
-    return EngineConfig(remote=RemoteEngineConfig(urls=[s.url for s in replicas]))
+def remote_config(replicas: list[Served], **remote: Any) -> EngineConfig:
+    return EngineConfig(remote=RemoteEngineConfig(urls=[s.url for s in replicas], **remote))
 
 
 @pytest.fixture
 async def engine(replicas: list[Served]) -> AsyncIterator[RemoteEngine]:
-    eng = RemoteEngine(remote_config(replicas), model_id=MODEL, probe_interval_s=0.1)
+    # Every adapter on every replica (`replicas_per_adapter: all`); placement on k of them is
+    # tested in test_remote_placement.py.
+    config = remote_config(replicas, replicas_per_adapter="all")
+    eng = RemoteEngine(config, model_id=MODEL, probe_interval_s=0.1)
     await eng.start()
     yield eng
     await eng.stop()

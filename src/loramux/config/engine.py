@@ -74,6 +74,38 @@ class RemoteEngineConfig(Strict):
     adapter_dir: str | None = None
     """The folder holding the adapter folders as the servers see it, when they mount the
     adapter store elsewhere; each adapter folder keeps its name under it."""
+    replicas_per_adapter: int | Literal["all"] = 1
+    """Replicas each adapter version is placed on (`all`: every replica, the old behaviour).
+    The replicas are the first k of the version's rendezvous-hash ranking of the live replica
+    URLs, so gateways with the same `urls` agree without talking. A hot version gets more:
+    `ceil(share * live replicas)` where `share` is its part of the last `traffic_window`
+    requests (a version above 1/N of the traffic gets a second replica, and so on)."""
+    max_adapters_per_replica: int | None = Field(default=None, ge=1)
+    """Adapter versions loaded on one replica at once; past it the least recently used one that
+    no running request uses is unloaded (`/v1/unload_lora_adapter`). Default:
+    `engine.max_loaded_adapters`."""
+    traffic_window: int = Field(default=1000, ge=1)
+    """Recent requests (with an adapter) over which a version's traffic share is counted."""
+    probe_interval_s: float = Field(default=10.0, gt=0)
+    """How often every replica is asked for its models (`/v1/models`): a replica that fails is
+    taken out of rotation (its placements move to the next replicas of each ranking), one that
+    answers again is taken back."""
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        seen = [u.rstrip("/") for u in value]
+        twice = sorted({u for u in seen if seen.count(u) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given twice; give each vLLM server once")
+        return value
+
+    @field_validator("replicas_per_adapter")
+    @classmethod
+    def _check_k(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("give a number of replicas >= 1, or `all`")
+        return value
 
 
 class FakeEngineConfig(Strict):

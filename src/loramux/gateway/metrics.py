@@ -30,6 +30,7 @@ from loramux.config import LoramuxConfig
 from loramux.gateway.activity import Activity, RequestRow
 from loramux.router.decision import RouteTarget
 from loramux.serve.paging import LOAD_BUCKETS, PagedEngine
+from loramux.serve.remote import RemoteEngine
 
 if TYPE_CHECKING:
     from loramux.gateway.service import PreparedRequest
@@ -307,6 +308,9 @@ class _StateCollector(Collector):
         yield weights
         if svc is not None and isinstance(svc.engine, PagedEngine):
             yield from _paging_metrics(svc.engine)
+        remote = _remote_engine(svc.engine) if svc is not None else None
+        if remote is not None:
+            yield from _replica_metrics(remote)
         admission = _admission(svc) if svc is not None else None
         if admission is not None:
             slots = getattr(admission, "in_flight", None)
@@ -361,6 +365,41 @@ def _paging_metrics(engine: PagedEngine) -> Iterator[Metric]:
     buckets.append(("+Inf", stats.loads))
     histogram.add_metric(value, buckets, sum_value=stats.load_seconds_sum)
     yield histogram
+
+
+def _remote_engine(engine: object) -> RemoteEngine | None:
+    """The remote engine under the pager and the supervisor, when that is the engine."""
+    for _ in range(4):
+        if isinstance(engine, RemoteEngine):
+            return engine
+        engine = getattr(engine, "inner", None) or getattr(engine, "engine", None)
+    return None
+
+
+def _replica_metrics(engine: RemoteEngine) -> Iterator[Metric]:
+    """Placement on vLLM replicas (`serve.replicas`), labelled by replica URL: in rotation,
+    adapter versions placed there, running requests, loads, unloads and load failures."""
+    families: list[tuple[type[GaugeMetricFamily | CounterMetricFamily], str, str, str]] = [
+        (GaugeMetricFamily, "loramux_replica_up", "1 while the vLLM replica is in rotation.",
+         "healthy"),
+        (GaugeMetricFamily, "loramux_replica_placements",
+         "Adapter versions loaded on the vLLM replica.", "placements"),
+        (GaugeMetricFamily, "loramux_replica_in_flight", "Requests running on the vLLM replica.",
+         "inflight"),
+        (CounterMetricFamily, "loramux_replica_adapter_loads",
+         "Adapter versions loaded onto the vLLM replica (/v1/load_lora_adapter).", "loads"),
+        (CounterMetricFamily, "loramux_replica_adapter_unloads",
+         "Adapter versions unloaded from the vLLM replica (LRU past its budget, or retired).",
+         "unloads"),
+        (CounterMetricFamily, "loramux_replica_adapter_load_failures",
+         "Loads the vLLM replica refused or did not answer.", "load_failures"),
+    ]  # fmt: skip
+    stats = engine.pool.stats()
+    for family_cls, name, doc, field in families:
+        family = family_cls(name, doc, labels=("replica",))
+        for row in stats:
+            family.add_metric((str(row["url"]),), float(row[field]))
+        yield family
 
 
 def _admission(svc: AppServices) -> object | None:

@@ -1,13 +1,19 @@
-"""The `remote` engine: one or more vLLM OpenAI servers, with loramux keeping the registry.
+"""The `remote` engine: a pool of vLLM OpenAI servers, with loramux keeping the registry.
 
 Each replica is a vLLM server started with `--enable-lora` and
-`VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`. Every adapter version is loaded onto every replica
-(`/v1/load_lora_adapter`, named by its key `name@version`, which never names other weights);
-each request goes to the least loaded replica that holds its adapter, and streams back over SSE.
+`VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`. Each adapter version (named on the servers by its key
+`name@version`, which never names other weights) is placed on `engine.remote.replicas_per_adapter`
+replicas chosen by rendezvous hashing of the key over the live replicas' URLs, more for hot
+versions (`serve/placement.py`); it is loaded there on demand and the least recently used
+versions past a replica's budget are unloaded (`serve/replicas.py`).
 
-A replica that stops answering is taken out of rotation; a probe every `probe_interval_s` brings
-it back and loads the adapters onto it again (a restarted vLLM server has lost them). A replica
-that answers "model not found" for an adapter it should hold gets it loaded again, once.
+A request goes to the least loaded (fewest running requests) replica that holds its version or
+should hold it; one that should but does not yet gets the version loaded first. A replica that
+fails before the first token (connection refused or reset) leaves rotation and the request is
+sent to the next one, so no request fails while another replica can serve it; once tokens have
+streamed, the failure is the request's. A probe every `probe_interval_s` takes failed replicas
+out and brings answering ones back. A replica that answers "model not found" for a version it
+should hold (it restarted) gets it loaded again, once.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,6 +35,8 @@ from loramux.errors import (
     InvalidRequestError,
 )
 from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.replicas import DEFAULT_CONTEXT, Replica, ReplicaDown, ReplicaPool
+from loramux.serve.replicas import message_of as _message
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
 
@@ -38,17 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONTEXT = 2048
-
-
-@dataclass(eq=False)
-class Replica:
-    url: str
-    adapters: set[str] = field(default_factory=set)
-    """Adapter keys loaded on this replica."""
-    inflight: int = 0
-    healthy: bool = False
-    context_length: int = DEFAULT_CONTEXT
+__all__ = ["DEFAULT_CONTEXT", "RemoteEngine", "Replica"]
 
 
 @dataclass(eq=False)
@@ -64,14 +61,14 @@ class _Retry(Exception):
 
 
 class RemoteEngine:
-    """Engine over vLLM OpenAI servers; adapters on every replica, least-loaded routing."""
+    """Engine over vLLM OpenAI servers; adapters placed on k replicas, least-loaded routing."""
 
     def __init__(
         self,
         config: EngineConfig,
         *,
         model_id: str,
-        probe_interval_s: float = 10.0,
+        probe_interval_s: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """Build the engine (no connection until `start`).
@@ -81,7 +78,8 @@ class RemoteEngine:
                 servers' own, `default_max_tokens`, `max_loaded_adapters`) and `remote`.
             model_id: the base model's id (`model.id`), which is the servers' base model name
                 unless `engine.remote.model` gives another.
-            probe_interval_s: how often replicas out of rotation are probed.
+            probe_interval_s: how often replicas are probed (default
+                `engine.remote.probe_interval_s`).
             transport: an httpx transport (tests).
         """
         remote = config.remote
@@ -89,22 +87,32 @@ class RemoteEngine:
             raise EngineUnavailableError(
                 "the remote engine needs at least one server URL in engine.remote.urls"
             )
+        urls = [u.rstrip("/") for u in remote.urls]  # each once: the config checks it
         self.config = config
-        self.replicas = [Replica(u.rstrip("/")) for u in remote.urls]
         self._model = remote.model or model_id
+        k = remote.replicas_per_adapter
+        self.pool = ReplicaPool(
+            urls,
+            model=self._model,
+            replicas_per_adapter=None if k == "all" else k,
+            budget=remote.max_adapters_per_replica or config.max_loaded_adapters,
+            traffic_window=remote.traffic_window,
+            adapter_dir=remote.adapter_dir,
+            client=self._running,
+        )
+        self.replicas = self.pool.replicas
         self._headers = {"Authorization": f"Bearer {remote.api_key}"} if remote.api_key else {}
         self._timeout = httpx.Timeout(remote.timeout_s, connect=5.0)
         self._context_cap = config.context_length
         self._default_max_tokens = config.default_max_tokens
         self._max_adapters = config.max_loaded_adapters
-        self._adapter_dir = remote.adapter_dir
-        self._probe_interval = probe_interval_s
+        self._probe_interval = probe_interval_s or remote.probe_interval_s
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._adapters: dict[str, _Adapter] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._probe: asyncio.Task[None] | None = None
-        self._turn = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(cls, config: LoramuxConfig) -> RemoteEngine:
@@ -131,7 +139,7 @@ class RemoteEngine:
         self._client = httpx.AsyncClient(
             timeout=self._timeout, headers=self._headers, transport=self._transport
         )
-        await asyncio.gather(*(self._check(r) for r in self.replicas))
+        await asyncio.gather(*(self.pool.check(r) for r in self.replicas))
         healthy = [r.url for r in self.replicas if r.healthy]
         if not healthy:
             await self.stop()
@@ -141,19 +149,25 @@ class RemoteEngine:
                 + f" with model {self._model!r}; start them or fix engine.remote.urls"
             )
         logger.info(
-            "remote engine: %d of %d replicas up (%s), context %d tokens",
+            "remote engine: %d of %d replicas up (%s), context %d tokens, %s replicas per "
+            "adapter, at most %d adapters per replica",
             len(healthy),
             len(self.replicas),
             ", ".join(healthy),
             self.context_length,
+            self.pool.k or "all",
+            self.pool.budget,
         )
         self._probe = asyncio.create_task(self._probe_loop())
 
     async def stop(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
-            self._probe = None
+        loads = [t for r in self.replicas for t in r.loading.values()]
+        tasks = [t for t in (self._probe, *self._background, *loads) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._probe = None
+        self._background.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -161,8 +175,14 @@ class RemoteEngine:
             r.healthy = False
             r.adapters.clear()
         self._adapters.clear()
+        self.pool.refs.clear()
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
+        """Know a version and place it on its replicas now (a registration's trial load).
+
+        Raises:
+            AdapterError: no replica could load it, or the engine holds too many versions.
+        """
         self._running()
         async with self._lock(adapter.key):
             known = self._adapters.get(adapter.key)
@@ -174,18 +194,12 @@ class RemoteEngine:
                     f"(engine.max_loaded_adapters); retire one before loading {adapter.key}",
                     code="too_many_adapters",
                 )
-            up = [r for r in self.replicas if r.healthy]
-            results = await asyncio.gather(
-                *(self._load(r, adapter) for r in up), return_exceptions=True
-            )
-            failed = [(r.url, e) for r, e in zip(up, results, strict=True) if e is not None]
-            if len(failed) == len(up):
-                raise AdapterError(
-                    f"no replica could load adapter {adapter.key}: "
-                    + "; ".join(f"{url}: {err}" for url, err in failed)
-                )
-            for url, err in failed:
-                logger.warning("replica %s could not load %s: %s", url, adapter.key, err)
+            self.pool.refs[adapter.key] = adapter
+            try:
+                await self.pool.place(adapter)
+            except BaseException:
+                del self.pool.refs[adapter.key]
+                raise
             self._adapters[adapter.key] = _Adapter(adapter)
 
     async def remove_adapter(self, key: str) -> None:
@@ -198,8 +212,11 @@ class RemoteEngine:
             if entry.active:
                 await entry.idle.wait()
             holders = [r for r in self.replicas if key in r.adapters]
-            await asyncio.gather(*(self._unload(r, key) for r in holders), return_exceptions=True)
+            await asyncio.gather(
+                *(self.pool.unload(r, key) for r in holders), return_exceptions=True
+            )
             del self._adapters[key]
+            self.pool.refs.pop(key, None)
             logger.info("unloaded adapter %s from %d replicas", key, len(holders))
 
     def loaded_adapters(self) -> list[str]:
@@ -221,43 +238,69 @@ class RemoteEngine:
         if entry is not None:
             entry.active += 1
             entry.idle.clear()
+            self.pool.traffic.record(entry.ref.key)
         tried: set[int] = set()
         try:
             while True:
-                replica = self._pick(key, tried)
+                replica = await self._pick(entry, tried)  # its counts are taken for us
                 tried.add(id(replica))
-                body = await self._body(client, replica, request, key)
-                replica.inflight += 1
                 try:
+                    body = await self._body(client, replica, request, key)
                     async for chunk in self._send(client, replica, request, body, key):
                         yield chunk
                     return
                 except _Retry:
                     continue
                 finally:
-                    replica.inflight -= 1
+                    self._release(replica, key)
         finally:
             if entry is not None:
                 entry.active -= 1
                 if entry.active == 0:
                     entry.idle.set()
 
-    def _pick(self, key: str | None, tried: set[int]) -> Replica:
-        ready = [
-            r
-            for r in self.replicas
-            if r.healthy and id(r) not in tried and (key is None or key in r.adapters)
-        ]
-        if not ready:
-            if tried:
-                raise EngineUnavailableError("every replica failed this request; retry shortly")
-            raise EngineUnavailableError(
-                f"no healthy replica holds {key or 'the base model'}; retry shortly"
-            )
-        least = min(r.inflight for r in ready)
-        ties = [r for r in ready if r.inflight == least]
-        self._turn += 1  # ties take turns, so sequential traffic spreads too
-        return ties[self._turn % len(ties)]
+    async def _pick(self, entry: _Adapter | None, tried: set[int]) -> Replica:
+        """The replica for the next try, with its running counts taken (`_release` gives them
+        back): the least loaded one that holds the version or should hold it (holders first on
+        a tie; ties take turns), loaded first when it does not hold it yet."""
+        refusal: AdapterError | None = None
+        while True:
+            replica = self.pool.choose(entry.ref.key if entry else None, tried)
+            if replica is None:
+                if refusal is not None:
+                    raise refusal
+                if tried:
+                    raise EngineUnavailableError("every replica failed this request; retry shortly")
+                raise EngineUnavailableError(
+                    f"no healthy replica serves {entry.ref.key if entry else 'the base model'}; "
+                    "retry shortly"
+                )
+            replica.inflight += 1
+            if entry is None:
+                return replica
+            replica.using[entry.ref.key] += 1
+            try:
+                await self.pool.ensure(replica, entry.ref)
+            except (ReplicaDown, AdapterError) as exc:
+                self._release(replica, entry.ref.key)
+                tried.add(id(replica))
+                if isinstance(exc, AdapterError):
+                    refusal = exc
+                continue
+            except BaseException:
+                self._release(replica, entry.ref.key)
+                raise
+            return replica
+
+    def _release(self, replica: Replica, key: str | None) -> None:
+        replica.inflight -= 1
+        if key is None:
+            return
+        replica.using[key] -= 1
+        if not replica.using[key]:
+            del replica.using[key]
+        if len(replica.adapters) > self.pool.budget:
+            self._spawn(self.pool.trim(replica))
 
     async def _body(
         self,
@@ -305,8 +348,10 @@ class RemoteEngine:
             body["add_generation_prompt"] = True
         try:
             resp = await client.post(f"{replica.url}/tokenize", json=body)
+        except httpx.TransportError as exc:
+            self._lost(replica, exc)
+            raise _Retry() from exc
         except httpx.HTTPError as exc:
-            self._down(replica, exc)
             raise EngineUnavailableError("a vLLM replica stopped answering; retry") from exc
         if resp.status_code != 200:
             raise EngineError(f"vLLM could not count the prompt's tokens: {_message(resp)}")
@@ -322,6 +367,7 @@ class RemoteEngine:
     ) -> AsyncIterator[GenerationChunk]:
         path = "/v1/completions" if request.prompt is not None else "/v1/chat/completions"
         reloaded = False
+        sent = False
         while True:
             try:
                 async with client.stream("POST", replica.url + path, json=body) as resp:
@@ -334,90 +380,55 @@ class RemoteEngine:
                         await resp.aread()
                         raise _request_error(resp)
                     async for chunk in _chunks(resp, request.prompt is not None):
+                        sent = True
                         yield chunk
                     return
-            except httpx.TransportError as exc:
-                self._down(replica, exc)
+            except (httpx.TransportError, ReplicaDown) as exc:
+                if isinstance(exc, httpx.TransportError):
+                    self._lost(replica, exc)
+                if sent:  # tokens reached the client: another replica cannot continue them
+                    raise EngineUnavailableError(
+                        f"the vLLM replica {replica.url} stopped answering in the middle of "
+                        "this answer; send the request again"
+                    ) from exc
                 raise _Retry() from exc
 
-    # -- replicas and adapters -----------------------------------------------------------------
-
-    async def _check(self, replica: Replica) -> bool:
-        """Ask a replica for its models; healthy when it serves the base model."""
-        assert self._client is not None
-        try:
-            resp = await self._client.get(f"{replica.url}/v1/models", timeout=5.0)
-            resp.raise_for_status()
-            models = {m["id"]: m for m in resp.json().get("data", [])}
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            logger.warning("replica %s is not answering: %s", replica.url, exc)
-            replica.healthy = False
-            return False
-        base = models.get(self._model)
-        if base is None:
-            logger.warning(
-                "replica %s serves %s, not %s", replica.url, ", ".join(models), self._model
-            )
-            replica.healthy = False
-            return False
-        replica.context_length = int(base.get("max_model_len") or DEFAULT_CONTEXT)
-        replica.adapters = {k for k in models if k in self._adapters}
-        replica.healthy = True
-        return True
+    # -- replicas ------------------------------------------------------------------------------
 
     async def _probe_loop(self) -> None:
         while True:
             await asyncio.sleep(self._probe_interval)
-            for replica in self.replicas:
-                if replica.healthy:
-                    continue
-                if await self._check(replica):
-                    logger.info(
-                        "replica %s is back; loading %d adapters", replica.url, len(self._adapters)
-                    )
-                    for entry in list(self._adapters.values()):
-                        if entry.ref.key not in replica.adapters and not entry.removing:
-                            try:
-                                await self._load(replica, entry.ref)
-                            except AdapterError as exc:
-                                logger.warning("%s", exc.message)
+            await self.pool.probe(on_back=lambda r: self._spawn(self.pool.place_home(r)))
 
-    def _down(self, replica: Replica, exc: BaseException) -> None:
-        if replica.healthy:
-            logger.warning("replica %s is out of rotation: %s", replica.url, exc)
-        replica.healthy = False
-        replica.adapters.clear()
+    def _lost(self, replica: Replica, exc: httpx.TransportError) -> None:
+        """A request's connection failed: out of rotation now, and asked again at once unless
+        the connection was refused (a reset may be one stale connection, not a dead server)."""
+        self.pool.down(replica, exc)
+        if not isinstance(exc, httpx.ConnectError):
+            self._spawn(self._recheck(replica))
 
-    async def _load(self, replica: Replica, adapter: AdapterRef) -> None:
-        client = self._running()
-        path = (
-            adapter.path
-            if self._adapter_dir is None
-            else Path(self._adapter_dir) / adapter.path.name
-        )
-        body = {"lora_name": adapter.key, "lora_path": str(path)}
-        try:
-            resp = await client.post(f"{replica.url}/v1/load_lora_adapter", json=body)
-        except httpx.HTTPError as exc:
-            raise AdapterError(f"replica {replica.url} did not answer: {exc}") from exc
-        if resp.status_code != 200 and "already been loaded" not in resp.text:
-            raise AdapterError(f"replica {replica.url}: {_message(resp)}")
-        replica.adapters.add(adapter.key)
+    async def _recheck(self, replica: Replica) -> None:
+        if not replica.healthy and await self.pool.check(replica):
+            logger.info("replica %s answers again; back in rotation", replica.url)
+
+    def _spawn(self, coro: Any) -> None:
+        """Run replica upkeep (trims, loads home) in the background; failures are logged."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("replica upkeep failed: %s", task.exception())
 
     async def _reload(self, replica: Replica, key: str) -> None:
         entry = self._adapters.get(key)
-        replica.adapters.discard(key)
+        replica.adapters.pop(key, None)
         if entry is None:
             raise EngineError(f"adapter {key} is not loaded in the engine")
         logger.warning("replica %s lost adapter %s; loading it again", replica.url, key)
-        await self._load(replica, entry.ref)
-
-    async def _unload(self, replica: Replica, key: str) -> None:
-        client = self._running()
-        replica.adapters.discard(key)
-        resp = await client.post(f"{replica.url}/v1/unload_lora_adapter", json={"lora_name": key})
-        if resp.status_code not in (200, 404):
-            logger.warning("replica %s could not unload %s: %s", replica.url, key, _message(resp))
+        await self.pool.ensure(replica, entry.ref)
 
     def _running(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -465,16 +476,6 @@ async def _chunks(resp: httpx.Response, completions: bool) -> AsyncIterator[Gene
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
     )
-
-
-def _message(resp: httpx.Response) -> str:
-    try:
-        body = resp.json()
-    except ValueError:
-        return f"HTTP {resp.status_code}: {resp.text[:200]}"
-    error = body.get("error", body) if isinstance(body, dict) else body
-    message = error.get("message") if isinstance(error, dict) else None
-    return f"HTTP {resp.status_code}: {message or str(body)[:200]}"
 
 
 def _request_error(resp: httpx.Response) -> Exception:

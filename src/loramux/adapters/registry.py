@@ -56,11 +56,12 @@ class AdapterRegistry(Registrar):
         engine: AdapterHost | None = None,
         pins: Sequence[str] = (),
     ) -> AdapterRegistry:
-        """A registry over the store `settings.store` names (`<data_dir>/registry.sqlite3`) and
-        the adapter files in `<data_dir>/adapters/`; `pins` are the config's pinned adapters."""
+        """A registry over the store `settings.store` names (`<data_dir>/registry.sqlite3`, or
+        PostgreSQL at `settings.database_url`) and the adapter files in `<data_dir>/adapters/`;
+        `pins` are the config's pinned adapters."""
         data_dir = data_dir.expanduser()
         settings = settings or RegistrySettings()
-        store = STORES[settings.store](data_dir)
+        store = STORES[settings.store](data_dir, settings)
         return cls(store, AdapterFiles(data_dir), base, settings, engine=engine, pins=pins)
 
     # -- traffic ---------------------------------------------------------------------------

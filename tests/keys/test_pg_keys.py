@@ -80,3 +80,56 @@ def test_concurrent_revocations_write_one_audit_entry(tmp_path: Path, pg_dsn: st
     finally:
         for r in rings:
             r.close()
+
+
+def test_a_revocation_reaches_a_gateway_that_cached_the_key_at_once(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    import time
+
+    a, b = _ring(tmp_path, pg_dsn), _ring(tmp_path, pg_dsn)
+    try:
+        issued = a.create(KeySpec(department="hr", adapters=()), actor="ops")
+        for _ in range(3):  # B has it cached now
+            found = b.lookup(issued.secret)
+            assert found is not None
+            assert not found.revoked
+        time.sleep(0.2)  # B's listener is connected
+        a.revoke(issued.record.id, actor="ops")
+        started = time.monotonic()
+        while not (found := b.lookup(issued.secret)) or not found.revoked:
+            assert time.monotonic() - started < 0.5, "B answered from a stale cache"
+            time.sleep(0.01)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_without_notifications_a_cached_key_is_read_again_within_the_ttl(pg_dsn: str) -> None:
+    import time
+
+    import psycopg
+
+    from loramux.keys.keyring import key_digest
+    from loramux.keys.pg_store import CACHE_TTL_S, PostgresKeyStore
+
+    now = [0.0]
+    store = PostgresKeyStore(pg_dsn, clock=lambda: now[0])
+    ring = Keyring(store)
+    try:
+        issued = ring.create(KeySpec(department="hr", adapters=()), actor="ops")
+        assert store.find(key_digest(issued.secret)) is not None  # starts the listener
+        time.sleep(0.3)  # connected (which empties the cache once)
+        assert store.find(key_digest(issued.secret)) is not None  # cached at "0"
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:  # a change nobody announces
+            conn.execute("UPDATE api_keys SET revoked_at = 1 WHERE id = %s", (issued.record.id,))
+        now[0] = CACHE_TTL_S / 2
+        cached = store.find(key_digest(issued.secret))
+        assert cached is not None
+        assert not cached.revoked  # answered from memory: the documented TTL
+        now[0] = CACHE_TTL_S + 0.01
+        fresh = store.find(key_digest(issued.secret))
+        assert fresh is not None
+        assert fresh.revoked
+    finally:
+        ring.close()

@@ -3,24 +3,39 @@
 The same `api_keys` table as SQLite's (`pg_schema.PG_MIGRATIONS`), shared by every gateway.
 Each change is one transaction with its audit entry; a revocation or rotation locks the key's
 row first (`SELECT ... FOR UPDATE`), so two gateways revoking at once write one audit entry.
-Lookups read the database on every request (an indexed read), so a key revoked on one gateway
-is refused by every other from its next request on.
+
+A lookup (every request) is answered from a small in-process cache of the keys found in the
+last `CACHE_TTL_S`, so requests do not wait on a database round trip each. Every key change
+sends `NOTIFY loramux_keys` in its transaction, and each gateway's listener empties its cache on
+it: a key revoked (or rotated) on one gateway is refused by the others within milliseconds, and
+within `CACHE_TTL_S` even when a notification is lost. Unknown secrets are never cached (each
+is looked up; failed logins are throttled per client address).
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 
 from loramux.errors import InvalidRequestError, KeyNotFoundError
 from loramux.keys.records import ApiKey
 from loramux.keys.store import audit_row, key_from_row
-from loramux.storage.postgres import Conn, Database
+from loramux.storage.postgres import Conn, Database, Listener
+
+KEYS_CHANNEL = "loramux_keys"
+"""The NOTIFY channel every key change is announced on (the payload is the key's id)."""
+CACHE_TTL_S = 1.0
+"""The longest a found key is answered from memory without asking the database again."""
+CACHE_MAX = 10_000
+"""Keys cached at most (the cache is emptied when full)."""
 
 
 class PostgresKeyStore:
     """`KeyStore` in PostgreSQL; safe to share between threads of one process."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Connect, migrating the database to the newest schema.
 
         Raises:
@@ -28,6 +43,19 @@ class PostgresKeyStore:
             StoreUnavailableError: the server cannot be reached.
         """
         self._db = Database(dsn)
+        self._clock = clock
+        self._cache: dict[str, tuple[ApiKey, float]] = {}
+        self._cache_lock = threading.Lock()
+        self._listener: Listener | None = None
+
+    def _forget(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    def _listen(self) -> None:
+        with self._cache_lock:
+            if self._listener is None:
+                self._listener = Listener(self._db.dsn, KEYS_CHANNEL, self._forget)
 
     def insert(self, key: ApiKey, digest: str) -> None:
         with self._db.transaction() as c:
@@ -56,9 +84,22 @@ class PostgresKeyStore:
             _audit(c, key.created_at, key.created_by, "key.create", key.id, None, key)
 
     def find(self, digest: str) -> ApiKey | None:
+        self._listen()
+        now = self._clock()
+        with self._cache_lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[1] < CACHE_TTL_S:
+            return hit[0]
         with self._db.reading() as c:
             row = c.execute("SELECT * FROM api_keys WHERE hash = %s", (digest,)).fetchone()
-        return None if row is None else key_from_row(row)
+        if row is None:
+            return None
+        key = key_from_row(row)
+        with self._cache_lock:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            self._cache[digest] = (key, now)
+        return key
 
     def get(self, key_id: str) -> ApiKey:
         with self._db.reading() as c:
@@ -80,6 +121,7 @@ class PostgresKeyStore:
             )
             after = _get(c, key_id)
             _audit(c, at, actor, "key.revoke", key_id, before, after)
+        self._forget()
         return after
 
     def rotate(self, key_id: str, *, prefix: str, digest: str, at: float, actor: str) -> ApiKey:
@@ -96,6 +138,7 @@ class PostgresKeyStore:
             )
             after = _get(c, key_id)
             _audit(c, at, actor, "key.rotate", key_id, before, after)
+        self._forget()
         return after
 
     def count_active(self) -> int:
@@ -106,6 +149,10 @@ class PostgresKeyStore:
         return 0 if row is None else int(row["n"])
 
     def close(self) -> None:
+        with self._cache_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         self._db.close()
 
 
@@ -130,3 +177,4 @@ def _audit(
            VALUES (%s, %s, %s, %s, NULL, %s, %s)""",
         audit_row(at, actor, action, key_id, before, after),
     )
+    c.execute("SELECT pg_notify(%s, %s)", (KEYS_CHANNEL, key_id))

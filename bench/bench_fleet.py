@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,14 +101,16 @@ def start_gateways(
             )
         url = f"http://127.0.0.1:{port}"
         out.append((proc, url))
-        problem = wait_ready(
-            proc, url, lambda log=log: log.read_text()[-3000:], timeout=120, interval=0.2
-        )
+        problem = wait_ready(proc, url, _tail(log), timeout=120, interval=0.2)
         if problem:
             for p, _ in out:
                 stop(p, 10)
             raise SystemExit(problem)
     return out
+
+
+def _tail(log: Path) -> Callable[[], str]:
+    return lambda: log.read_text(errors="replace")[-3000:]
 
 
 def prepare(url: str, adapters: list[Path]) -> str:
@@ -219,6 +222,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--idle-requests", type=int, default=300)
     args = parser.parse_args()
+    load = os.getloadavg()
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise SystemExit("PostgreSQL is not installed (initdb not found): make postgres")
@@ -235,21 +239,26 @@ def main() -> None:
             pg.stop()
     base = results[0].rps
     print(  # noqa: T201
-        f"cores: {os.cpu_count()}, clients: {args.clients}, {args.duration:g} s per setup, "
+        f"cores: {os.cpu_count()}, load average at start {load[0]:.1f}, at end "
+        f"{os.getloadavg()[0]:.1f}; clients: {args.clients}, {args.duration:g} s per setup, "
         "fake engine, max_tokens 8, auth on, 50/50 sticky split"
     )
     head = (
         f"{'store':<9}{'gateways':>9}{'idle p50':>10}{'idle p99':>10}{'req/s':>9}{'x sqlite':>9}"
-        f"{'p50':>9}{'p99':>9}{'errors':>8}{'gw CPU':>8}{'client CPU':>11}"
+        f"{'p50':>9}{'p99':>9}{'errors':>8}{'gw CPU':>8}{'ms CPU/req':>11}{'client CPU':>11}"
     )
     print(head)  # noqa: T201
     for r in results:
         print(  # noqa: T201
             f"{r.setup:<9}{r.gateways:>9}{r.idle_p50_ms:>8.1f}ms{r.idle_p99_ms:>8.1f}ms"
             f"{r.rps:>9.0f}{r.rps / base:>9.2f}{r.load_p50_ms:>7.1f}ms{r.load_p99_ms:>7.1f}ms"
-            f"{r.errors:>8}{r.gateway_cpu:>8.2f}{r.client_cpu:>11.2f}"
+            f"{r.errors:>8}{r.gateway_cpu:>8.2f}{1000 * r.gateway_cpu / r.rps:>11.2f}"
+            f"{r.client_cpu:>11.2f}"
         )
-    print("gw CPU / client CPU: cores busy on average (gateway processes / this client)")  # noqa: T201
+    print(  # noqa: T201
+        "gw CPU / client CPU: cores busy on average (the gateway processes / this client); "
+        "ms CPU/req: gateway CPU per answered request"
+    )
 
 
 if __name__ == "__main__":

@@ -98,3 +98,31 @@ def test_gateways_starting_together_migrate_once(pg_dsn: str) -> None:
     assert errors == []
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert schema_version(conn) == len(PG_MIGRATIONS)
+
+
+@pytest.mark.postgres
+def test_a_dropped_connection_is_a_503_once_and_then_reopened(pg_dsn: str) -> None:
+    from loramux.adapters.pg_store import PostgresRegistryStore
+
+    store = PostgresRegistryStore(pg_dsn)
+    try:
+        store.load()
+
+        def drop_all() -> None:
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+        drop_all()
+        store._db.ping_after_s = 3600  # not checked before use: the statement finds it
+        with pytest.raises(StoreUnavailableError) as info:
+            store.load()
+        assert info.value.status == 503
+        assert store.load().adapters == {}  # reopened
+        drop_all()
+        store._db.ping_after_s = 0  # checked before use: the caller never sees it
+        assert store.load().adapters == {}
+    finally:
+        store.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,8 @@ LOCK_TIMEOUT_MS = 5000
 STATEMENT_TIMEOUT_MS = 30000
 """The longest a statement may run."""
 CONNECT_TIMEOUT_S = 5
+PING_AFTER_S = 5.0
+"""A connection idle this long is checked before use (and reopened when the server dropped it)."""
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -72,6 +75,8 @@ class Database:
             StoreUnavailableError: the server cannot be reached.
         """
         self.dsn = dsn
+        self.ping_after_s = PING_AFTER_S
+        self._used_at = time.monotonic()
         self._lock = threading.RLock()
         self._conn: Conn | None = connect(dsn)
         try:
@@ -81,11 +86,21 @@ class Database:
             raise StoreUnavailableError(f"cannot migrate the PostgreSQL registry: {exc}") from exc
 
     def _live(self) -> Conn:
+        """The connection, checked with `SELECT 1` when it sat idle past `ping_after_s` (a
+        restarted server or a dropped connection is found here, not by the caller's
+        statement), and opened again when it is gone."""
         conn = self._conn
+        now = time.monotonic()
+        if conn is not None and not conn.broken and now - self._used_at > self.ping_after_s:
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error:
+                conn.close()
+        self._used_at = now
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
-            logger.warning("PostgreSQL connection lost; reconnecting")
+                logger.warning("PostgreSQL connection lost; reconnecting")
             self._conn = conn = connect(self.dsn)
         return conn
 

@@ -53,11 +53,28 @@ class Result:
     errors: int
     gateway_cpu: float
     client_cpu: float
+    db_cpu: float
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(data: Path | None) -> float:
+    """CPU seconds of a PostgreSQL cluster: the postmaster and its children (0 without one)."""
+    if data is None:
+        return 0.0
+    master = int((data / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(master)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == master:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+    return total
 
 
 def pct(values: list[float], q: float) -> float:
@@ -183,7 +200,12 @@ async def loaded(
 
 
 def run_setup(
-    name: str, n: int, registry_yaml: str, args: argparse.Namespace, adapters: list[Path]
+    name: str,
+    n: int,
+    registry_yaml: str,
+    args: argparse.Namespace,
+    adapters: list[Path],
+    pg_data: Path | None = None,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         state = Path(tmp)
@@ -194,10 +216,10 @@ def run_setup(
             time.sleep(0.5)  # the others pick the split up (NOTIFY; well under this)
             quiet = asyncio.run(idle(urls, key, args.idle_requests))
             cpu0 = [cpu_seconds(p.pid) for p, _ in gateways]
-            me0 = time.process_time()
+            me0, db0 = time.process_time(), postgres_cpu(pg_data)
             lat, errors, wall = asyncio.run(loaded(urls, key, args.clients, args.duration))
             gw_cpu = sum(cpu_seconds(p.pid) - c for (p, _), c in zip(gateways, cpu0, strict=True))
-            me = time.process_time() - me0
+            me, db = time.process_time() - me0, postgres_cpu(pg_data) - db0
         finally:
             for proc, _ in gateways:
                 stop(proc, 15)
@@ -212,6 +234,7 @@ def run_setup(
         errors,
         gw_cpu / wall,
         me / wall,
+        db / wall,
     )
 
 
@@ -234,7 +257,7 @@ def main() -> None:
             for n in args.gateways:
                 db = pg.create_database(f"fleet{n}")
                 yaml = f"registry: {{store: postgres, database_url: '{pg.url(db)}'}}\n"
-                results.append(run_setup("postgres", n, yaml, args, adapters))
+                results.append(run_setup("postgres", n, yaml, args, adapters, pg.data))
         finally:
             pg.stop()
     base = results[0].rps
@@ -245,7 +268,8 @@ def main() -> None:
     )
     head = (
         f"{'store':<9}{'gateways':>9}{'idle p50':>10}{'idle p99':>10}{'req/s':>9}{'x sqlite':>9}"
-        f"{'p50':>9}{'p99':>9}{'errors':>8}{'gw CPU':>8}{'ms CPU/req':>11}{'client CPU':>11}"
+        f"{'p50':>9}{'p99':>9}{'errors':>8}{'gw CPU':>8}{'ms CPU/req':>11}{'db CPU':>8}"
+        f"{'client CPU':>11}"
     )
     print(head)  # noqa: T201
     for r in results:
@@ -253,10 +277,12 @@ def main() -> None:
             f"{r.setup:<9}{r.gateways:>9}{r.idle_p50_ms:>8.1f}ms{r.idle_p99_ms:>8.1f}ms"
             f"{r.rps:>9.0f}{r.rps / base:>9.2f}{r.load_p50_ms:>7.1f}ms{r.load_p99_ms:>7.1f}ms"
             f"{r.errors:>8}{r.gateway_cpu:>8.2f}{1000 * r.gateway_cpu / r.rps:>11.2f}"
+            f"{r.db_cpu:>8.2f}"
             f"{r.client_cpu:>11.2f}"
         )
     print(  # noqa: T201
-        "gw CPU / client CPU: cores busy on average (the gateway processes / this client); "
+        "gw CPU / db CPU / client CPU: cores busy on average (the gateway processes / "
+        "PostgreSQL / this client); "
         "ms CPU/req: gateway CPU per answered request"
     )
 

@@ -4,6 +4,7 @@ another's on its next lookup; concurrent revocations write one audit entry."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,45 @@ def test_without_notifications_a_cached_key_is_read_again_within_the_ttl(pg_dsn:
         assert fresh.revoked
     finally:
         ring.close()
+
+
+def test_the_cli_makes_and_revokes_keys_in_postgres_from_the_env_dsn(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from loramux.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"paths: {{data_dir: {tmp_path / 'data'}}}\nengine: {{kind: fake}}\n"
+        "registry: {store: postgres}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("LORAMUX_DATABASE_URL", pg_dsn)
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["keys", "create", "--department", "hr", "--adapters", "hr", "--config", str(config)]
+    )
+    assert made.exit_code == 0, made.stdout
+    created = json.loads(made.stdout)
+    ring = _ring(tmp_path, pg_dsn)  # another process's view: the same database
+    try:
+        found = ring.lookup(created["key"])
+        assert found is not None
+        assert found.department == "hr"
+        gone = runner.invoke(app, ["keys", "revoke", created["id"], "--config", str(config)])
+        assert gone.exit_code == 0, gone.stdout
+        started = time.monotonic()  # NOTIFY, or at worst the cache's 1 s
+        while not (again := ring.lookup(created["key"])) or not again.revoked:
+            assert time.monotonic() - started < 2.0
+            time.sleep(0.02)
+    finally:
+        ring.close()
+    monkeypatch.delenv("LORAMUX_DATABASE_URL")
+    refused = runner.invoke(app, ["keys", "list", "--config", str(config)])
+    assert refused.exit_code != 0
+    assert "LORAMUX_DATABASE_URL" in refused.output
+    assert "Traceback" not in refused.output

@@ -78,10 +78,18 @@ class RegistryView:
         self._resolver = Resolver(base.name, {})
 
     async def start(self) -> None:
-        """Remove leftovers of interrupted registrations, load state, pin what is pinned."""
-        state = self.store.load()
-        registered = [v.path for vs in state.versions.values() for v in vs]
+        """Remove leftovers of interrupted registrations, load state, pin what is pinned.
+
+        The state is read under the adapter files' lock, so a version another process (a
+        gateway sharing the files) registers meanwhile is not taken for a leftover."""
+        loaded: list[RegistryState] = []
+
+        def registered() -> list[str]:
+            loaded.append(self.store.load())
+            return [v.path for vs in loaded[-1].versions.values() for v in vs]
+
         await asyncio.to_thread(self.files.cleanup, registered)
+        state = loaded[-1] if loaded else self.store.load()
         async with self._lock:
             await self._sync(state)
 

@@ -63,6 +63,10 @@ class PostgresServer:
             ["initdb", "-D", str(self.data), "-U", "loramux", "-A", "trust", "-E", "UTF8"]
             + ["--no-sync", "--no-instructions"]
         )
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after `pause`: same data, same port)."""
         opts = (
             f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -71,6 +75,10 @@ class PostgresServer:
             ["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log")]
             + ["-w", "-t", "60", "start"]
         )
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage); `start` brings it back."""
+        self._cmd(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
 
     def _cmd(self, args: Sequence[str]) -> None:
         argv = [str(self.bin_dir / args[0]), *args[1:]]

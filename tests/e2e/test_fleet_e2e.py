@@ -224,3 +224,47 @@ def test_the_same_adapter_registered_on_two_gateways_at_once_keeps_its_files(
     assert (stored / "adapter_model.safetensors").is_file()  # not discarded by the loser
     for server in (a, b):
         assert [v["id"] for v in _adapter(server)["versions"]] == [version]  # type: ignore[index]
+
+
+def test_a_database_outage_is_a_clean_503_and_the_gateway_recovers(tmp_path: Path) -> None:
+    from tests.postgres import find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed")
+    pg = PostgresServer(bin_dir)  # its own: this test stops it
+    server: Server | None = None
+    try:
+        dsn = pg.url(pg.create_database("outage"))
+        (tmp_path / "a").mkdir()
+        server = start_server(tmp_path / "a", _gateway_yaml(dsn, "a", tmp_path))
+        v1 = _register(server, write_lora_folder(tmp_path / "src", seed=1))
+        made = httpx.post(
+            f"{server.url}/v1/keys", json={"department": "hr", "adapters": ["hr"]}, headers=ADMIN
+        )
+        key = {"authorization": f"Bearer {made.json()['key']}"}
+        chat = {"model": "hr", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+        def ask() -> httpx.Response:
+            return httpx.post(f"{server.url}/v1/chat/completions", json=chat, headers=key)
+
+        assert ask().status_code == 200
+        pg.pause()
+        time.sleep(1.2)  # past the key cache
+        down = ask()
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "store_unavailable"
+        assert down.headers["retry-after"] == "1"
+        change = httpx.put(
+            f"{server.url}/v1/adapters/hr/traffic", json={"versions": {v1: 100}}, headers=ADMIN
+        )
+        assert change.status_code == 503, change.text  # nothing half-written
+        assert change.json()["error"]["code"] == "store_unavailable"
+        pg.start()
+        _within(lambda: ask().status_code == 200, "recovery", limit=10)
+        assert "Traceback" not in server.output()
+    finally:
+        if server is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
+        pg.stop()

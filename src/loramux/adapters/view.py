@@ -127,6 +127,8 @@ class RegistryView:
                 await self.refresh()
                 if self.experiments.pending:
                     await asyncio.to_thread(self.experiments.flush)
+            except LoramuxError as exc:  # e.g. the shared database is down: one line
+                logger.warning("registry refresh failed (%s); retrying", exc.message)
             except Exception:
                 logger.exception("registry refresh failed; retrying")
 

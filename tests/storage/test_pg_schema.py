@@ -126,3 +126,11 @@ def test_a_dropped_connection_is_a_503_once_and_then_reopened(pg_dsn: str) -> No
         assert store.load().adapters == {}
     finally:
         store.close()
+
+
+def test_a_malformed_dsn_is_a_config_error_that_does_not_repeat_it() -> None:
+    from loramux.storage.postgres import Database
+
+    with pytest.raises(ConfigError, match="not a valid PostgreSQL DSN") as info:
+        Database("host=db password=s3cret-pw dbname")
+    assert "s3cret" not in info.value.message

@@ -58,8 +58,11 @@ def connect(dsn: str) -> Conn:
             options=f"-c lock_timeout={LOCK_TIMEOUT_MS} "
             f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
         )
-    except psycopg.ProgrammingError as exc:  # a malformed DSN
-        raise ConfigError(f"registry.database_url is not a valid PostgreSQL DSN: {exc}") from exc
+    except psycopg.ProgrammingError as exc:  # a malformed DSN; its text may hold the password
+        raise ConfigError(
+            "registry.database_url (or LORAMUX_DATABASE_URL) is not a valid PostgreSQL DSN: "
+            "give postgresql://user:password@host:5432/dbname or `host=... dbname=... user=...`"
+        ) from exc
     except psycopg.Error as exc:
         raise StoreUnavailableError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from exc
 

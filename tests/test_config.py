@@ -217,3 +217,10 @@ def test_a_dsn_with_the_sqlite_store_is_refused_not_ignored(tmp_path: Path) -> N
     cfg.write_text("registry: {store: sqlite}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="registry.store is sqlite"):
         load_config(cfg, environ={"LORAMUX_DATABASE_URL": "postgresql://x@y/z"})
+
+
+def test_fleet_wide_rate_limits_need_the_postgres_store(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("auth: {limits_scope: fleet}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="registry.store: postgres"):
+        load_config(cfg, environ={})

@@ -18,7 +18,7 @@ import pytest
 
 from tests.builders import write_lora_folder
 from tests.postgres import PostgresServer
-from tests.reliability.harness import ADMIN, Server, start_server
+from tests.reliability.harness import ADMIN, BASE, Server, start_server
 
 pytestmark = pytest.mark.postgres
 
@@ -268,3 +268,46 @@ def test_a_database_outage_is_a_clean_503_and_the_gateway_recovers(tmp_path: Pat
             server.proc.kill()
             server.proc.wait(timeout=10)
         pg.stop()
+
+
+def test_with_fleet_limits_a_keys_rpm_holds_across_gateways(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    dsn = postgres_server.url(postgres_server.create_database("limits"))
+    shared = tmp_path / "shared-data"
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            yaml = _gateway_yaml(dsn, name, tmp_path) + "auth: {limits_scope: fleet}\n"
+            servers.append(start_server(tmp_path / name, yaml, data_dir=shared))
+        a, b = servers
+        made = httpx.post(f"{a.url}/v1/keys", json={"department": "hr", "rpm": 6}, headers=ADMIN)
+        assert made.status_code == 201, made.text
+        key = {"authorization": f"Bearer {made.json()['key']}"}
+
+        body = {"model": BASE, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        extra: list[int] = []
+
+        def models(server: Server) -> int:  # a metered request (chat on the base model)
+            r = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=key)
+            return r.status_code
+
+        assert models(b) == 200  # 1 on B (B knows the key now)
+        assert [models(a) for _ in range(5)] == [200] * 5  # 5 on A: the fleet's 6 are used
+
+        # B hears of A's 5 within the 0.5 s announce interval (+ delivery)
+        def refused_on_b() -> bool:
+            code = models(b)
+            extra.append(code)
+            return code == 429
+
+        took = _within(refused_on_b, "B refusing the key", limit=2.0)
+        assert models(a) == 429
+        over = extra.count(200)  # admitted on B before it heard: the documented lag
+        print(f"B refused the key {took * 1000:.0f} ms after A used it up; {over} over")  # noqa: T201
+    finally:
+        for server in servers:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait(timeout=10)

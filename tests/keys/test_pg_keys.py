@@ -176,3 +176,34 @@ def test_the_cli_makes_and_revokes_keys_in_postgres_from_the_env_dsn(
     assert refused.exit_code != 0
     assert "LORAMUX_DATABASE_URL" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_fleet_limits_take_one_gateways_use_from_the_others_buckets(pg_dsn: str) -> None:
+    from loramux.errors import RateLimitError
+    from loramux.keys.fleet_limits import FleetLimits
+    from loramux.keys.ratelimit import Limits, RateLimiter
+
+    a, b = RateLimiter(), RateLimiter()
+    fa, fb = FleetLimits(pg_dsn, a), FleetLimits(pg_dsn, b)
+    try:
+        time.sleep(0.3)  # both listening
+        limits = Limits(rpm=5)
+        b.count_request("k", limits)  # B: 4 of 5 left
+        for _ in range(4):
+            a.count_request("k", limits)  # A alone would allow one more
+        assert fa.flush() == 1
+        assert fa.flush() == 0  # nothing new
+        started = time.monotonic()
+        while b._requests["k"].level >= 1:  # private: look without spending a request
+            assert time.monotonic() - started < 2.0, "B never heard of A's use"
+            time.sleep(0.02)
+        with pytest.raises(RateLimitError):
+            b.count_request("k", limits)  # 1 on B + 4 on A: the fleet's 5 are used
+        assert fb.flush() == 1
+        started = time.monotonic()
+        while a._requests["k"].level >= 1:  # and A heard of B's first one
+            assert time.monotonic() - started < 2.0, "A never heard of B's use"
+            time.sleep(0.02)
+    finally:
+        fa.close()
+        fb.close()

@@ -88,7 +88,7 @@ class PostgresRegistryStore:
         """Call `callback` (from another thread) whenever a registry change may have been
         committed by any gateway (LISTEN/NOTIFY), and after a lost listen connection is back."""
         with self._lock:
-            self._listeners.append(Listener(self._db.dsn, CHANGES_CHANNEL, callback))
+            self._listeners.append(Listener(self._db.dsn, CHANGES_CHANNEL, lambda _: callback()))
 
     def _begin_change(self, c: Conn, name: str, expected_revision: int | None) -> None:
         """Take the registry write lock, then refuse a change computed from a stale view."""

@@ -148,6 +148,11 @@ class AuthSettings(Strict):
     """Prompt + completion tokens per minute per API key, for keys that set none (`--tpm`);
     None: no limit. Charged as an estimate when a request starts, settled to the real count when
     it ends."""
+    limits_scope: Literal["gateway", "fleet"] = "gateway"
+    """Where `rpm` / `tpm` hold: `gateway`, each gateway process alone (behind N gateways a key
+    may use up to N times its limit); `fleet`, over every gateway of the PostgreSQL registry
+    (`registry.store: postgres`): each gateway announces what each key used every 0.5 s, so a
+    limit holds within what the gateways serve in that lag (docs/fleet.md)."""
     max_failures: int = Field(default=20, ge=1)
     """Failed authentications (401: a wrong or missing key, a wrong dashboard login) one client
     address may make within `failure_window_s`; past that, every request from that address gets

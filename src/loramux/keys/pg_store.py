@@ -48,7 +48,7 @@ class PostgresKeyStore:
         self._cache_lock = threading.Lock()
         self._listener: Listener | None = None
 
-    def _forget(self) -> None:
+    def _forget(self, _payload: str = "") -> None:
         with self._cache_lock:
             self._cache.clear()
 

@@ -136,9 +136,10 @@ class Database:
 
 
 class Listener:
-    """Calls `callback` on each NOTIFY on `channel` (from its own thread); see the docstring."""
+    """Calls `callback(payload)` on each NOTIFY on `channel` (from its own thread), and
+    `callback("")` after each (re)connect; see the module docstring."""
 
-    def __init__(self, dsn: str, channel: str, callback: Callable[[], None]) -> None:
+    def __init__(self, dsn: str, channel: str, callback: Callable[[str], None]) -> None:
         self.dsn = dsn
         self.channel = channel
         self.callback = callback
@@ -151,18 +152,18 @@ class Listener:
             try:
                 with connect(self.dsn) as conn:
                     conn.execute(f"LISTEN {self.channel}")
-                    self._fire()  # whatever was sent while not listening
+                    self._fire("")  # whatever was sent while not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            self._fire()
+                        for note in conn.notifies(timeout=0.5):
+                            self._fire(note.payload)
             except (psycopg.Error, StoreUnavailableError) as exc:
                 if not self._stop.is_set():
                     logger.warning("LISTEN %s lost (%s); again in 1 s", self.channel, exc)
                     self._stop.wait(1.0)
 
-    def _fire(self) -> None:
+    def _fire(self, payload: str) -> None:
         try:
-            self.callback()
+            self.callback(payload)
         except Exception:
             logger.exception("change callback failed")
 

@@ -303,7 +303,7 @@ def test_with_fleet_limits_a_keys_rpm_holds_across_gateways(
             return code == 429
 
         took = _within(refused_on_b, "B refusing the key", limit=2.0)
-        assert models(a) == 429
+        _within(lambda: models(a) == 429, "A hearing of B's use", limit=2.0)
         over = extra.count(200)  # admitted on B before it heard: the documented lag
         print(f"B refused the key {took * 1000:.0f} ms after A used it up; {over} over")  # noqa: T201
     finally:

@@ -203,7 +203,7 @@ def _race(stores: list[PostgresRegistryStore], changes: list[Change]) -> list[st
     return outcome
 
 
-async def test_registry_writes_serve_the_engine_of_each_gateway(
+async def test_a_version_registered_over_postgres_is_served_by_the_engine(
     tmp_path: Path, folders: list[Path], pg_dsn: str
 ) -> None:
     engine = FakeEngine()

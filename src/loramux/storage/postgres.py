@@ -86,7 +86,12 @@ class Database:
             migrate(self._conn)
         except psycopg.Error as exc:
             self._conn.close()
-            raise StoreUnavailableError(f"cannot migrate the PostgreSQL registry: {exc}") from exc
+            raise StoreUnavailableError(
+                f"cannot migrate the PostgreSQL registry: {_one_line(exc)}"
+            ) from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _live(self) -> Conn:
         """The connection, checked with `SELECT 1` when it sat idle past `ping_after_s` (a

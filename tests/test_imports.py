@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-HEAVY = ("torch", "transformers", "peft", "vllm", "faiss", "sentence_transformers")
+HEAVY = ("torch", "transformers", "peft", "vllm", "faiss", "sentence_transformers", "psycopg")
 BOTTOM = {"loramux", "config", "errors", "types", "fileio", "logs", "plotting"}
 """Modules every layer may use (`loramux` itself: the version string)."""
 COMPONENTS = {"router", "rag", "adapters", "keys", "serve", "embed", "storage", "models"}

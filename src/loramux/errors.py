@@ -225,3 +225,13 @@ class RateLimitError(LoramuxError):
         self.retry_after_s = retry_after_s
         """Whole seconds until the request can succeed (the `Retry-After` header)."""
         self.type = limit
+
+
+class StoreUnavailableError(LoramuxError):
+    """The shared registry database (PostgreSQL) cannot be reached or timed out (HTTP 503,
+    `Retry-After`); nothing was half-written (each change is one transaction)."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
+    retry_after_s = 1

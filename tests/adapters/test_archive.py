@@ -202,3 +202,36 @@ def test_start_up_removes_uploads_of_processes_that_are_gone(tmp_path: Path) -> 
     removed = files.cleanup([])
     assert sorted(removed) == sorted(files.relative(p) for p in (ours, gone))
     assert [p.name for p in files.uploads_root.iterdir()] == [alive.name]
+
+
+def test_start_up_reads_what_is_registered_only_once_it_holds_the_files_lock(
+    tmp_path: Path,
+) -> None:
+    """A gateway starting while another (sharing the adapter files) registers a version must
+    not take that version's folder for a leftover: it reads the registry under the lock."""
+    import threading
+    import time
+
+    files = AdapterFiles(tmp_path)
+    version = files.version_dir("hr", "abc123")
+    version.mkdir(parents=True)
+    (version / "adapter_model.safetensors").write_bytes(b"x")
+    held = files.lock()  # the other gateway is registering
+    registered: list[str] = []
+    read_at: list[float] = []
+
+    def read() -> list[str]:
+        read_at.append(time.monotonic())
+        return registered
+
+    worker = threading.Thread(target=files.cleanup, args=(read,))
+    worker.start()
+    time.sleep(0.2)
+    assert read_at == []  # still waiting for the lock
+    registered.append(files.relative(version))  # the other gateway commits, then unlocks
+    released = time.monotonic()
+    files.unlock(held)
+    worker.join(timeout=10)
+    assert read_at
+    assert read_at[0] >= released
+    assert (version / "adapter_model.safetensors").is_file()

@@ -556,3 +556,23 @@ async def test_a_version_registered_while_serving_answers_on_the_hf_engine(
         await registry.close()
     finally:
         await engine.stop()
+
+
+async def test_a_change_decided_from_an_old_revision_is_refused(
+    registry: AdapterRegistry, folders: list[Path]
+) -> None:
+    v1 = (await registry.register(folders[0], name="hr", actor="a")).version.version
+    v2 = (await registry.register(folders[1], name="hr", actor="a")).version.version
+    seen = registry.get("hr")[0].revision
+    await registry.set_traffic("hr", {v1: 50, v2: 50}, actor="a", revision=seen)
+    for stale in (
+        registry.set_traffic("hr", {v2: 100}, actor="b", revision=seen),
+        registry.promote("hr", v2, actor="b", revision=seen),
+        registry.delete("hr", actor="b", force=True, revision=seen),
+    ):
+        with pytest.raises(AdapterConflictError, match="revision") as info:
+            await stale
+        assert info.value.param == "revision"
+    assert registry.get("hr")[0].traffic == {v1: 50, v2: 50}
+    now = registry.get("hr")[0].revision
+    assert (await registry.promote("hr", v2, actor="b", revision=now)).main_version == v2

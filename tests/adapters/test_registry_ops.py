@@ -111,3 +111,25 @@ async def test_force_deletes_an_adapter_that_just_served(tmp_path: Path) -> None
     entry = registry.audit_log("hr")[0]
     assert entry.after == {"deleted": True, "forced": True}
     await registry.close()
+
+
+@pytest.mark.parametrize("seed", ["0", "12345"])
+def test_the_sticky_bucket_is_the_same_in_every_process(seed: str) -> None:
+    """Gateways agree on a user's version without talking: the bucket is a pure function of
+    (experiment, user), not of Python's per-process string hash."""
+    import os
+    import subprocess
+    import sys
+
+    from loramux.adapters.traffic import user_bucket
+
+    users = [f"user-{i}" for i in range(200)]
+    code = (
+        "from loramux.adapters.traffic import user_bucket; "
+        f"print([user_bucket(u, 'exp1') for u in {users!r}])"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.strip() == str([user_bucket(u, "exp1") for u in users])

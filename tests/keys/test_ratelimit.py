@@ -93,3 +93,33 @@ def test_a_request_larger_than_the_allowance_takes_a_full_bucket(clock: Clock) -
 def test_estimate_counts_four_characters_per_prompt_token_plus_max_tokens() -> None:
     assert estimate_tokens(13, 10) == 14
     assert estimate_tokens(0, 256) == 256
+
+
+def test_use_is_reported_and_other_processes_use_is_absorbed() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    seen: list[tuple[str, int, int]] = []
+    limiter.on_use = lambda key, requests, tokens: seen.append((key, requests, tokens))
+    limits = Limits(rpm=10, tpm=1000)
+    limiter.count_request("k", limits)
+    charge = limiter.charge_tokens("k", limits, 100)
+    assert charge is not None
+    charge.settle(40)
+    assert seen == [("k", 1, 0), ("k", 0, 40)]  # final use: the real tokens, not the estimate
+    limiter.absorb("k", 9, 0)  # another gateway used the rest of the minute
+    with pytest.raises(RateLimitError):
+        limiter.count_request("k", limits)
+    now[0] = 6.0  # one request refilled (10 per minute)
+    limiter.count_request("k", limits)
+
+
+def test_use_absorbed_before_a_key_is_seen_here_is_owed_by_its_first_bucket() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    limiter.absorb("k", 10, 0)
+    now[0] = 12.0  # two of the ten refilled meanwhile
+    limits = Limits(rpm=10)
+    for _ in range(2):
+        limiter.count_request("k", limits)
+    with pytest.raises(RateLimitError):
+        limiter.count_request("k", limits)

@@ -67,13 +67,19 @@ class Server:
 
 
 def start_server(
-    state: Path, config_yaml: str, *, server_yaml: str = "", port: int | None = None
+    state: Path,
+    config_yaml: str,
+    *,
+    server_yaml: str = "",
+    port: int | None = None,
+    data_dir: Path | None = None,
 ) -> Server:
     """Start `loramux serve --config` on loopback with `config_yaml` (and `server_yaml` keys
-    added to the `server` section); wait until /ready."""
+    added to the `server` section); wait until /ready. `data_dir` (default `state/data`) lets
+    gateways of one fleet share their adapter files."""
     port = port or free_port()
     config_file = state / "serve.yaml"
-    data_dir = state / "data"
+    data_dir = data_dir or state / "data"
     config_file.write_text(
         f"server: {{host: 127.0.0.1, port: {port}{', ' + server_yaml if server_yaml else ''}}}\n"
         f"paths: {{data_dir: {data_dir}, cache_dir: {state / 'cache'}}}\n" + config_yaml,

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -121,21 +121,23 @@ class AdapterFiles:
         """Remove a staging or unregistered version folder; missing is fine."""
         shutil.rmtree(path, ignore_errors=True)
 
-    def cleanup(self, registered: Iterable[str]) -> list[str]:
+    def cleanup(self, registered: Iterable[str] | Callable[[], Iterable[str]]) -> list[str]:
         """Remove staging leftovers and version folders the database does not know.
 
         Args:
-            registered: relative paths (`adapters/<name>/<version>`) of registered versions.
+            registered: relative paths (`adapters/<name>/<version>`) of registered versions, or
+                a function that reads them, called once the registry's file lock is held (so a
+                version another process registers meanwhile, sharing these files, is known).
 
         Returns:
             The relative paths removed.
         """
-        keep = set(registered)
         removed: list[str] = []
         if not self.root.is_dir():
             return removed
         handle = self.lock()
         try:
+            keep = set(registered() if callable(registered) else registered)
             for leftover in sorted(self.staging_root.iterdir()):
                 self.discard(leftover)
                 removed.append(self.relative(leftover))

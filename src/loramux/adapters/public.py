@@ -24,6 +24,7 @@ def adapter_json(adapter: AdapterRecord, versions: tuple[VersionRecord, ...]) ->
         "main_version": adapter.main_version,
         "experiment_id": adapter.experiment_id,
         "pinned": adapter.pinned,
+        "revision": adapter.revision,
         "created_at": adapter.created_at,
         "updated_at": adapter.updated_at,
         "versions": [version_json(v, adapter) for v in versions],

@@ -123,9 +123,12 @@ class Registrar(RegistryView):
         shown_as: Path | None = None,
     ) -> Registration:
         async with self._lock:
-            await self._sync_if_changed()
             handle = await asyncio.to_thread(self.files.lock)
             try:
+                # Read the state only once the file lock is held: another process sharing the
+                # adapter files (the CLI, a gateway of the fleet) may have registered meanwhile,
+                # and a stale view would publish over, then discard, its version's folder.
+                await self._sync_if_changed()
                 return await self._register_locked(
                     fill, name=name, actor=actor, meta=meta, shown_as=shown_as
                 )

@@ -56,30 +56,43 @@ class AdapterRegistry(Registrar):
         engine: AdapterHost | None = None,
         pins: Sequence[str] = (),
     ) -> AdapterRegistry:
-        """A registry over the store `settings.store` names (`<data_dir>/registry.sqlite3`) and
-        the adapter files in `<data_dir>/adapters/`; `pins` are the config's pinned adapters."""
+        """A registry over the store `settings.store` names (`<data_dir>/registry.sqlite3`, or
+        PostgreSQL at `settings.database_url`) and the adapter files in `<data_dir>/adapters/`;
+        `pins` are the config's pinned adapters."""
         data_dir = data_dir.expanduser()
         settings = settings or RegistrySettings()
-        store = STORES[settings.store](data_dir)
+        store = STORES[settings.store](data_dir, settings)
         return cls(store, AdapterFiles(data_dir), base, settings, engine=engine, pins=pins)
 
     # -- traffic ---------------------------------------------------------------------------
 
     async def set_traffic(
-        self, name: str, weights: Mapping[str, object], *, actor: str, reason: str = ""
+        self,
+        name: str,
+        weights: Mapping[str, object],
+        *,
+        actor: str,
+        reason: str = "",
+        revision: int | None = None,
     ) -> AdapterRecord:
         """Split an adapter's traffic: version -> integer weight, summing to 100.
 
         The main version stays unless it loses all traffic (then the heaviest version is
         main). A changed split starts a new experiment (new id, users reshuffled once).
 
+        Args:
+            revision: the adapter's revision the caller decided from (`GET /v1/adapters/{name}`);
+                None: the newest. The operations below take it alike.
+
         Raises:
             AdapterNotFoundError: unknown adapter or version.
             AdapterError: retired version, bad weight, or weights not summing to 100.
+            AdapterConflictError: the adapter is no longer at `revision` (another gateway or
+                admin changed it), or changed while this change was written.
         """
         async with self._lock:
             await self._sync_if_changed()
-            adapter, versions = self.get(name)
+            adapter, versions = self._at_revision(name, revision)
             clean = check_weights(name, weights, {v.version: v.status for v in versions})
             main = adapter.main_version
             if main not in clean:
@@ -89,7 +102,7 @@ class AdapterRegistry(Registrar):
             )
 
     async def promote(
-        self, name: str, version: str, *, actor: str, reason: str = ""
+        self, name: str, version: str, *, actor: str, reason: str = "", revision: int | None = None
     ) -> AdapterRecord:
         """Send all of an adapter's traffic to `version` and make it the main version; other
         versions stay registered (staged) for a quick rollback.
@@ -97,10 +110,11 @@ class AdapterRegistry(Registrar):
         Raises:
             AdapterNotFoundError: unknown adapter or version.
             AdapterError: the version is retired.
+            AdapterConflictError: the adapter is no longer at `revision`.
         """
         async with self._lock:
             await self._sync_if_changed()
-            adapter, versions = self.get(name)
+            adapter, versions = self._at_revision(name, revision)
             clean = check_weights(name, {version: 100}, {v.version: v.status for v in versions})
             return await self._change_traffic(
                 adapter, versions, clean, version, actor=actor, action="promote", reason=reason
@@ -149,16 +163,19 @@ class AdapterRegistry(Registrar):
         logger.info("%s %s: traffic %s by %s", action, adapter.name, weights, actor)
         return self._state.adapters[adapter.name]
 
-    async def retire(self, name: str, version: str, *, actor: str) -> VersionRecord:
+    async def retire(
+        self, name: str, version: str, *, actor: str, revision: int | None = None
+    ) -> VersionRecord:
         """Retire a version: unreachable, unloaded from the engine; its record and files stay.
 
         Raises:
             AdapterNotFoundError: unknown adapter or version.
-            AdapterConflictError: the version still has traffic (shift it first).
+            AdapterConflictError: the version still has traffic (shift it first), or the
+                adapter is no longer at `revision`.
         """
         async with self._lock:
             await self._sync_if_changed()
-            adapter, _ = self.get(name)
+            adapter, _ = self._at_revision(name, revision)
             record = self.version(name, version)
             if record.status is VersionStatus.RETIRED:
                 return record
@@ -241,18 +258,20 @@ class AdapterRegistry(Registrar):
             logger.info("%s %s by %s", "pinned" if pinned else "unpinned", name, actor)
             return self._state.adapters[name]
 
-    async def rollback(self, name: str, *, actor: str, reason: str = "") -> AdapterRecord:
+    async def rollback(
+        self, name: str, *, actor: str, reason: str = "", revision: int | None = None
+    ) -> AdapterRecord:
         """Send all of an adapter's traffic back to its previous main version, as the audit log
         remembers it (the main version before the latest change of main version).
 
         Raises:
             AdapterNotFoundError: no such adapter.
             AdapterConflictError: the audit log knows no earlier main version, or it was retired
-                (register its files again to restore it).
+                (register its files again to restore it); or it is no longer at `revision`.
         """
         async with self._lock:
             await self._sync_if_changed()
-            adapter, versions = self.get(name)
+            adapter, versions = self._at_revision(name, revision)
             statuses = {v.version: v.status for v in versions}
             previous = _previous_main(self.store.audit_log(name, limit=1000), adapter.main_version)
             if previous is None:
@@ -273,7 +292,9 @@ class AdapterRegistry(Registrar):
                 adapter, versions, clean, previous, actor=actor, action="rollback", reason=why
             )
 
-    async def delete(self, name: str, *, actor: str, force: bool = False) -> AdapterRecord:
+    async def delete(
+        self, name: str, *, actor: str, force: bool = False, revision: int | None = None
+    ) -> AdapterRecord:
         """Delete an adapter: every version, its traffic, experiment records and files (the
         audit log keeps its history, with a `delete` entry). Its versions are unloaded.
 
@@ -286,11 +307,12 @@ class AdapterRegistry(Registrar):
 
         Raises:
             AdapterNotFoundError: no such adapter.
-            AdapterConflictError: it serves traffic and `force` is not set.
+            AdapterConflictError: it serves traffic and `force` is not set, or it is no longer
+                at `revision`.
         """
         async with self._lock:
             await self._sync_if_changed()
-            adapter, versions = self.get(name)
+            adapter, versions = self._at_revision(name, revision)
             if not force:
                 self._check_idle(adapter)
             audit = self._audit(
@@ -307,6 +329,25 @@ class AdapterRegistry(Registrar):
             await asyncio.to_thread(self.files.discard, self.files.root / name)
             logger.info("deleted adapter %s (%d versions) by %s", name, len(versions), actor)
             return adapter
+
+    def _at_revision(
+        self, name: str, revision: int | None
+    ) -> tuple[AdapterRecord, tuple[VersionRecord, ...]]:
+        """`get(name)`, refused when the caller decided from another revision than the current.
+
+        Raises:
+            AdapterNotFoundError: no such adapter.
+            AdapterConflictError: `revision` is not the adapter's revision.
+        """
+        adapter, versions = self.get(name)
+        if revision is not None and revision != adapter.revision:
+            raise AdapterConflictError(
+                f"adapter {name!r} was changed by someone else meanwhile (revision "
+                f"{adapter.revision}, the change was made from {revision}); look at it again "
+                f"(GET /v1/adapters/{name}) and retry",
+                param="revision",
+            )
+        return adapter, versions
 
     def _check_idle(self, adapter: AdapterRecord) -> None:
         """Raises: AdapterConflictError: the adapter serves traffic (recent requests, a pin)."""

@@ -1,15 +1,15 @@
-"""Registry rows <-> records: what `SQLiteRegistryStore` writes for a record and reads back.
+"""Registry rows <-> records: what the stores write for a record and read back.
 
-Lists and dicts are stored as JSON text, statuses by value, booleans and times as SQLite has
-them; the SQL itself stays in `sqlite_store`.
+Lists and dicts are stored as JSON text, statuses by value, booleans as 0/1 and times as
+seconds, in SQLite and PostgreSQL alike (a row is anything indexed by column name: a
+`sqlite3.Row` or psycopg's dict row); the SQL itself stays in `sqlite_store` and `pg_store`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from loramux.adapters.records import (
     AdapterRecord,
@@ -19,6 +19,13 @@ from loramux.adapters.records import (
     VersionRecord,
     VersionStatus,
 )
+
+
+class Row(Protocol):
+    """A row by column name (`sqlite3.Row` and psycopg's dict rows both are)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 Params = tuple[Any, ...]
 """The `?` parameters of one statement, in its column order."""
@@ -84,7 +91,7 @@ def usage_params(u: UsageDelta) -> Params:
     )
 
 
-def adapter_record(row: sqlite3.Row, traffic: Mapping[str, int]) -> AdapterRecord:
+def adapter_record(row: Row, traffic: Mapping[str, int]) -> AdapterRecord:
     """An `adapters` row with the adapter's traffic weights (version -> weight)."""
     return AdapterRecord(
         name=row["name"],
@@ -101,7 +108,7 @@ def adapter_record(row: sqlite3.Row, traffic: Mapping[str, int]) -> AdapterRecor
     )
 
 
-def version_record(row: sqlite3.Row) -> VersionRecord:
+def version_record(row: Row) -> VersionRecord:
     """A `versions` row (a card that is not a JSON object reads as empty)."""
     card: Any = json.loads(row["card"])
     return VersionRecord(
@@ -119,7 +126,7 @@ def version_record(row: sqlite3.Row) -> VersionRecord:
     )
 
 
-def audit_entry(r: sqlite3.Row) -> AuditEntry:
+def audit_entry(r: Row) -> AuditEntry:
     """An `audit` row."""
     return AuditEntry(
         actor=r["actor"],
@@ -133,14 +140,14 @@ def audit_entry(r: sqlite3.Row) -> AuditEntry:
     )
 
 
-def request_record(r: sqlite3.Row) -> RequestRecord:
+def request_record(r: Row) -> RequestRecord:
     """A `requests` row."""
     return RequestRecord(
         r["request_id"], r["adapter"], r["version"], r["experiment_id"], r["at"], r["key_id"]
     )
 
 
-def usage_delta(adapter: str, experiment_id: str, r: sqlite3.Row) -> UsageDelta:
+def usage_delta(adapter: str, experiment_id: str, r: Row) -> UsageDelta:
     """A `usage` row of one adapter's experiment."""
     return UsageDelta(
         adapter,

@@ -11,7 +11,7 @@ removed at start).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -84,6 +84,9 @@ class SQLiteRegistryStore:
     def changed(self) -> bool:
         with self._lock:
             return self._pragma("data_version") != self._data_version
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """SQLite cannot announce commits: readers poll `changed` (a cheap pragma)."""
 
     def apply(self, change: Change) -> None:
         a = change.adapter

@@ -3,8 +3,10 @@
 A store holds adapters, their immutable versions, traffic splits, the audit log, and the
 request -> version records, usage counters and feedback that experiments are judged on. It
 applies each registry change (`Change`) atomically and refuses one computed from a stale view
-of the adapter. `STORES` maps `registry.store` to the function that opens a data dir's store;
-`sqlite` (`sqlite_store.SQLiteRegistryStore`) is the only kind so far.
+of the adapter. `STORES` maps `registry.store` to the function that opens a store from the data
+dir and the registry settings: `sqlite` (`sqlite_store.SQLiteRegistryStore`, the data dir's
+file) and `postgres` (`pg_store.PostgresRegistryStore`, `registry.database_url`, shared by a
+fleet of gateways; psycopg is imported only when it is picked).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from loramux.adapters.records import (
     UsageDelta,
 )
 from loramux.adapters.sqlite_store import SQLiteRegistryStore
+from loramux.config import RegistrySettings
 from loramux.storage.sqlite import DB_FILE
 
 
@@ -35,6 +38,12 @@ class RegistryStore(Protocol):
 
     def changed(self) -> bool:
         """True when another connection committed since this one last looked (cheap)."""
+        ...
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Have `callback` called (from any thread) soon after another process commits a
+        change, where the store can tell (PostgreSQL's NOTIFY); a store that cannot leaves
+        its readers to poll `changed`."""
         ...
 
     def apply(self, change: Change) -> None:
@@ -100,9 +109,19 @@ class RegistryStore(Protocol):
     def close(self) -> None: ...
 
 
-def _open_sqlite(data_dir: Path) -> RegistryStore:
+def _open_sqlite(data_dir: Path, settings: RegistrySettings) -> RegistryStore:
     return SQLiteRegistryStore(data_dir / DB_FILE)
 
 
-STORES: dict[str, Callable[[Path], RegistryStore]] = {"sqlite": _open_sqlite}
-"""Registry store kinds by name (`registry.store`): each opens the store of a data dir."""
+def _open_postgres(data_dir: Path, settings: RegistrySettings) -> RegistryStore:
+    from loramux.adapters.pg_store import PostgresRegistryStore
+
+    return PostgresRegistryStore(settings.dsn())
+
+
+STORES: dict[str, Callable[[Path, RegistrySettings], RegistryStore]] = {
+    "sqlite": _open_sqlite,
+    "postgres": _open_postgres,
+}
+"""Registry store kinds by name (`registry.store`): each opens the store of a data dir and the
+registry settings."""

@@ -5,7 +5,8 @@ from the `RegistryStore` and the `Resolver` built from them, so `resolve` never 
 disk. Adopting a state (`_sync`) swaps the resolution table, unloads the versions it no longer
 serves and pins the versions of pinned adapters in the engine; every other version is loaded by
 the engine when a request needs it (registered is not loaded). Changes committed by another
-process on the same data dir (the CLI) are picked up by `refresh`; `watch` runs it periodically.
+process on the same data dir (the CLI) or another gateway on the same PostgreSQL database are
+picked up by `refresh`; `watch` runs it periodically and whenever the store announces a change.
 The changes themselves are made by the subclasses (`registrar`, `registry`).
 """
 
@@ -77,10 +78,18 @@ class RegistryView:
         self._resolver = Resolver(base.name, {})
 
     async def start(self) -> None:
-        """Remove leftovers of interrupted registrations, load state, pin what is pinned."""
-        state = self.store.load()
-        registered = [v.path for vs in state.versions.values() for v in vs]
+        """Remove leftovers of interrupted registrations, load state, pin what is pinned.
+
+        The state is read under the adapter files' lock, so a version another process (a
+        gateway sharing the files) registers meanwhile is not taken for a leftover."""
+        loaded: list[RegistryState] = []
+
+        def registered() -> list[str]:
+            loaded.append(self.store.load())
+            return [v.path for vs in loaded[-1].versions.values() for v in vs]
+
         await asyncio.to_thread(self.files.cleanup, registered)
+        state = loaded[-1] if loaded else self.store.load()
         async with self._lock:
             await self._sync(state)
 
@@ -98,13 +107,28 @@ class RegistryView:
         return True
 
     async def watch(self) -> None:
-        """Run forever (cancel to stop): `refresh` and flush experiment records periodically."""
+        """Run forever (cancel to stop): `refresh` and flush experiment records every
+        `watch_interval_s`, and `refresh` at once when the store announces a change (another
+        gateway's commit, over PostgreSQL's NOTIFY)."""
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(woken.set)
+
+        self.store.subscribe(wake)
         while True:
-            await asyncio.sleep(self.settings.watch_interval_s)
+            try:
+                await asyncio.wait_for(woken.wait(), self.settings.watch_interval_s)
+            except TimeoutError:
+                pass
+            woken.clear()
             try:
                 await self.refresh()
                 if self.experiments.pending:
                     await asyncio.to_thread(self.experiments.flush)
+            except LoramuxError as exc:  # e.g. the shared database is down: one line
+                logger.warning("registry refresh failed (%s); retrying", exc.message)
             except Exception:
                 logger.exception("registry refresh failed; retrying")
 

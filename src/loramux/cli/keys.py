@@ -22,7 +22,7 @@ def _keys_cmd(config: Path | None, action: Callable[[Any], Any]) -> None:
         setup_logging("warning")
         from loramux.keys.keyring import Keyring
 
-        keyring = Keyring.open(cfg.paths.data_dir, cfg.registry.store)
+        keyring = Keyring.open(cfg.paths.data_dir, cfg.registry)
         try:
             result = action(keyring)
         finally:
@@ -88,12 +88,11 @@ def _adapter_warnings(config: Path | None, adapters: tuple[str, ...]) -> list[st
     """Warnings for adapters the config's registry does not hold."""
     if not adapters:
         return []
-    from loramux.adapters.sqlite_store import SQLiteRegistryStore
+    from loramux.adapters.store import STORES
     from loramux.keys.records import unknown_adapter_warnings
-    from loramux.storage.sqlite import DB_FILE
 
     cfg = load_config(config)
-    store = SQLiteRegistryStore(cfg.paths.data_dir.expanduser() / DB_FILE)
+    store = STORES[cfg.registry.store](cfg.paths.data_dir.expanduser(), cfg.registry)
     try:
         registered = store.load().adapters
     finally:

@@ -5,25 +5,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loramux.cli.app import ConfigOpt, fail, report_app, setup_logging
-from loramux.config import load_config
+from loramux.config import RegistrySettings, load_config
 from loramux.errors import LoramuxError
 
+if TYPE_CHECKING:
+    from loramux.adapters.store import RegistryStore
 
-def decisions_report(folder: Path, db: Path | None) -> dict[str, Any]:
-    """Summarise the log in `folder`, joining ratings from the registry database `db`."""
+
+def decisions_report(
+    folder: Path, db: Path | None, registry: RegistrySettings | None = None
+) -> dict[str, Any]:
+    """Summarise the log in `folder`, joining ratings from the registry database `db` (SQLite)
+    or, when `registry` names the `postgres` store, from PostgreSQL."""
     from loramux.gateway.decisions import read_decisions, summarise
 
     records = list(read_decisions(folder))
     ratings: dict[str, str] = {}
-    if db is not None and db.exists():
+    store: RegistryStore | None = None
+    if registry is not None and registry.store != "sqlite":
+        from loramux.adapters.store import STORES
+
+        store = STORES[registry.store](folder, registry)
+    elif db is not None and db.exists():
         from loramux.adapters.sqlite_store import SQLiteRegistryStore
 
         store = SQLiteRegistryStore(db)
+    if store is not None:
         try:
             ids = [str(r["request_id"]) for r in records if r.get("request_id")]
             ratings = dict(store.ratings(ids))
@@ -91,7 +103,8 @@ def report_decisions(
         from loramux.storage.sqlite import DB_FILE
 
         where = folder or cfg.decisions.dir or cfg.paths.data_dir / "decisions"
-        result = decisions_report(where.expanduser(), cfg.paths.data_dir.expanduser() / DB_FILE)
+        db = cfg.paths.data_dir.expanduser() / DB_FILE
+        result = decisions_report(where.expanduser(), db, cfg.registry)
     except LoramuxError as exc:
         fail(exc)
     typer.echo(json.dumps(result, indent=2) if as_json else render(result))

@@ -30,6 +30,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "LORAMUX_REMOTE_API_KEY": ("engine", "remote.api_key"),
     "LORAMUX_LOG_FORMAT": ("server", "log_format"),
     "LORAMUX_AUTH": ("auth", "enabled"),
+    "LORAMUX_DATABASE_URL": ("registry", "database_url"),
 }
 # Also LORAMUX_ADMIN_KEY: a plain admin key, hashed at load time into `admin.keys.admin`.
 MIN_ADMIN_KEY_CHARS = 32

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from loramux.config.strict import Strict
 
@@ -68,8 +68,15 @@ class ExperimentSettings(Strict):
 class RegistrySettings(Strict):
     """Settings of the adapter registry (`registry:` in the serving config)."""
 
-    store: Literal["sqlite"] = "sqlite"
-    """Where registry state lives: `sqlite` is `<paths.data_dir>/registry.sqlite3` (WAL)."""
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    """Where registry state (adapters, versions, traffic, experiments, feedback, API keys,
+    audit) lives: `sqlite` is `<paths.data_dir>/registry.sqlite3` (WAL), for one gateway;
+    `postgres` is the database `database_url` names, shared by every gateway of a fleet (a change
+    on one reaches the others within a second or two; needs the `postgres` extra)."""
+    database_url: str | None = None
+    """PostgreSQL DSN for `store: postgres` (`postgresql://user:pass@host:5432/db` or
+    `host=... dbname=...`); env LORAMUX_DATABASE_URL. Required with `postgres`, refused with
+    `sqlite`. Prefer the env var (a Kubernetes Secret) to writing a password into YAML."""
     limits: AdapterLimits = AdapterLimits()
     """Rank, file size and file count limits an adapter must fit."""
     experiment: ExperimentSettings = ExperimentSettings()
@@ -77,11 +84,33 @@ class RegistrySettings(Strict):
     import_roots: tuple[Path, ...] = ()
     """Server-side folders `POST /v1/adapters {"path": ...}` may register from; empty: any."""
     watch_interval_s: float = Field(default=2.0, gt=0)
-    """How often the server looks for changes made by other processes (the CLI)."""
+    """How often the server looks for changes made by other processes (the CLI, other
+    gateways). With `postgres` a change also wakes every gateway at once (LISTEN/NOTIFY); this
+    poll is then the safety net for a lost notification."""
     delete_idle_s: float = Field(default=900.0, ge=0)
     """Deleting an adapter that served a request in the last this many seconds is refused
     unless forced (`DELETE /v1/adapters/{name}?force=true`, `loramux adapters delete --force`);
     an adapter is also "serving" while a version of it is pinned."""
+
+    @model_validator(mode="after")
+    def _check_database_url(self) -> RegistrySettings:
+        if self.store == "postgres" and not self.database_url:
+            raise ValueError(
+                "registry.store is postgres but no DSN is given: set registry.database_url or "
+                "LORAMUX_DATABASE_URL (e.g. postgresql://loramux@db:5432/loramux)"
+            )
+        if self.store != "postgres" and self.database_url:
+            raise ValueError(
+                f"registry.database_url (or LORAMUX_DATABASE_URL) is set but registry.store is "
+                f"{self.store}; set registry.store: postgres to use it, or remove it"
+            )
+        return self
+
+    def dsn(self) -> str:
+        """The PostgreSQL DSN (`database_url`); only for `store: postgres`."""
+        if not self.database_url:
+            raise ValueError("registry.database_url is not set")
+        return self.database_url
 
 
 class AdminSettings(Strict):
@@ -119,6 +148,11 @@ class AuthSettings(Strict):
     """Prompt + completion tokens per minute per API key, for keys that set none (`--tpm`);
     None: no limit. Charged as an estimate when a request starts, settled to the real count when
     it ends."""
+    limits_scope: Literal["gateway", "fleet"] = "gateway"
+    """Where `rpm` / `tpm` hold: `gateway`, each gateway process alone (behind N gateways a key
+    may use up to N times its limit); `fleet`, over every gateway of the PostgreSQL registry
+    (`registry.store: postgres`): each gateway announces what each key used every 0.5 s, so a
+    limit holds within what the gateways serve in that lag (docs/fleet.md)."""
     max_failures: int = Field(default=20, ge=1)
     """Failed authentications (401: a wrong or missing key, a wrong dashboard login) one client
     address may make within `failure_window_s`; past that, every request from that address gets

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from loramux.config.engine import EngineConfig
 from loramux.config.limits import LimitsSettings, SupervisorSettings
@@ -38,3 +38,13 @@ class LoramuxConfig(Strict):
         for name in value:
             check_adapter_name(name)
         return value
+
+    @model_validator(mode="after")
+    def _check_limits_scope(self) -> LoramuxConfig:
+        if self.auth.limits_scope == "fleet" and self.registry.store != "postgres":
+            raise ValueError(
+                "auth.limits_scope: fleet shares rate limits through the PostgreSQL registry; "
+                f"set registry.store: postgres (now {self.registry.store}) or use "
+                "auth.limits_scope: gateway"
+            )
+        return self

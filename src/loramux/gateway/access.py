@@ -179,5 +179,5 @@ def open_gate(config: LoramuxConfig) -> Gate:
             config.server.host,
             config.server.port,
         )
-    keyring = Keyring.open(config.paths.data_dir, config.registry.store)
+    keyring = Keyring.open(config.paths.data_dir, config.registry)
     return Gate(config.auth, AdminKeys(config.admin.keys), keyring, RateLimiter())

@@ -84,6 +84,11 @@ async def open_services(
     if metrics is not None:
         metrics.bind(svc)
     svc.tasks.append(asyncio.create_task(registry.watch(), name="registry-watch"))
+    if config.auth.limits_scope == "fleet" and gate.limiter is not None:
+        from loramux.keys.fleet_limits import FleetLimits  # psycopg: only for a fleet
+
+        fleet = FleetLimits(config.registry.dsn(), gate.limiter)
+        svc.tasks.append(asyncio.create_task(fleet.run(), name="fleet-limits"))
     served = registry.served_versions()
     logger.info(
         "serving %s on the %s engine; adapters: %s; router: %s; knowledge base: %s",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loramux.config import RegistrySettings
 from loramux.keys.records import ApiKey, KeySpec
 from loramux.keys.store import KEY_STORES, KeyStore
 
@@ -53,9 +54,11 @@ class Keyring:
         self.clock = clock
 
     @classmethod
-    def open(cls, data_dir: Path, kind: str = "sqlite") -> Keyring:
-        """The keyring of a data dir (`<data_dir>/registry.sqlite3` for `sqlite`)."""
-        return cls(KEY_STORES[kind](data_dir))
+    def open(cls, data_dir: Path, settings: RegistrySettings | None = None) -> Keyring:
+        """The keyring of a data dir (`<data_dir>/registry.sqlite3` for `registry.store:
+        sqlite`) or of `registry.database_url` (`postgres`)."""
+        settings = settings or RegistrySettings()
+        return cls(KEY_STORES[settings.store](data_dir, settings))
 
     def create(self, spec: KeySpec, *, actor: str) -> IssuedKey:
         """Make a key for `spec`.

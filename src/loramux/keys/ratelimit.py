@@ -11,7 +11,10 @@ zero: the next request then waits). A request that fails before generating gives
 back. An estimate larger than the whole allowance takes a full bucket, so a large request is
 slow, never impossible.
 
-Buckets live in the process: with several server processes, each enforces the limits alone.
+Buckets live in the process: with several server processes, each enforces the limits alone,
+unless something shares what each consumed (`fleet_limits.FleetLimits`, `auth.limits_scope:
+fleet`): `on_use` reports this process's final consumption (a request when it is counted, its
+real tokens when its charge is settled) and `absorb` takes other processes' from the buckets.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class TokenCharge:
             return
         self.settled = True
         self._limiter.adjust(self._key, actual_tokens - self.estimate)
+        self._limiter.used(self._key, 0, actual_tokens)
 
 
 class RateLimiter:
@@ -89,7 +93,37 @@ class RateLimiter:
         self.clock = clock
         self._requests: dict[str, TokenBucket] = {}
         self._tokens: dict[str, TokenBucket] = {}
+        self._debt: dict[tuple[str, str], tuple[float, float]] = {}
         self._lock = threading.Lock()
+        self.on_use: Callable[[str, int, int], None] | None = None
+        """Called with (key, requests, tokens) this process consumed, when set."""
+
+    def used(self, key: str, requests: int, tokens: int) -> None:
+        """Report final consumption to `on_use` (nothing when it is not set)."""
+        if self.on_use is not None and (requests or tokens):
+            self.on_use(key, requests, tokens)
+
+    def absorb(self, key: str, requests: int, tokens: int) -> None:
+        """Take what another process consumed from this key's buckets (which may go below
+        zero; they refill as usual). A key without a bucket here yet owes it to the bucket it
+        gets, less what would have refilled meanwhile."""
+        now = self.clock()
+        with self._lock:
+            for kind, buckets, amount in (
+                ("r", self._requests, requests),
+                ("t", self._tokens, tokens),
+            ):
+                if amount <= 0:
+                    continue
+                bucket = buckets.get(key)
+                if bucket is not None:
+                    bucket.refill(now)
+                    bucket.take(amount)
+                else:
+                    if len(self._debt) >= 10_000:  # keys this process never serves
+                        self._debt.clear()
+                    owed, _ = self._debt.get((key, kind), (0.0, now))
+                    self._debt[(key, kind)] = (owed + amount, now)
 
     def count_request(self, key: str, limits: Limits) -> None:
         """Take one request from the key's per-minute allowance.
@@ -110,6 +144,7 @@ class RateLimiter:
                     limit="requests",
                 )
             bucket.take(1)
+        self.used(key, 1, 0)
 
     def charge_tokens(self, key: str, limits: Limits, estimate: int) -> TokenCharge | None:
         """Take an estimate of a request's tokens; settle the returned charge when it ends.
@@ -154,6 +189,9 @@ class RateLimiter:
         bucket = buckets.get(key)
         if bucket is None or bucket.capacity != capacity:
             bucket = buckets[key] = TokenBucket(capacity, now)
+            kind = "r" if buckets is self._requests else "t"
+            owed, since = self._debt.pop((key, kind), (0.0, now))
+            bucket.take(max(0.0, owed - (now - since) * bucket.rate))
         bucket.refill(now)
         return bucket
 

@@ -1,6 +1,8 @@
 """Where API keys live: the `api_keys` table of the registry's SQLite file.
 
-The table is created by the database's migrations (`loramux.storage.schema.MIGRATIONS`); opening
+`SQLiteKeyStore` is here; `PostgresKeyStore` (`keys.pg_store`) keeps the same table in the
+fleet's PostgreSQL database. The table is created by the database's migrations
+(`loramux.storage.schema.MIGRATIONS`, `pg_schema.PG_MIGRATIONS`); opening
 a `SQLiteKeyStore` runs them first, so the CLI can create keys in a fresh data dir. Each change
 (a new key, a rotation, a revocation) is written in one transaction together with its audit
 entry in the registry's audit log, whose `adapter` column then names the key (`key:<id>`).
@@ -13,11 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from loramux.config import RegistrySettings
 from loramux.errors import InvalidRequestError, KeyNotFoundError
 from loramux.keys.records import ApiKey
 from loramux.storage.schema import open_database
@@ -87,7 +90,7 @@ class SQLiteKeyStore:
         self._db = open_database(path)
 
     @classmethod
-    def open(cls, data_dir: Path) -> SQLiteKeyStore:
+    def open(cls, data_dir: Path, settings: RegistrySettings | None = None) -> SQLiteKeyStore:
         """The key store of a data dir (`<data_dir>/registry.sqlite3`)."""
         return cls(data_dir.expanduser() / DB_FILE)
 
@@ -123,7 +126,7 @@ class SQLiteKeyStore:
     def find(self, digest: str) -> ApiKey | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM api_keys WHERE hash = ?", (digest,)).fetchone()
-        return None if row is None else _key(row)
+        return None if row is None else key_from_row(row)
 
     def get(self, key_id: str) -> ApiKey:
         with self._lock:
@@ -134,12 +137,12 @@ class SQLiteKeyStore:
                 "the ids",
                 param="id",
             )
-        return _key(row)
+        return key_from_row(row)
 
     def list_keys(self) -> list[ApiKey]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
-        return [_key(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     def revoke(self, key_id: str, *, at: float, actor: str) -> ApiKey:
         with self._lock, self._transaction():
@@ -183,14 +186,7 @@ class SQLiteKeyStore:
         self._db.execute(
             """INSERT INTO audit (at, actor, action, adapter, version, before, after)
                VALUES (?, ?, ?, ?, NULL, ?, ?)""",
-            (
-                at,
-                actor,
-                action,
-                AUDIT_SUBJECT.format(id=key_id),
-                json.dumps(before.public() if before else None),
-                json.dumps(after.public()),
-            ),
+            audit_row(at, actor, action, key_id, before, after),
         )
 
     def close(self) -> None:
@@ -198,7 +194,8 @@ class SQLiteKeyStore:
             self._db.close()
 
 
-def _key(row: sqlite3.Row) -> ApiKey:
+def key_from_row(row: sqlite3.Row | Mapping[str, Any]) -> ApiKey:
+    """An `api_keys` row (SQLite's or PostgreSQL's) as a record."""
     return ApiKey(
         id=row["id"],
         prefix=row["prefix"],
@@ -219,5 +216,29 @@ def _key(row: sqlite3.Row) -> ApiKey:
     )
 
 
-KEY_STORES: dict[str, Callable[[Path], KeyStore]] = {"sqlite": SQLiteKeyStore.open}
-"""Key store kinds by name (the registry's `registry.store`): each opens the store of a data dir."""
+def _open_postgres(data_dir: Path, settings: RegistrySettings | None = None) -> KeyStore:
+    from loramux.keys.pg_store import PostgresKeyStore
+
+    return PostgresKeyStore((settings or RegistrySettings()).dsn())
+
+
+KEY_STORES: dict[str, Callable[[Path, RegistrySettings], KeyStore]] = {
+    "sqlite": SQLiteKeyStore.open,
+    "postgres": _open_postgres,
+}
+"""Key store kinds by name (the registry's `registry.store`): each opens the store of a data dir
+(`sqlite`) or of `registry.database_url` (`postgres`, psycopg imported only then)."""
+
+
+def audit_row(
+    at: float, actor: str, action: str, key_id: str, before: ApiKey | None, after: ApiKey
+) -> tuple[Any, ...]:
+    """The `audit` columns (at, actor, action, adapter, before, after) of a key change."""
+    return (
+        at,
+        actor,
+        action,
+        AUDIT_SUBJECT.format(id=key_id),
+        json.dumps(before.public() if before else None),
+        json.dumps(after.public()),
+    )

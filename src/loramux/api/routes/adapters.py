@@ -54,10 +54,15 @@ class AdapterCreate(_Admin):
 class TrafficUpdate(_Admin):
     versions: dict[str, StrictInt]
     """Version id -> integer weight; weights sum to 100."""
+    revision: StrictInt | None = None
+    """The adapter's `revision` this change was decided from (`GET /v1/adapters/{name}`):
+    when the adapter changed since (on any gateway), 409 instead of overwriting that change."""
 
 
 class PromoteRequest(_Admin):
     version: str
+    revision: StrictInt | None = None
+    """As `TrafficUpdate.revision`."""
 
 
 class FeedbackCreate(BaseModel):
@@ -157,7 +162,7 @@ async def show_adapter(name: str, reg: Registry, caller: CallerDep) -> dict[str,
 async def set_traffic(
     name: str, body: TrafficUpdate, reg: Registry, actor: AdminActor
 ) -> dict[str, Any]:
-    adapter = await reg.set_traffic(name, body.versions, actor=actor)
+    adapter = await reg.set_traffic(name, body.versions, actor=actor, revision=body.revision)
     return adapter_json(adapter, reg.get(name)[1])
 
 
@@ -165,25 +170,33 @@ async def set_traffic(
 async def promote(
     name: str, body: PromoteRequest, reg: Registry, actor: AdminActor
 ) -> dict[str, Any]:
-    adapter = await reg.promote(name, body.version, actor=actor)
+    adapter = await reg.promote(name, body.version, actor=actor, revision=body.revision)
     return adapter_json(adapter, reg.get(name)[1])
 
 
 @router.post("/adapters/{name}/rollback")
-async def rollback(name: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
+async def rollback(
+    name: str, reg: Registry, actor: AdminActor, revision: int | None = None
+) -> dict[str, Any]:
     """Send all traffic back to the previous main version (from the audit log); 409 when
-    there is none, or it was retired."""
-    adapter = await reg.rollback(name, actor=actor)
+    there is none, or it was retired, or the adapter is no longer at `?revision=`."""
+    adapter = await reg.rollback(name, actor=actor, revision=revision)
     return adapter_json(adapter, reg.get(name)[1])
 
 
 @router.delete("/adapters/{name}")
 async def delete_adapter(
-    name: str, reg: Registry, actor: AdminActor, request: Request, force: bool = False
+    name: str,
+    reg: Registry,
+    actor: AdminActor,
+    request: Request,
+    force: bool = False,
+    revision: int | None = None,
 ) -> dict[str, Any]:
     """Delete an adapter with every version and its files; 409 while it serves traffic (a
-    request in the last `registry.delete_idle_s`, or pinned) unless `?force=true`."""
-    adapter = await reg.delete(name, actor=actor, force=force)
+    request in the last `registry.delete_idle_s`, or pinned) unless `?force=true`, or when it
+    is no longer at `?revision=`."""
+    adapter = await reg.delete(name, actor=actor, force=force, revision=revision)
     dispatcher = getattr(request.app.state.services, "dispatcher", None)
     if dispatcher is not None:
         await dispatcher.forget_route(adapter.name)
@@ -191,8 +204,12 @@ async def delete_adapter(
 
 
 @router.post("/adapters/{name}/versions/{version}/retire")
-async def retire(name: str, version: str, reg: Registry, actor: AdminActor) -> dict[str, Any]:
-    record = await reg.retire(name, version, actor=actor)
+async def retire(
+    name: str, version: str, reg: Registry, actor: AdminActor, revision: int | None = None
+) -> dict[str, Any]:
+    """Retire a version (no traffic may reach it); 409 while it has traffic, or when the
+    adapter is no longer at `?revision=`."""
+    record = await reg.retire(name, version, actor=actor, revision=revision)
     return version_json(record, reg.get(name)[0])
 
 

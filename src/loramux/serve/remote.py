@@ -30,6 +30,7 @@ from loramux.errors import (
     InvalidRequestError,
 )
 from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.remote_wire import choice_logprobs, request_fields
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
 
@@ -288,6 +289,7 @@ class RemoteEngine:
             body["seed"] = s.seed
         if s.ignore_eos:
             body["ignore_eos"] = True  # a vLLM extension of the OpenAI API
+        body.update(request_fields(s, completions=request.prompt is not None))
         if request.prompt is not None:
             body["prompt"] = request.prompt
         else:
@@ -333,7 +335,9 @@ class RemoteEngine:
                     if resp.status_code != 200:
                         await resp.aread()
                         raise _request_error(resp)
-                    async for chunk in _chunks(resp, request.prompt is not None):
+                    async for chunk in _chunks(
+                        resp, request.prompt is not None, request.sampling.logprobs
+                    ):
                         yield chunk
                     return
             except httpx.TransportError as exc:
@@ -428,8 +432,11 @@ class RemoteEngine:
         return self._locks.setdefault(key, asyncio.Lock())
 
 
-async def _chunks(resp: httpx.Response, completions: bool) -> AsyncIterator[GenerationChunk]:
-    """Turn vLLM's SSE stream into chunks; the last one carries the finish reason and usage."""
+async def _chunks(
+    resp: httpx.Response, completions: bool, logprobs: int | None = None
+) -> AsyncIterator[GenerationChunk]:
+    """Turn vLLM's SSE stream into chunks; the last one carries the finish reason and usage,
+    and, when `logprobs` (k alternatives) is asked, each chunk its tokens' logprobs."""
     finish: FinishReason | None = None
     usage: dict[str, Any] = {}
     async for line in resp.aiter_lines():
@@ -444,12 +451,16 @@ async def _chunks(resp: httpx.Response, completions: bool) -> AsyncIterator[Gene
         usage = event.get("usage") or usage
         for choice in event.get("choices") or []:
             text = choice.get("text") if completions else (choice.get("delta") or {}).get("content")
-            if text:
+            lps = None
+            if logprobs is not None:
+                lps = choice_logprobs(choice, logprobs, completions=completions)
+            if text or lps:
                 yield GenerationChunk(
-                    text,
+                    text or "",
                     None,
                     int(usage.get("prompt_tokens", 0)),
                     int(usage.get("completion_tokens", 0)),
+                    logprobs=lps if logprobs is not None else None,
                 )
             if choice.get("finish_reason"):
                 finish = (

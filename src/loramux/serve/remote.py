@@ -335,9 +335,7 @@ class RemoteEngine:
                     if resp.status_code != 200:
                         await resp.aread()
                         raise _request_error(resp)
-                    async for chunk in _chunks(
-                        resp, request.prompt is not None, request.sampling.logprobs
-                    ):
+                    async for chunk in _chunks(resp, request):
                         yield chunk
                     return
             except httpx.TransportError as exc:
@@ -432,11 +430,9 @@ class RemoteEngine:
         return self._locks.setdefault(key, asyncio.Lock())
 
 
-async def _chunks(
-    resp: httpx.Response, completions: bool, logprobs: int | None = None
-) -> AsyncIterator[GenerationChunk]:
-    """Turn vLLM's SSE stream into chunks; the last one carries the finish reason and usage,
-    and, when `logprobs` (k alternatives) is asked, each chunk its tokens' logprobs."""
+async def _chunks(resp: httpx.Response, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    """Turn vLLM's SSE stream into chunks; the last one carries the finish reason and usage."""
+    completions = req.prompt is not None
     finish: FinishReason | None = None
     usage: dict[str, Any] = {}
     async for line in resp.aiter_lines():
@@ -451,16 +447,14 @@ async def _chunks(
         usage = event.get("usage") or usage
         for choice in event.get("choices") or []:
             text = choice.get("text") if completions else (choice.get("delta") or {}).get("content")
-            lps = None
-            if logprobs is not None:
-                lps = choice_logprobs(choice, logprobs, completions=completions)
+            lps = choice_logprobs(choice, req.sampling.logprobs, completions=completions)
             if text or lps:
                 yield GenerationChunk(
                     text or "",
                     None,
                     int(usage.get("prompt_tokens", 0)),
                     int(usage.get("completion_tokens", 0)),
-                    logprobs=lps if logprobs is not None else None,
+                    logprobs=lps,
                 )
             if choice.get("finish_reason"):
                 finish = (

@@ -46,16 +46,17 @@ def request_fields(s: SamplingParams, *, completions: bool) -> dict[str, Any]:
 
 
 def choice_logprobs(
-    choice: dict[str, Any], k: int, *, completions: bool
+    choice: dict[str, Any], k: int | None, *, completions: bool
 ) -> list[TokenLogprob] | None:
-    """The logprobs of one streamed choice (None when it has none), `k` alternatives a token.
+    """The logprobs of one streamed choice, `k` alternatives a token (None when the request
+    asked none, or the choice has none).
 
     Chat: `logprobs.content[]` of `{token, logprob, top_logprobs: [{token, logprob}]}`;
     completions: `logprobs` of parallel lists `tokens`, `token_logprobs`, `top_logprobs` (a
     dict per token, which may hold the chosen token besides the k most likely).
     """
     lp = choice.get("logprobs")
-    if not isinstance(lp, dict):
+    if k is None or not isinstance(lp, dict):
         return None
     if not completions:
         return [

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from loramux.config import RouteSpec
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.fake import FakeEngine
-from loramux.serve.types import GenerationChunk, GenerationRequest
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
@@ -273,3 +273,25 @@ class PoisonedSampler:
                 raise RuntimeError("probability tensor contains either `inf`, `nan` or < 0")
             return self.BAD_TOKEN
         return sample_row(logits, row, greedy_token)
+
+
+class ScriptedEngine(FakeEngine):
+    """Replies `reply` (whatever was asked), `piece` characters per chunk, and keeps every
+    request it got (`requests`): for tests of what the gateway makes of a reply (tool calls)
+    and of what it sends the engine (rendered tools)."""
+
+    def __init__(self, reply: str = "hello there", *, piece: int = 3) -> None:
+        super().__init__()
+        self.reply = reply
+        self.piece = piece
+        self.requests: list[GenerationRequest] = []
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        self.requests.append(request)
+        text = self.reply
+        pieces = [text[i : i + self.piece] for i in range(0, len(text), self.piece)] or [""]
+        for n, piece in enumerate(pieces, start=1):
+            last = n == len(pieces)
+            yield GenerationChunk(
+                piece, FinishReason.STOP if last else None, prompt_tokens=7, completion_tokens=n
+            )

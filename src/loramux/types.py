@@ -11,13 +11,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model made (OpenAI `tool_calls[]` of an assistant message)."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as JSON text, as the model wrote them."""
 
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One turn. Engines only ever see `system`, `user` and `assistant` turns without tool
+    fields: the gateway renders tool calls and `tool` results into text first
+    (`loramux.gateway.tools.render`)."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant turn's function calls."""
+    tool_call_id: str | None = None
+    """A `tool` turn: the id of the call whose result this is."""
 
 
 @dataclass(frozen=True)

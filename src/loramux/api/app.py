@@ -17,7 +17,7 @@ from loramux.api.disconnect import CancelOnDisconnectMiddleware
 from loramux.api.errors import install_error_handlers
 from loramux.api.metrics import MetricsMiddleware
 from loramux.api.middleware import RequestContextMiddleware, StartupErrorMiddleware
-from loramux.api.routes import adapters, health, keys, metrics, openai, routing
+from loramux.api.routes import adapters, embeddings, health, keys, metrics, openai, routing
 from loramux.api.textguard import UnicodeGuardMiddleware
 from loramux.api.throttle import AuthThrottleMiddleware
 from loramux.config import LoramuxConfig
@@ -81,6 +81,7 @@ def create_app(config: LoramuxConfig, *, engine: Engine | None = None) -> FastAP
     app.add_middleware(StartupErrorMiddleware)  # outermost: one line for a failed start-up
     app.state.metrics = gateway_metrics
     app.include_router(openai.router)
+    app.include_router(embeddings.router)
     app.include_router(routing.router)
     app.include_router(adapters.router)
     app.include_router(keys.router)

@@ -66,13 +66,39 @@ def from_loramux_error(exc: LoramuxError) -> JSONResponse:
     )
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "function-after"}
+
+
+def _is_field(part: object) -> bool:
+    """True for a location part that names a field or an index, not a union member pydantic
+    tried (`str`, `list[TextPart]`, `NamedToolChoice`, `literal['auto']`)."""
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return not ("[" in text or text[:1].isupper() or text in _TYPE_TAGS or text == "body")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
         return "invalid request", None
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    # A field OpenAI does not define is the clearest thing to name, whatever else is wrong.
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+
+    def depth(error: Any) -> int:
+        return sum(1 for p in error.get("loc", ()) if _is_field(p))
+
+    # Else the most specific: of the branches of a union (`str | list[TextPart]`), the one that
+    # got furthest into the value says best what is wrong with it.
+    first = unknown[0] if unknown else max(errors, key=depth)
+    loc = [str(p) for p in first.get("loc", ()) if _is_field(p)]
     param = ".".join(loc) or None
+    if first.get("type") == "extra_forbidden":
+        return (
+            f"unrecognized request argument supplied: {param} (loramux refuses fields that are "
+            "not in the OpenAI API; docs/api.md lists what each field does)",
+            param,
+        )
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON; send a JSON object", None
     if first.get("type") == "missing":

@@ -168,3 +168,38 @@ def eval_matrix_cmd(
     _answers_eval(
         "matrix", adapter, data, metric, out, limit, max_new_tokens, device, as_json, config
     )
+
+
+@eval_app.command("rag")
+def eval_rag_cmd(
+    questions: Annotated[
+        Path,
+        typer.Option(help="JSONL of {question, key, source}: the key must appear in the answer."),
+    ] = Path("demo/data/rag/test.jsonl"),
+    top_k: Annotated[
+        int | None, typer.Option(min=1, max=50, help="Passages per prompt (default kb.top_k).")
+    ] = None,
+    limit: LimitOpt = None,
+    max_new_tokens: MaxNewOpt = 64,
+    out: OutOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """RAG faithfulness: key accuracy of RAG answers (model alone, quote, both), retrieval
+    recall and sources, on knowledge-base questions with keys."""
+    from loramux.eval.rag import run_rag_eval
+
+    def run(cfg: LoramuxConfig) -> Any:
+        return run_rag_eval(
+            cfg,
+            questions,
+            top_k=top_k,
+            limit=limit,
+            max_new_tokens=max_new_tokens,
+            device=device,
+            out=out,
+            progress=progress,
+        )
+
+    _eval_cmd(config, as_json, run)

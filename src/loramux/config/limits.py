@@ -14,6 +14,8 @@ class LimitsSettings(Strict):
     """Most messages in one chat or route request; more get HTTP 400 (`param: messages`)."""
     max_message_chars: int = Field(default=100_000, ge=1)
     """Longest message content (or completions prompt) in characters; longer gets HTTP 400."""
+    max_embedding_inputs: int = Field(default=256, ge=1, le=100_000)
+    """Most texts in one `/v1/embeddings` request; more get HTTP 400 (`param: input`)."""
     max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
     """Generations handed to the engine at once. Default: twice `engine.max_batch_size`, at
     least 64, so the engine's batches fill and it holds the next requests ready to join them

@@ -126,6 +126,21 @@ class SentenceTransformerEncoder:
         """`sentence-transformers:<model folder name>:<dim>`."""
         return f"sentence-transformers:{self._name}:{self._dim}"
 
+    @property
+    def model_id(self) -> str:
+        """The model folder's name (`all-MiniLM-L6-v2`): its id in `/v1/models`."""
+        return self._name
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest text, in the model's tokens, encoded whole (longer ones would be cut)."""
+        return self._max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Each text's length in the model's tokens (with its special tokens)."""
+        tokenizer = self._model.tokenizer
+        return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Encode `texts`; see `Encoder.encode`."""
         if not texts:
@@ -245,6 +260,12 @@ class CachingEncoder:
     def inner(self) -> Encoder:
         """The wrapped encoder."""
         return self._inner
+
+    def __getattr__(self, name: str) -> Any:
+        # What only some encoders have (`model_id`, `max_tokens`, `count_tokens`): the inner's.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Encode `texts`, reusing cached vectors; see `Encoder.encode`."""

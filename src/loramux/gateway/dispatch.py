@@ -255,8 +255,11 @@ class Dispatcher:
         kb = self.kb
         passages = await asyncio.to_thread(kb.retrieve, retrieval_query(plain), self.top_k)
         prompt = build_rag_messages(plain, passages)
-        rag_messages = tuple(ChatMessage(m["role"], m["content"]) for m in prompt.messages)  # type: ignore[arg-type]
-        return Dispatch(decision, None, rag_messages, prompt.sources)
+        # The passages' system message, then the client's turns as they were (tool calls and
+        # tool results kept); a client system message is inside the new one already.
+        rest = messages[1:] if messages and messages[0].role == "system" else messages
+        system = ChatMessage("system", prompt.messages[0]["content"])
+        return Dispatch(decision, None, (system, *rest), prompt.sources)
 
 
 def _permitted(decision: RouteDecision, access: Access) -> RouteDecision:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loramux.gateway.tools import ToolsInput
+from loramux.serve.types import StructuredOutput
 from loramux.types import ChatMessage
 
 
@@ -20,6 +22,10 @@ class SamplingInput:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    n: int = 1
+    """Choices to generate (each its own sampling; seed `s` gives choice i the seed s + i)."""
+    logprobs: int | None = None
+    """None: none; k >= 0: each token's logprob and k alternatives."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,19 @@ class ChatInput:
     sampling: SamplingInput = SamplingInput()
     user: str | None = None
     """The request's `user` field (sticky A/B assignment), if any."""
+    tools: ToolsInput | None = None
+    """`tools`, `tool_choice`, `parallel_tool_calls`; None: the request sent no tools."""
+    response_format: StructuredOutput | None = None
+    """`json_object` / `json_schema`; None: free text."""
 
 
 @dataclass(frozen=True)
 class CompletionInput:
-    """A raw completions request (one prompt)."""
+    """A raw completions request (one prompt; the HTTP edge splits a list of prompts)."""
 
     model: str
     prompt: str
     sampling: SamplingInput = SamplingInput()
     user: str | None = None
+    echo: bool = False
+    """Put the prompt in front of the completion text."""

@@ -13,10 +13,11 @@ adapter, token counts, latency) and never the prompt or completion.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loramux.config import LoramuxConfig
@@ -27,6 +28,8 @@ from loramux.gateway.decisions import DecisionLog
 from loramux.gateway.dispatch import Dispatch, Dispatcher
 from loramux.gateway.limits import check_messages, check_prompt
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
+from loramux.gateway.tools import ToolsInput, forced_schema, render
+from loramux.gateway.tools import check as check_tools
 from loramux.keys.ratelimit import TokenCharge, estimate_prompt_tokens, estimate_tokens
 from loramux.serve.engine import Engine
 from loramux.serve.types import (
@@ -35,6 +38,8 @@ from loramux.serve.types import (
     GenerationRequest,
     GenerationResult,
     SamplingParams,
+    StructuredOutput,
+    TokenLogprob,
 )
 from loramux.types import ChatMessage
 
@@ -62,6 +67,16 @@ class PreparedRequest:
     that key may rate it) and in the decision log."""
     ticket: Ticket = field(default_factory=Ticket)
     """Whom admission's fair share counts it for (tenant, weight, prompt estimate)."""
+    tools: ToolsInput | None = None
+    """The request's tools: how its reply becomes `tool_calls` (None: it sent none)."""
+    echo: str | None = None
+    """Completions with `echo`: the prompt, put in front of the text."""
+    siblings: list[PreparedRequest] = field(default_factory=list)
+    """Choices 1 .. n-1 of a request with `n` > 1: each its own generation (and charge)."""
+
+    def choices(self) -> list[PreparedRequest]:
+        """Every choice of the request, this one first."""
+        return [self, *self.siblings]
 
     def headers(self) -> dict[str, str]:
         headers = (
@@ -116,25 +131,90 @@ class ChatService:
             RateLimitError: the caller is over its tokens per minute.
         """
         messages = body.messages
+        check_tools(body.tools or ToolsInput(), messages)
         check_messages(messages, self.config.limits)
-        sampling = self._sampling(body.sampling)
+        sampling = replace(
+            self._sampling(body.sampling), structured=self._structured(body)
+        ).normalized()
         charge = self._charge(caller, sum(len(m.content) for m in messages), sampling.max_tokens)
         dispatch = await self._dispatch(body.model, messages, body.user or user, caller, charge)
+        rendered = render(dispatch.messages, body.tools)
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,
-            messages=dispatch.messages,
+            messages=rendered,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        chars = sum(len(m.content) for m in dispatch.messages)
-        return PreparedRequest(
+        chars = sum(len(m.content) for m in rendered)
+        prepared = PreparedRequest(
             generation,
             body.model,
             dispatch,
             charge,
             key_id=caller.id,
             ticket=self._ticket(caller, chars),
+            tools=body.tools,
         )
+        return self._fan_out(prepared, body.sampling.n, caller, chars)
+
+    @staticmethod
+    def _structured(body: ChatInput) -> StructuredOutput | None:
+        """What the reply is decoded under: a forced tool call's schema, else the
+        `response_format`.
+
+        Raises:
+            InvalidRequestError: `response_format` JSON with tools the model may or may not
+                call (`tool_choice: auto`): one reply cannot be held to both.
+        """
+        tools = body.tools
+        if tools is not None and tools.forced:
+            return StructuredOutput(forced_schema(tools))
+        if tools is not None and tools.active and body.response_format is not None:
+            raise InvalidRequestError(
+                "response_format json with tools and tool_choice auto is not supported: the "
+                "reply would have to be a tool call or JSON content; send tool_choice "
+                "`required` (or a function) to get a call, or `none` to get JSON",
+                param="response_format",
+            )
+        return body.response_format
+
+    def _fan_out(
+        self, prepared: PreparedRequest, n: int, caller: Caller, chars: int
+    ) -> PreparedRequest:
+        """Add choices 1 .. n-1 as siblings: the same dispatch, their own request ids, seeds
+        (seed + i, so a seeded request repeats) and token charges.
+
+        Raises:
+            RateLimitError: the caller's tokens per minute do not cover every choice (nothing
+                stays charged).
+        """
+        base = prepared.generation
+        try:
+            for i in range(1, n):
+                seed = base.sampling.seed
+                if seed is not None:
+                    seed = (seed + i + 2**63) % 2**64 - 2**63  # stays a signed 64-bit integer
+                generation = replace(
+                    base,
+                    request_id=f"{base.request_id}-{i}",
+                    sampling=replace(base.sampling, seed=seed),
+                )
+                charge = self._charge(caller, chars, base.sampling.max_tokens)
+                prepared.siblings.append(
+                    replace(
+                        prepared,
+                        generation=generation,
+                        charge=charge,
+                        ticket=self._ticket(caller, chars),
+                        siblings=[],
+                    )
+                )
+        except BaseException:
+            for choice in prepared.choices():
+                if choice.charge is not None:
+                    choice.charge.settle(0)
+            raise
+        return prepared
 
     async def prepare_completion(
         self,
@@ -167,14 +247,24 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        return PreparedRequest(
+        if body.echo and sampling.logprobs is not None:
+            if charge is not None:
+                charge.settle(0)
+            raise InvalidRequestError(
+                "echo with logprobs is not supported (the prompt's own logprobs are not "
+                "computed); leave one out",
+                param="echo",
+            )
+        prepared = PreparedRequest(
             generation,
             body.model,
             dispatch,
             charge,
             key_id=caller.id,
             ticket=self._ticket(caller, len(prompt)),
+            echo=prompt if body.echo else None,
         )
+        return self._fan_out(prepared, body.sampling.n, caller, len(prompt))
 
     @staticmethod
     def _ticket(caller: Caller, prompt_chars: int) -> Ticket:
@@ -225,14 +315,18 @@ class ChatService:
             top_p=e.default_top_p if body.top_p is None else body.top_p,
             stop=body.stop,
             seed=body.seed,
+            logprobs=body.logprobs,
         ).normalized()
 
     async def complete(self, prepared: PreparedRequest) -> GenerationResult:
-        """Generate the whole answer."""
+        """Generate the whole answer (one choice)."""
         parts: list[str] = []
+        logprobs: list[TokenLogprob] | None = None
         last: GenerationChunk | None = None
         async for chunk in await self.stream(prepared):
             parts.append(chunk.text)
+            if chunk.logprobs is not None:
+                logprobs = [*(logprobs or []), *chunk.logprobs]
             last = chunk
         assert last is not None
         return GenerationResult(
@@ -240,7 +334,30 @@ class ChatService:
             finish_reason=last.finish_reason or FinishReason.STOP,
             prompt_tokens=last.prompt_tokens,
             completion_tokens=last.completion_tokens,
+            logprobs=logprobs,
         )
+
+    async def complete_all(self, prepared: PreparedRequest) -> list[GenerationResult]:
+        """Every choice of the request, generated side by side (batched by the engine); one
+        that fails cancels the others."""
+        choices = prepared.choices()
+        if len(choices) == 1:
+            return [await self.complete(prepared)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self.complete(c)) for c in choices]
+        return [t.result() for t in tasks]
+
+    async def stream_all(self, prepared: PreparedRequest) -> list[AsyncIterator[GenerationChunk]]:
+        """`stream` for every choice; if one is refused, those started are closed."""
+        started: list[AsyncIterator[GenerationChunk]] = []
+        try:
+            for choice in prepared.choices():
+                started.append(await self.stream(choice))
+        except BaseException:
+            for chunks in started:
+                await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        return started
 
     async def stream(self, prepared: PreparedRequest) -> AsyncIterator[GenerationChunk]:
         """Start generating; input errors are raised here, before any response is sent, and so

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from loramux.api.access import MeteredCaller
-from loramux.api.protocol import ChatMessageIn, _Lenient, to_chat_messages
+from loramux.api.protocol import ChatMessageIn, _Strict, to_chat_messages
 from loramux.api.state import services
 from loramux.gateway.dispatch import AUTO_MODEL
 from loramux.gateway.limits import check_messages
@@ -17,7 +17,7 @@ from loramux.gateway.services import AppServices
 router = APIRouter(prefix="/v1", tags=["routing"])
 
 
-class RouteRequest(_Lenient):
+class RouteRequest(_Strict):
     messages: list[ChatMessageIn] = Field(min_length=1)
     """The conversation; the last user turn is routed, earlier user turns are its history."""
     model: str = AUTO_MODEL

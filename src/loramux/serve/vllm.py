@@ -240,7 +240,7 @@ class VLLMEngine:
                 piece = out.outputs[0]
                 completion += len(piece.token_ids)
                 if not out.finished:
-                    if piece.text or piece.token_ids:
+                    if piece.text or (request.sampling.logprobs is not None and piece.token_ids):
                         yield GenerationChunk(
                             piece.text,
                             prompt_tokens=len(prompt_ids),

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 from loramux.config import EngineConfig, HFEngineConfig
-from loramux.errors import InvalidRequestError
+from loramux.errors import EngineError, InvalidRequestError
 from loramux.serve.engine import generate
 from loramux.serve.hf import HFEngine
 from loramux.serve.types import (
@@ -28,6 +28,7 @@ from loramux.serve.types import (
     StructuredOutput,
 )
 from loramux.types import ChatMessage
+from tests.fakes import PoisonedSampler
 from tests.serve.conftest import ref
 
 pytestmark = pytest.mark.slow
@@ -224,3 +225,32 @@ async def test_logprobs_under_a_grammar_come_from_the_masked_logits(engine: HFEn
     assert all(tok.startswith("{") for tok, _ in result.logprobs[0].top)
     # Forced tokens (a single allowed continuation) have probability 1.
     assert any(t.logprob == 0.0 and len(t.top) == 1 for t in result.logprobs)
+
+
+async def test_a_row_whose_grammar_fails_fails_alone(base_model_dir: Path) -> None:
+    """The poisoned row picks a token its grammar forbids: its matcher refuses it and only that
+    request fails; its constrained and free neighbours answer as they do alone."""
+    sampler = PoisonedSampler("poison", mode="forbidden", after=2)
+    eng = HFEngine(
+        base_model_dir,
+        EngineConfig(max_batch_size=8, hf=HFEngineConfig(max_wait_ms=50)),
+        sampler=sampler,
+    )
+    await eng.start()
+    try:
+        await eng.add_adapter(ref("hr"))
+        others = [
+            request(PROMPTS["enum"], schema=SCHEMAS["enum"], adapter="hr"),
+            request(PROMPTS["array"], schema=SCHEMAS["array"]),
+            request("What is the capital of France?", max_tokens=12),
+        ]
+        alone = [(await generate(eng, r)).text for r in others]
+        poison = request(PROMPTS["nested"], schema=SCHEMAS["nested"], request_id="poison")
+        *answers, failed = await asyncio.gather(
+            *(generate(eng, r) for r in others), generate(eng, poison), return_exceptions=True
+        )
+    finally:
+        await eng.stop()
+    assert isinstance(failed, EngineError), failed
+    assert sampler.poisoned == 1
+    assert [getattr(a, "text", a) for a in answers] == alone

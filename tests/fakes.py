@@ -252,7 +252,9 @@ class PoisonedSampler:
     - `mode="raise"`: its sampling raises, as `temperature: 1e-300` made it before the API
       normalised tiny temperatures (NaN probabilities);
     - `mode="bad_token"`: it picks a token id outside the vocabulary, so the next forward pass
-      of the whole batch fails (an embedding lookup out of range).
+      of the whole batch fails (an embedding lookup out of range);
+    - `mode="forbidden"`: it picks the least likely token, which under a grammar is one the
+      grammar forbids (its logit is -inf), so the row's matcher refuses it.
     """
 
     BAD_TOKEN = 10**9
@@ -271,6 +273,8 @@ class PoisonedSampler:
             self.poisoned += 1
             if self.mode == "raise":
                 raise RuntimeError("probability tensor contains either `inf`, `nan` or < 0")
+            if self.mode == "forbidden":
+                return int(logits.argmin())
             return self.BAD_TOKEN
         return sample_row(logits, row, greedy_token)
 

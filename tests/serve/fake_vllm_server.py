@@ -33,6 +33,21 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from tests.serve_process import free_port
 
 
+def _top(body: dict[str, Any], chat: bool) -> int | None:
+    """How many alternatives the request asks logprobs with; None when it asks none."""
+    if chat:
+        return int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+    return None if body.get("logprobs") is None else int(body["logprobs"])
+
+
+def _logprobs(text: str, top: int, chat: bool) -> dict[str, Any]:
+    alts = [(text, -1.0)] + [(f"alt{i}", -2.0 - i) for i in range(top)]
+    if chat:
+        entries = [{"token": t, "logprob": lp} for t, lp in alts[:top]]
+        return {"content": [{"token": text, "logprob": -1.0, "top_logprobs": entries}]}
+    return {"tokens": [text], "token_logprobs": [-1.0], "top_logprobs": [dict(alts)]}
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "code": status}}, status_code=status)
 
@@ -58,6 +73,8 @@ class FakeVLLM:
     active: int = 0
     cancelled: int = 0
     loads: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    """Every generation request's body, in arrival order."""
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -127,13 +144,15 @@ class FakeVLLM:
                 f"you requested {len(words) + 5 + max_tokens} tokens.",
             )
         self.served.append(model)
+        self.bodies.append(body)
         out = [f"[{model}@{self.name}]", *words]
         return StreamingResponse(
-            self._events(out, max_tokens, chat, len(words) + 5), media_type="text/event-stream"
+            self._events(out, max_tokens, chat, len(words) + 5, _top(body, chat)),
+            media_type="text/event-stream",
         )
 
     async def _events(
-        self, out: list[str], max_tokens: int, chat: bool, prompt_tokens: int
+        self, out: list[str], max_tokens: int, chat: bool, prompt_tokens: int, top: int | None
     ) -> AsyncIterator[str]:
         self.active += 1
         try:
@@ -149,6 +168,8 @@ class FakeVLLM:
                     if chat
                     else {"index": 0, "text": text, "finish_reason": finish}
                 )
+                if top is not None:  # each word: logprob -1, alternatives "alt0".. below it
+                    choice["logprobs"] = _logprobs(text, top, chat)
                 yield f"data: {json.dumps({'choices': [choice]})}\n\n"
                 if self.cut_streams > 0:
                     self.cut_streams -= 1

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import math
 import multiprocessing
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 import pytest_asyncio
 
-from loramux.errors import ContextLengthExceededError, EngineError, EngineUnavailableError
+from loramux.errors import (
+    ContextLengthExceededError,
+    EngineError,
+    EngineUnavailableError,
+    InvalidRequestError,
+)
 from loramux.serve.engine import generate
+from loramux.serve.types import StructuredOutput
 from loramux.types import AdapterRef
 from tests.conftest import DEMO_ADAPTERS
 from tests.serve.conftest import ADAPTERS, CASES, QUESTIONS, ref, request
@@ -157,6 +166,52 @@ async def test_paging_versions_in_and_out_keeps_their_answers(engine, tmp_path: 
 
 
 # Keep this test last: it stops the session's engine (the fixture's own stop is then a no-op).
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"enum": ["yes", "no"]},
+        "reasons": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 2},
+    },
+    "required": ["answer", "reasons"],
+}
+
+
+async def test_json_schema_output_parses_and_validates(engine) -> None:  # type: ignore[no-untyped-def]
+    schema = StructuredOutput(json.dumps(SCHEMA))
+    reqs = [
+        request(None, "Is the sky blue? Answer in JSON.", max_tokens=80, structured=schema),
+        request(ADAPTERS[0] if ADAPTERS else None, QUESTIONS[None], max_tokens=12),
+        request(None, "Reply with a JSON object.", max_tokens=40, structured=StructuredOutput()),
+    ]
+    constrained, free, any_object = await asyncio.gather(*(generate(engine, r) for r in reqs))
+    assert constrained.finish_reason.value == "stop", constrained.text
+    jsonschema.validate(json.loads(constrained.text), SCHEMA)
+    assert not free.text.startswith("{")
+    assert any_object.text.startswith("{")
+
+
+async def test_a_bad_schema_is_an_invalid_request_on_response_format(engine) -> None:  # type: ignore[no-untyped-def]
+    bad = StructuredOutput(json.dumps({"type": "nope"}))
+    with pytest.raises(InvalidRequestError) as err:
+        await generate(engine, request(None, "Hi", structured=bad))
+    assert err.value.param == "response_format"
+    assert (await generate(engine, request(None, QUESTIONS[None]))).text  # the engine goes on
+
+
+async def test_logprobs_have_one_entry_per_token_and_match_the_text(engine) -> None:  # type: ignore[no-untyped-def]
+    result = await generate(engine, request(None, QUESTIONS[None], max_tokens=10, logprobs=3))
+    assert result.logprobs is not None
+    # vLLM counts the end-of-sequence token it stopped on; its logprob is left out, as the hf
+    # engine leaves it out (it is not part of the text).
+    eos = 1 if result.finish_reason.value == "stop" else 0
+    assert len(result.logprobs) == result.completion_tokens - eos
+    assert "".join(t.token for t in result.logprobs) == result.text
+    for entry in result.logprobs:
+        assert len(entry.top) == 3
+        assert entry.top[0] == (entry.token, entry.logprob)  # greedy: the most likely
+        assert sum(math.exp(lp) for _, lp in entry.top) <= 1.0 + 1e-5
+
+
 async def test_stop_ends_running_requests_and_the_engine_process(engine) -> None:  # type: ignore[no-untyped-def]
     children = multiprocessing.active_children()
     assert children  # vLLM's engine core runs in a child process

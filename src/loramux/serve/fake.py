@@ -3,18 +3,25 @@
 It "generates" by echoing the last user message word by word behind a tag naming the adapter
 (`[hr] ...` or `[base] ...`), one word per token, so tests can check which adapter answered,
 streaming, `max_tokens`, stop strings and cancellation without loading a model.
+
+Structured output is honoured: the answer is the smallest instance of the schema
+(`fake_json`), streamed one space-separated piece per token, with no tag. Logprobs are
+placeholders of the right shape: each token log(1/2), its alternatives `alt0`, `alt1`, ... at
+log(1/40) each (so a token's probabilities never sum over 1).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from loramux.errors import EngineUnavailableError, InvalidRequestError
 from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.fake_json import minimal_text
 from loramux.serve.textstream import TextStream
-from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest, TokenLogprob
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
@@ -96,7 +103,18 @@ class FakeEngine:
             request.prompt or "",
         )
         words = [f"[{tag}]", *last_user.split()]
+        structured = request.sampling.structured
+        if structured is not None:
+            words = minimal_text(structured.json_schema).split(" ")
         stream = TextStream(lambda ids: " ".join(words[i] for i in ids), request.sampling.stop)
+        k = request.sampling.logprobs
+        pending: list[TokenLogprob] = []
+
+        def logprobs() -> list[TokenLogprob] | None:
+            nonlocal pending
+            taken, pending = pending, []
+            return taken if k is not None else None
+
         self.active_requests += 1
         try:
             finish = FinishReason.STOP
@@ -108,22 +126,32 @@ class FakeEngine:
                 if self._token_delay_s:
                     await asyncio.sleep(self._token_delay_s)
                 produced += 1
+                if k is not None:
+                    pending.append(_logprob(words[i] if i == 0 else " " + words[i], k))
                 delta = stream.push(i)
-                if stream.stopped:
-                    if delta:
-                        yield GenerationChunk(delta, None, len(prompt_words), produced)
-                    break
                 if delta:
-                    yield GenerationChunk(delta, None, len(prompt_words), produced)
+                    yield GenerationChunk(
+                        delta, None, len(prompt_words), produced, None, logprobs()
+                    )
+                if stream.stopped:
+                    break
             tail = stream.flush()
             yield GenerationChunk(
                 tail,
                 finish_reason=finish,
                 prompt_tokens=len(prompt_words),
                 completion_tokens=produced,
+                logprobs=logprobs(),
             )
         finally:
             self.active_requests -= 1
+
+
+def _logprob(token: str, k: int) -> TokenLogprob:
+    """A placeholder logprob: the token at log(1/2), `k - 1` alternatives at log(1/40)."""
+    chosen, alternative = math.log(0.5), math.log(1 / 40)
+    top = [(token, chosen), *((f"alt{j}", alternative) for j in range(k - 1))]
+    return TokenLogprob(token, chosen, tuple(top[:k]))
 
 
 def _prompt_words(request: GenerationRequest) -> Sequence[str]:

@@ -41,14 +41,16 @@ from loramux.serve.hf_batch import (
     Row,
     RowSampler,
     gather,
+    push,
     sample,
     sample_row,
     take,
 )
+from loramux.serve.hf_grammar import GrammarCache, RowGrammar
 from loramux.serve.hf_slots import AdapterSlots, lora_layers, new_peft_slot, read_weights
 from loramux.serve.memory import release_memory
 from loramux.serve.textstream import TextStream
-from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.types import GenerationChunk, GenerationRequest, StructuredOutput
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ class HFEngine:
         self._pad_id = 0
         self._device: Any = None
         self._start_lock = asyncio.Lock()
+        self._grammars: GrammarCache | None = None
 
     @classmethod
     def from_config(cls, config: LoramuxConfig) -> HFEngine:
@@ -145,7 +148,7 @@ class HFEngine:
         slots, then return the memory: a full garbage collection (the model's modules and
         the slots' hooks form cycles), the CUDA cache, and glibc's free lists."""
         device = self._device
-        self._model = self._peft = self._tokenizer = None
+        self._model = self._peft = self._tokenizer = self._grammars = None
         self._slots = AdapterSlots(self.config.max_loaded_adapters)
         self._inbox = queue.Queue()
         release_memory(device)
@@ -174,7 +177,11 @@ class HFEngine:
     # -- request side (event loop) ------------------------------------------------------------
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        grammar = None
+        if request.sampling.structured is not None and self.ready:
+            grammar = await self._grammar(request.sampling.structured)
         seq = self._admit(request)
+        seq.grammar = grammar
         self._inbox.put(seq)
         try:
             while True:
@@ -224,6 +231,17 @@ class HFEngine:
             generator=generator,
         )
 
+    async def _grammar(self, structured: StructuredOutput) -> RowGrammar:
+        """A fresh matcher for `structured`, compiled (once per schema) off the event loop."""
+        if self._grammars is None:
+            async with self._start_lock:
+                if self._grammars is None:
+                    vocab = int(self._model.config.vocab_size)
+                    self._grammars = await asyncio.to_thread(GrammarCache, self._tokenizer, vocab)
+        cache = self._grammars
+        compiled = cache.cached(structured) or await asyncio.to_thread(cache.compile, structured)
+        return cache.row(compiled)
+
     def _encode(self, request: GenerationRequest) -> list[int]:
         tok = self._tokenizer
         if request.prompt is not None:
@@ -233,6 +251,10 @@ class HFEngine:
             text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids: list[int] = tok(text, add_special_tokens=False)["input_ids"]
         return ids
+
+    def _decode_token(self, token: int) -> str:
+        text: str = self._tokenizer.decode([token])
+        return text
 
     def _decode(self, ids: Sequence[int]) -> str:
         text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -431,7 +453,7 @@ class HFEngine:
     def _emit(self, batch: Batch, rows: list[Row], logits: torch.Tensor) -> None:
         """Pick each row's next token, send its text, and drop finished rows from the batch; a
         row whose token cannot be picked or decoded fails alone."""
-        tokens = sample(logits.float(), rows, self._sampler)
+        tokens = sample(logits.float(), rows, self._sampler, self._decode_token)
         done: list[Row] = []
         for seq, token in zip(rows, tokens, strict=True):
             if seq.cancelled.is_set():
@@ -440,7 +462,7 @@ class HFEngine:
             try:
                 if isinstance(token, Exception):
                     raise token
-                finished = self._push(seq, token)
+                finished = push(seq, token, self._eos_ids)
             except Exception as exc:
                 self._fail(seq, exc)
                 finished = True
@@ -448,35 +470,6 @@ class HFEngine:
                 done.append(seq)
         if done:
             batch.remove(done)
-
-    def _push(self, seq: Row, token: int) -> bool:
-        """Send a row's new token; True when the row is finished."""
-        finish: FinishReason | None = None
-        prompt_tokens = len(seq.prompt_ids)
-        if token in self._eos_ids and not seq.request.sampling.ignore_eos:
-            finish = FinishReason.STOP
-        else:
-            seq.generated += 1
-            seq.output_ids.append(token)
-            seq.next_token = token
-            delta = seq.stream.push(token)
-            if seq.stream.stopped:
-                finish = FinishReason.STOP
-            elif seq.generated >= seq.max_tokens:
-                finish = FinishReason.LENGTH
-            if delta:
-                seq.send(GenerationChunk(delta, None, prompt_tokens, seq.generated))
-        if finish is None:
-            return False
-        seq.send(
-            GenerationChunk(
-                seq.stream.flush(),
-                finish_reason=finish,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=seq.generated,
-            )
-        )
-        return True
 
     def _shutdown(
         self, batch: Batch, pending: list[Row], deferred: list[Control], stop: Control

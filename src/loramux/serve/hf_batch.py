@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from loramux.serve import kvcache
 from loramux.serve.textstream import TextStream
-from loramux.serve.types import GenerationChunk, GenerationRequest
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest, TokenLogprob
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
     import torch
+
+    from loramux.serve.hf_grammar import RowGrammar
 
 
 @dataclass(eq=False)
@@ -40,6 +42,10 @@ class Row:
     """Tokens generated so far (what a re-run prefills after the prompt)."""
     position: int = 0
     next_token: int = -1
+    grammar: RowGrammar | None = None
+    """The row's constrained-decoding state (`SamplingParams.structured`); None: free text."""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    """With `SamplingParams.logprobs`: the picked tokens' logprobs not sent yet."""
 
     def context_ids(self) -> list[int]:
         """The prompt and every token generated so far: prefilling these gives the logits of
@@ -149,15 +155,86 @@ def sample_row(logits: torch.Tensor, row: Row, greedy_token: int) -> int:
 
 
 def sample(
-    logits: torch.Tensor, rows: list[Row], pick: RowSampler = sample_row
+    logits: torch.Tensor,
+    rows: list[Row],
+    pick: RowSampler = sample_row,
+    decode: Callable[[int], str] = str,
 ) -> list[int | Exception]:
     """Each row's next token, or the exception its sampling raised: a row that cannot be
-    sampled fails alone, never its neighbours."""
+    sampled (or whose grammar fails) fails alone, never its neighbours.
+
+    A row with a grammar has the grammar's mask applied to its logits first, and its matcher
+    advanced with the picked token; a row asking for logprobs gets them (`Row.logprobs`), from
+    the masked logits, with token text from `decode`.
+    """
+    from loramux.serve.hf_grammar import token_logprobs
+
+    failed: dict[int, Exception] = {}
+    for i, row in enumerate(rows):
+        if row.grammar is not None:
+            try:
+                row.grammar.mask(logits[i])
+            except Exception as exc:  # noqa: BLE001 - the row's request gets the error
+                failed[i] = exc
     greedy: list[int] = logits.argmax(dim=-1).tolist()
     tokens: list[int | Exception] = []
     for i, row in enumerate(rows):
+        if i in failed:
+            tokens.append(failed[i])
+            continue
         try:
-            tokens.append(pick(logits[i], row, greedy[i]))
+            token = pick(logits[i], row, greedy[i])
+            params = row.request.sampling
+            if params.logprobs is not None:
+                temperature = 1.0 if params.greedy else params.temperature
+                row.logprobs.append(
+                    token_logprobs(logits[i], token, params.logprobs, decode, temperature)
+                )
+            if row.grammar is not None:
+                row.grammar.accept(token)
+            tokens.append(token)
         except Exception as exc:  # noqa: BLE001 - the row's request gets the error
             tokens.append(exc)
     return tokens
+
+
+def push(row: Row, token: int, eos_ids: set[int]) -> bool:
+    """Send a row's new token's text (and logprobs); True when the row is finished: an end of
+    sequence, a stop string, `max_tokens`, or a finished JSON value under a grammar."""
+    finish: FinishReason | None = None
+    prompt_tokens = len(row.prompt_ids)
+    if token in eos_ids and not row.request.sampling.ignore_eos:
+        finish = FinishReason.STOP
+        if row.logprobs:  # the end of sequence is not part of the output
+            row.logprobs.pop()
+    else:
+        row.generated += 1
+        row.output_ids.append(token)
+        row.next_token = token
+        delta = row.stream.push(token)
+        if row.stream.stopped or (row.grammar is not None and row.grammar.complete):
+            finish = FinishReason.STOP
+        elif row.generated >= row.max_tokens:
+            finish = FinishReason.LENGTH
+        if delta:
+            row.send(GenerationChunk(delta, None, prompt_tokens, row.generated, logprobs=_lp(row)))
+    if finish is None:
+        return False
+    row.send(
+        GenerationChunk(
+            row.stream.flush(),
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=row.generated,
+            logprobs=_lp(row),
+        )
+    )
+    return True
+
+
+def _lp(row: Row) -> list[TokenLogprob] | None:
+    """The `logprobs` of the row's next chunk (the tokens since its previous chunk)."""
+    if row.request.sampling.logprobs is None:
+        return None
+    taken, row.logprobs = row.logprobs, []
+    return taken

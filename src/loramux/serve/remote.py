@@ -35,6 +35,7 @@ from loramux.errors import (
     InvalidRequestError,
 )
 from loramux.serve.engine import resolve_max_tokens
+from loramux.serve.remote_wire import choice_logprobs, request_fields
 from loramux.serve.replicas import DEFAULT_CONTEXT, Replica, ReplicaDown, ReplicaPool
 from loramux.serve.replicas import message_of as _message
 from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
@@ -331,6 +332,7 @@ class RemoteEngine:
             body["seed"] = s.seed
         if s.ignore_eos:
             body["ignore_eos"] = True  # a vLLM extension of the OpenAI API
+        body.update(request_fields(s, completions=request.prompt is not None))
         if request.prompt is not None:
             body["prompt"] = request.prompt
         else:
@@ -379,7 +381,7 @@ class RemoteEngine:
                     if resp.status_code != 200:
                         await resp.aread()
                         raise _request_error(resp)
-                    async for chunk in _chunks(resp, request.prompt is not None):
+                    async for chunk in _chunks(resp, request):
                         sent = True
                         yield chunk
                     return
@@ -439,8 +441,9 @@ class RemoteEngine:
         return self._locks.setdefault(key, asyncio.Lock())
 
 
-async def _chunks(resp: httpx.Response, completions: bool) -> AsyncIterator[GenerationChunk]:
+async def _chunks(resp: httpx.Response, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
     """Turn vLLM's SSE stream into chunks; the last one carries the finish reason and usage."""
+    completions = req.prompt is not None
     finish: FinishReason | None = None
     usage: dict[str, Any] = {}
     async for line in resp.aiter_lines():
@@ -455,12 +458,14 @@ async def _chunks(resp: httpx.Response, completions: bool) -> AsyncIterator[Gene
         usage = event.get("usage") or usage
         for choice in event.get("choices") or []:
             text = choice.get("text") if completions else (choice.get("delta") or {}).get("content")
-            if text:
+            lps = choice_logprobs(choice, req.sampling.logprobs, completions=completions)
+            if text or lps:
                 yield GenerationChunk(
-                    text,
+                    text or "",
                     None,
                     int(usage.get("prompt_tokens", 0)),
                     int(usage.get("completion_tokens", 0)),
+                    logprobs=lps,
                 )
             if choice.get("finish_reason"):
                 finish = (

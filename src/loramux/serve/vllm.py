@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from loramux.config import EngineConfig
 from loramux.errors import AdapterError, EngineError, EngineUnavailableError, LoramuxError
-from loramux.serve.engine import resolve_max_tokens
-from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest, TokenLogprob
+from loramux.serve.vllm_params import sampling_params, structured_error, token_logprobs
 from loramux.serve.vllm_setup import (
     DEFAULT_CONTEXT,
     check_adapter,
@@ -240,9 +240,12 @@ class VLLMEngine:
                 piece = out.outputs[0]
                 completion += len(piece.token_ids)
                 if not out.finished:
-                    if piece.text:
+                    if piece.text or (request.sampling.logprobs is not None and piece.token_ids):
                         yield GenerationChunk(
-                            piece.text, prompt_tokens=len(prompt_ids), completion_tokens=completion
+                            piece.text,
+                            prompt_tokens=len(prompt_ids),
+                            completion_tokens=completion,
+                            logprobs=self._logprobs(request, piece),
                         )
                     continue
                 if piece.finish_reason == "abort":
@@ -256,12 +259,16 @@ class VLLMEngine:
                     ),
                     prompt_tokens=len(prompt_ids),
                     completion_tokens=completion,
+                    logprobs=self._logprobs(request, piece),
                 )
                 return
         except (LoramuxError, GeneratorExit, asyncio.CancelledError):
             raise
         except Exception as exc:
-            raise self._engine_error(exc) from exc
+            refused = (
+                structured_error(exc) if request.sampling.structured and not completion else None
+            )
+            raise (refused or self._engine_error(exc)) from exc
         finally:
             self._in_flight.discard(request_id)
             await outputs.aclose()  # aborts the request in vLLM when it has not finished
@@ -281,22 +288,19 @@ class VLLMEngine:
         return ids
 
     def _sampling(self, request: GenerationRequest, prompt_tokens: int) -> Any:
-        from vllm.sampling_params import RequestOutputKind, SamplingParams
+        return sampling_params(
+            request.sampling, prompt_tokens, self._context_length, self.config.default_max_tokens
+        )
 
-        s = request.sampling
-        max_tokens = resolve_max_tokens(
-            prompt_tokens, s.max_tokens, self._context_length, self.config.default_max_tokens
-        )
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=s.temperature,
-            top_p=s.top_p if s.temperature > 0 else 1.0,
-            seed=s.seed,
-            stop=list(s.stop) or None,
-            ignore_eos=s.ignore_eos,
-            skip_special_tokens=True,
-            output_kind=RequestOutputKind.DELTA,
-        )
+    def _logprobs(self, request: GenerationRequest, piece: Any) -> list[TokenLogprob] | None:
+        k = request.sampling.logprobs
+        if k is None:
+            return None
+        skip = set() if request.sampling.ignore_eos else {self._tokenizer.eos_token_id}
+        return token_logprobs(piece.token_ids, piece.logprobs, k, skip, self._decode_token)
+
+    def _decode_token(self, token: int) -> str:
+        return str(self._tokenizer.decode([token]))
 
     def _engine_error(self, exc: Exception) -> LoramuxError:
         from vllm.v1.engine.exceptions import EngineDeadError

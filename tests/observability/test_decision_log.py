@@ -13,9 +13,15 @@ from typer.testing import CliRunner
 from loramux.adapters.traffic import Assignment
 from loramux.adapters.version import AdapterVersion
 from loramux.cli import app as cli
-from loramux.gateway.decisions import DecisionLog, log_files, read_decisions, summarise
+from loramux.gateway.decisions import (
+    DecisionLog,
+    decision_record,
+    log_files,
+    read_decisions,
+    summarise,
+)
 from loramux.gateway.dispatch import Dispatch
-from loramux.gateway.service import PreparedRequest, decision_record
+from loramux.gateway.service import PreparedRequest
 from loramux.router.decision import RouteDecision, RouteTarget
 from loramux.serve.types import GenerationRequest, SamplingParams
 from loramux.types import ChatMessage

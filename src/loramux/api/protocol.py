@@ -183,7 +183,7 @@ class ResponseFormat(_Strict):
             )
         schema = self.json_schema.schema_ or {"type": "object"}
         check_schema(schema, "response_format.json_schema.schema")
-        return StructuredOutput(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+        return StructuredOutput(json.dumps(schema, separators=(",", ":")))
 
 
 class StreamOptions(_Strict):

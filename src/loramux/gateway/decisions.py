@@ -20,12 +20,16 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from loramux.config import DecisionLogSettings
+
+if TYPE_CHECKING:
+    from loramux.gateway.service import PreparedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +213,53 @@ def _quantile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def decision_record(
+    prepared: PreparedRequest,
+    *,
+    ttft_s: float | None,
+    total_s: float,
+    prompt_tokens: int,
+    completion_tokens: int,
+    outcome: str,
+    keep_text: bool,
+) -> dict[str, Any]:
+    """One line of the decision log (`gateway.decisions`): never the prompt unless
+    `keep_text` (`dashboard.show_texts`)."""
+    from loramux.gateway.dispatch import AUTO_MODEL
+
+    generation, dispatch = prepared.generation, prepared.dispatch
+    decision = dispatch.decision if dispatch else None
+    assignment = dispatch.assignment if dispatch else None
+    record: dict[str, Any] = {
+        "at": round(time.time(), 3),
+        "request_id": generation.request_id,
+        "key_id": prepared.key_id,
+        "endpoint": "completions" if generation.prompt is not None else "chat",
+        "model": prepared.model,
+        "routed": decision is not None and prepared.model == AUTO_MODEL,
+        "route": decision.route if decision else None,
+        "target": decision.target.value if decision else "base",
+        "abstained": decision.abstained if decision else False,
+        "score": round(decision.score, 4) if decision else None,
+        "margin": round(decision.margin, 4) if decision else None,
+        "candidates": [
+            {"name": name, "score": round(score, 4)}
+            for name, score in (decision.alternatives if decision else ())
+        ],
+        "reason": decision.reason if decision else "raw completion of the base model",
+        "adapter": assignment.version.name if assignment else None,
+        "version": assignment.version.version if assignment else None,
+        "experiment": assignment.experiment_id or None if assignment else None,
+        "propensity": round(dispatch.propensity, 4) if dispatch else 1.0,
+        "ttft_ms": round(1000 * ttft_s, 1) if ttft_s is not None else None,
+        "latency_ms": round(1000 * total_s, 1),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "outcome": outcome,
+    }
+    if keep_text:
+        users = [m.content for m in generation.messages if m.role == "user"]
+        record["text"] = users[-1] if users else generation.prompt
+    return record

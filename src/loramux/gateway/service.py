@@ -24,11 +24,12 @@ from loramux.config import LoramuxConfig
 from loramux.errors import InvalidRequestError, LoramuxError
 from loramux.gateway.access import ANONYMOUS, Caller, Gate
 from loramux.gateway.admission import AdmissionQueue, Ticket, admitted_stream
-from loramux.gateway.decisions import DecisionLog
+from loramux.gateway.decisions import DecisionLog, decision_record
 from loramux.gateway.dispatch import Dispatch, Dispatcher
 from loramux.gateway.limits import check_messages, check_prompt
+from loramux.gateway.quoting import rag_quote, with_quote
 from loramux.gateway.requests import ChatInput, CompletionInput, SamplingInput
-from loramux.gateway.tools import ToolsInput, forced_schema, render
+from loramux.gateway.tools import ToolsInput, render, reply_format
 from loramux.gateway.tools import check as check_tools
 from loramux.keys.ratelimit import TokenCharge, estimate_prompt_tokens, estimate_tokens
 from loramux.serve.engine import Engine
@@ -38,7 +39,6 @@ from loramux.serve.types import (
     GenerationRequest,
     GenerationResult,
     SamplingParams,
-    StructuredOutput,
     TokenLogprob,
 )
 from loramux.types import ChatMessage
@@ -134,7 +134,7 @@ class ChatService:
         check_tools(body.tools or ToolsInput(), messages)
         check_messages(messages, self.config.limits)
         sampling = replace(
-            self._sampling(body.sampling), structured=self._structured(body)
+            self._sampling(body.sampling), structured=reply_format(body.tools, body.response_format)
         ).normalized()
         charge = self._charge(caller, sum(len(m.content) for m in messages), sampling.max_tokens)
         dispatch = await self._dispatch(body.model, messages, body.user or user, caller, charge)
@@ -156,27 +156,6 @@ class ChatService:
             tools=body.tools,
         )
         return self._fan_out(prepared, body.sampling.n, caller, chars)
-
-    @staticmethod
-    def _structured(body: ChatInput) -> StructuredOutput | None:
-        """What the reply is decoded under: a forced tool call's schema, else the
-        `response_format`.
-
-        Raises:
-            InvalidRequestError: `response_format` JSON with tools the model may or may not
-                call (`tool_choice: auto`): one reply cannot be held to both.
-        """
-        tools = body.tools
-        if tools is not None and tools.forced:
-            return StructuredOutput(forced_schema(tools))
-        if tools is not None and tools.active and body.response_format is not None:
-            raise InvalidRequestError(
-                "response_format json with tools and tool_choice auto is not supported: the "
-                "reply would have to be a tool call or JSON content; send tool_choice "
-                "`required` (or a function) to get a call, or `none` to get JSON",
-                param="response_format",
-            )
-        return body.response_format
 
     def _fan_out(
         self, prepared: PreparedRequest, n: int, caller: Caller, chars: int
@@ -401,14 +380,14 @@ class ChatService:
         last = first
         texts = 1 if first.text else 0
         error = client_error = False
-        quote = _quote(prepared)
+        quote = rag_quote(prepared.dispatch, prepared.generation.sampling, prepared.tools)
         try:
-            yield _ended(first, quote)
+            yield with_quote(first, quote)
             if first.finish_reason is None:
                 async for chunk in rest:
                     last = chunk
                     texts += 1 if chunk.text else 0
-                    yield _ended(chunk, quote)
+                    yield with_quote(chunk, quote)
         except Exception as exc:
             error, client_error = True, is_client_error(exc)
             raise
@@ -502,77 +481,7 @@ class ChatService:
             )
 
 
-def _quote(prepared: PreparedRequest) -> str | None:
-    """The RAG quote that ends this answer (`kb.quote`), unless the reply is JSON, tool calls
-    or token logprobs, which text added after the model's would break."""
-    dispatch, sampling, tools = prepared.dispatch, prepared.generation.sampling, prepared.tools
-    if dispatch is None or dispatch.quote is None:
-        return None
-    if sampling.structured is not None or sampling.logprobs is not None:
-        return None
-    if tools is not None and tools.active:
-        return None
-    return dispatch.quote
-
-
-def _ended(chunk: GenerationChunk, quote: str | None) -> GenerationChunk:
-    """The last chunk of a RAG answer carries its quote after the model's text."""
-    if quote is None or chunk.finish_reason is None:
-        return chunk
-    return replace(chunk, text=f"{chunk.text}\n\n{quote}")
-
-
 def is_client_error(exc: BaseException) -> bool:
     """True when a failed generation was the request's fault (a 4xx `LoramuxError`: context too
     long, bad parameters), not the engine's or the server's."""
     return isinstance(exc, LoramuxError) and 400 <= exc.status < 500
-
-
-def decision_record(
-    prepared: PreparedRequest,
-    *,
-    ttft_s: float | None,
-    total_s: float,
-    prompt_tokens: int,
-    completion_tokens: int,
-    outcome: str,
-    keep_text: bool,
-) -> dict[str, Any]:
-    """One line of the decision log (`gateway.decisions`): never the prompt unless
-    `keep_text` (`dashboard.show_texts`)."""
-    from loramux.gateway.dispatch import AUTO_MODEL
-
-    generation, dispatch = prepared.generation, prepared.dispatch
-    decision = dispatch.decision if dispatch else None
-    assignment = dispatch.assignment if dispatch else None
-    record: dict[str, Any] = {
-        "at": round(time.time(), 3),
-        "request_id": generation.request_id,
-        "key_id": prepared.key_id,
-        "endpoint": "completions" if generation.prompt is not None else "chat",
-        "model": prepared.model,
-        "routed": decision is not None and prepared.model == AUTO_MODEL,
-        "route": decision.route if decision else None,
-        "target": decision.target.value if decision else "base",
-        "abstained": decision.abstained if decision else False,
-        "score": round(decision.score, 4) if decision else None,
-        "margin": round(decision.margin, 4) if decision else None,
-        "candidates": [
-            {"name": name, "score": round(score, 4)}
-            for name, score in (decision.alternatives if decision else ())
-        ],
-        "reason": decision.reason if decision else "raw completion of the base model",
-        "adapter": assignment.version.name if assignment else None,
-        "version": assignment.version.version if assignment else None,
-        "experiment": assignment.experiment_id or None if assignment else None,
-        "propensity": round(dispatch.propensity, 4) if dispatch else 1.0,
-        "ttft_ms": round(1000 * ttft_s, 1) if ttft_s is not None else None,
-        "latency_ms": round(1000 * total_s, 1),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "outcome": outcome,
-    }
-    if keep_text:
-        users = [m.content for m in generation.messages if m.role == "user"]
-        record["text"] = users[-1] if users else generation.prompt
-    return record

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from loramux.errors import InvalidRequestError
+from loramux.serve.types import StructuredOutput
 from loramux.types import ChatMessage, ToolCall
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -187,7 +188,28 @@ def forced_schema(tools: ToolsInput) -> str | None:
                 for t in candidates
             ]
         }
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    return json.dumps(schema, separators=(",", ":"))
+
+
+def reply_format(
+    tools: ToolsInput | None, response_format: StructuredOutput | None
+) -> StructuredOutput | None:
+    """What a reply is decoded under: a forced tool call's schema, else the `response_format`.
+
+    Raises:
+        InvalidRequestError: `response_format` JSON with tools the model may or may not call
+            (`tool_choice: auto`): one reply cannot be held to both.
+    """
+    if tools is not None and tools.forced:
+        return StructuredOutput(forced_schema(tools))
+    if tools is not None and tools.active and response_format is not None:
+        raise InvalidRequestError(
+            "response_format json with tools and tool_choice auto is not supported: the reply "
+            "would have to be a tool call or JSON content; send tool_choice `required` (or a "
+            "function) to get a call, or `none` to get JSON",
+            param="response_format",
+        )
+    return response_format
 
 
 def render(messages: Sequence[ChatMessage], tools: ToolsInput | None) -> tuple[ChatMessage, ...]:

@@ -25,9 +25,9 @@ class StructuredOutput:
     """Constrained decoding: every token the engine picks keeps the output a prefix of one JSON
     value, so the finished text parses and validates.
 
-    `json_schema` is the schema as canonical JSON text (`json.dumps(schema, sort_keys=True)`,
-    also the key grammar caches use); None means any JSON object (`response_format:
-    json_object`).
+    `json_schema` is the schema as JSON text (`json.dumps(schema)`, property order kept: the
+    reply follows it), also the key grammar caches use; None means any JSON object
+    (`response_format: json_object`).
     """
 
     json_schema: str | None = None

@@ -149,6 +149,30 @@ def test_auto_answers_handbook_questions_with_sources(client: openai.OpenAI) -> 
     reply = raw.parse()
     assert reply.model_extra is not None
     assert reply.model_extra["sources"][0]["source"].endswith("facilities-and-offices.md")
+    # the answer ends with the handbook's sentence, verbatim, with its citation (kb.quote)
+    answer = reply.choices[0].message.content or ""
+    assert answer.endswith('"The Brennsby canteen in Building B opens from 07:30 to 14:30."')
+    assert "facilities-and-offices.md" in answer.rsplit("\n\n", 1)[-1]
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "When does the Brennsby canteen open?"}],
+            temperature=0,
+            max_tokens=32,
+            stream=True,
+        )
+        if chunk.choices
+    )
+    assert streamed == answer
+    as_json = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "When does the Brennsby canteen open?"}],
+        response_format={"type": "json_object"},
+        temperature=0,
+        max_tokens=32,
+    )
+    assert "Building B opens" not in (as_json.choices[0].message.content or "")
 
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:

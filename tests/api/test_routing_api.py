@@ -214,3 +214,75 @@ async def test_auto_fallbacks_respect_a_key_without_base_or_rag(client: httpx.As
     assert r.status_code == 200, r.text
     assert r.headers["x-loramux-target"] == "base"
     assert "sources" not in r.json()
+
+
+# -- /v1/embeddings: the same loaded MiniLM, per key --------------------------------------------
+
+
+async def _key(client: httpx.AsyncClient, **spec: Any) -> dict[str, str]:
+    r = await client.post("/v1/keys", json={"department": "emb", **spec})
+    assert r.status_code == 201, r.text
+    return {"authorization": f"Bearer {r.json()['key']}"}
+
+
+async def test_embeddings_are_the_routers_vectors_in_openai_shape(
+    client: httpx.AsyncClient,
+) -> None:
+    models = (await client.get("/v1/models")).json()["data"]
+    assert "all-MiniLM-L6-v2" in {m["id"] for m in models}
+    r = await client.post(
+        "/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": [HR_Q, IT_Q, HR_Q]}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "list"
+    assert body["model"] == "all-MiniLM-L6-v2"
+    vectors = [d["embedding"] for d in body["data"]]
+    assert [d["index"] for d in body["data"]] == [0, 1, 2]
+    assert len(vectors[0]) == 384
+    assert vectors[0] == vectors[2]
+    assert vectors[0] != vectors[1]
+    assert abs(sum(x * x for x in vectors[0]) - 1) < 1e-4
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 10
+
+
+async def test_embeddings_need_base_access_and_count_against_the_keys_tokens(
+    client: httpx.AsyncClient,
+) -> None:
+    no_base = await _key(client, adapters=["hr"], base=False)
+    small = await _key(client, tpm=30)
+    other = await _key(client)
+    body = {"model": "all-MiniLM-L6-v2", "input": "annual leave " * 8}
+    denied = await client.post("/v1/embeddings", json=body, headers=no_base)
+    assert denied.status_code == 403
+    assert denied.json()["error"]["param"] == "model"
+    first = await client.post("/v1/embeddings", json=body, headers=small)
+    assert first.status_code == 200, first.text
+    used = first.json()["usage"]["total_tokens"]
+    assert used == 18  # 16 word pieces and the two special tokens
+    again = await client.post("/v1/embeddings", json=body, headers=small)
+    assert again.status_code == 429  # 2 x 18 > 30 tokens per minute
+    # another department's key is not touched by that
+    assert (await client.post("/v1/embeddings", json=body, headers=other)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "gpt-4o", "input": "x"}, 404, "model"),
+        ({"model": "all-MiniLM-L6-v2", "input": [1, 2, 3]}, 400, "input"),
+        ({"model": "all-MiniLM-L6-v2", "input": []}, 400, "input"),
+        ({"model": "all-MiniLM-L6-v2", "input": ["ok", ""]}, 400, "input.1"),
+        ({"model": "all-MiniLM-L6-v2", "input": "word " * 400}, 400, "input.0"),
+        ({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 128}, 400, "dimensions"),
+        ({"model": "all-MiniLM-L6-v2", "input": "x", "encoding_format": "int8"}, 400, None),
+        ({"model": "all-MiniLM-L6-v2", "input": "x", "truncate": True}, 400, "truncate"),
+    ],
+)
+async def test_bad_embedding_requests_name_the_param(
+    client: httpx.AsyncClient, body: dict[str, Any], status: int, param: str | None
+) -> None:
+    r = await client.post("/v1/embeddings", json=body)
+    assert r.status_code == status, r.text
+    if param is not None:
+        assert r.json()["error"]["param"] == param

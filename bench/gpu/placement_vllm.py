@@ -88,6 +88,8 @@ class Replica:
         cmd += ["--enable-lora", "--max-lora-rank", "16", "--max-loras", str(a.max_loras)]
         cmd += ["--max-cpu-loras", str(a.budget), "--max-num-seqs", str(a.max_num_seqs)]
         cmd += ["--max-model-len", "1024"]
+        if a.enforce_eager:  # no torch.compile, no CUDA graphs: a faster start, slower decoding
+            cmd += ["--enforce-eager"]
         return cmd, env
 
     def start(self, timeout: float) -> float:
@@ -305,7 +307,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def table(args: argparse.Namespace, modes: dict[str, Any], fault: dict[str, Any] | None) -> str:
-    kind = "fake vLLM servers (CPU)" if args.fake else "2 vLLM servers on one GPU (0.4 each)"
+    kind = "fake vLLM servers (CPU)" if args.fake else (
+        f"2 vLLM servers on one GPU ({args.gpu_memory_utilization} each"
+        + (", --enforce-eager)" if args.enforce_eager else ")")
+    )
     lines = [
         f"{kind}, {args.adapters} adapters, budget {args.budget} per replica, {args.requests} "
         f"requests of {args.input_len} in / {args.output_len} out at once, Zipf s={args.zipf_s}; "
@@ -396,6 +401,7 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=18400)
     parser.add_argument("--start-timeout", type=float, default=400)
     parser.add_argument("--probe-s", type=float, default=1.0)
+    parser.add_argument("--enforce-eager", action="store_true", help="vLLM --enforce-eager")
     parser.add_argument("--no-fault", dest="fault", action="store_false")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--fault-output-len", type=int, default=64)

@@ -492,7 +492,9 @@ def _request_error(resp: httpx.Response) -> Exception:
             param="max_tokens",
         )
     if resp.status_code in (400, 422):
-        return InvalidRequestError(f"vLLM refused the request: {message}")
+        bad_format = any(w in message.lower() for w in ("schema", "grammar", "json"))
+        param = "response_format" if bad_format else None
+        return InvalidRequestError(f"vLLM refused the request: {message}", param=param)
     if resp.status_code in (502, 503, 504):
         return EngineUnavailableError(f"a vLLM replica is unavailable: {message}")
     return EngineError(f"vLLM failed: {message}")

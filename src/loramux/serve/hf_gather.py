@@ -48,12 +48,8 @@ class GatheredLora:
         self._stacks: dict[int, Stack] = {}
         """id(layer) -> its stacks, for the layers computed here."""
         self._layers: Sequence[Any] = ()
-        """The layer list the stacks were built for (`AdapterSlots` makes a new one per change)."""
-        self._dirty = True
-
-    def invalidate(self) -> None:
-        """Slots were created or deleted: rebuild the stacks before the next forward pass."""
-        self._dirty = True
+        """The layer list the stacks were built for: `AdapterSlots` makes a new list whenever
+        a slot is created or deleted, and a new list rebuilds the stacks."""
 
     @property
     def gathered_layers(self) -> int:
@@ -65,7 +61,7 @@ class GatheredLora:
         """While the body runs a forward pass, row i uses slot `names[i]` (`__base__`: none)."""
         import torch
 
-        if self._dirty or layers is not self._layers:
+        if layers is not self._layers:
             self._build(layers)
         names = list(names)
         index = torch.tensor([self._order.get(n, 0) for n in names], dtype=torch.long)
@@ -100,7 +96,6 @@ class GatheredLora:
                 if _gatherable(layer):
                     self._stacks[id(layer)] = _stack(layer, self._order)
         self._layers = layers
-        self._dirty = False
 
 
 def _gatherable(layer: Any) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -61,6 +63,40 @@ def write_lora_folder(
             (576, r), dtype=np.float32
         ),
     }
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def write_model_lora(
+    folder: Path,
+    model: Any,
+    *,
+    r: int = 8,
+    alpha: int = 16,
+    targets: Sequence[str] = ("q_proj", "v_proj"),
+    seed: int = 0,
+    scale: float = 0.02,
+) -> Path:
+    """A PEFT LoRA folder for every `targets` linear layer of a real `model` (random A and B,
+    both non-zero, so the adapter changes the outputs); what the hf engine loads as trained."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "peft_type": "LORA",
+        "base_model_name_or_path": "SmolLM2-135M-Instruct",
+        "r": r,
+        "lora_alpha": alpha,
+        "target_modules": list(targets),
+        "task_type": "CAUSAL_LM",
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in targets:
+            n_out, n_in = module.weight.shape
+            key = f"base_model.model.{name}"
+            tensors[f"{key}.lora_A.weight"] = scale * rng.standard_normal((r, n_in), np.float32)
+            tensors[f"{key}.lora_B.weight"] = scale * rng.standard_normal((n_out, r), np.float32)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     return folder
 

@@ -148,3 +148,34 @@ def test_router_without_routes_sends_everything_to_the_base_model() -> None:
     for router in (SemanticRouter(TinyEncoder(), []), BaselineRouter(TinyEncoder(), [])):
         decisions = router.route_batch(["hello", "how are you"])
         assert [d.target for d in decisions] == [RouteTarget.BASE, RouteTarget.BASE]
+
+
+def test_the_neighbour_vote_over_many_routes_equals_the_vote_over_every_class() -> None:
+    """The vote visits only the classes the neighbours vote for; every class gets what a pass
+    over all of them gives (0 vote and -1 similarity for the others), bit for bit."""
+    from loramux.router.evidence import neighbour_vote
+
+    rng = np.random.default_rng(3)
+    n, k, n_routes = 6, 10, 1000
+    scores = np.sort(rng.uniform(0.1, 0.9, (n, k)).astype(np.float32), axis=1)[:, ::-1].copy()
+    cols = rng.integers(-1, n_routes + 1, (n, k))
+    cols[0] = -1  # a request without neighbours
+    allowed = rng.random(n_routes) > 0.2
+    vote, similarity = neighbour_vote(scores, cols, n_routes, allowed, 0.05)
+    # the reference: one pass per class
+    valid = cols >= 0
+    folded = np.where(valid & (cols < n_routes), cols, n_routes)
+    folded = np.where(np.append(~allowed, False)[folded], n_routes, folded)
+    top = np.where(valid[:, :1], scores[:, :1], 0.0)
+    weights = np.where(valid, np.exp((scores - top) / 0.05), 0.0)
+    want = np.zeros((n, n_routes + 1), np.float32)
+    want_sim = np.full((n, n_routes), -1.0, np.float32)
+    for c in range(n_routes + 1):
+        hit = valid & (folded == c)
+        want[:, c] = (weights * hit).sum(axis=1)
+        if c < n_routes:
+            want_sim[:, c] = np.where(hit, scores, -1.0).max(axis=1, initial=-1.0)
+    total = want.sum(axis=1, keepdims=True)
+    want = np.where(total > 0, want / np.maximum(total, 1e-12), 1.0 / (n_routes + 1))
+    np.testing.assert_array_equal(vote, want.astype(np.float32))
+    np.testing.assert_array_equal(similarity, want_sim)

@@ -7,6 +7,7 @@ microsecond), never the database.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -78,12 +79,22 @@ class Resolver:
 
     def served_versions(self) -> list[AdapterVersion]:
         """The main version of every adapter that gets traffic (what `/v1/models` lists)."""
+        return list(self._served)
+
+    @functools.cached_property
+    def _served(self) -> tuple[AdapterVersion, ...]:
         found = []
         for name in sorted(self.routes):
             route = self.routes[name]
             if route.split is not None and route.main is not None and route.main in route.versions:
                 found.append(route.versions[route.main])
-        return found
+        return tuple(found)
+
+    @functools.cached_property
+    def served_names(self) -> frozenset[str]:
+        """The names of the adapters in `served_versions` (built once per table: the table is
+        rebuilt, not changed, when the registry changes)."""
+        return frozenset(v.name for v in self._served)
 
     def servable_versions(self) -> list[AdapterVersion]:
         """Every version that is not retired (pinned or with traffic), by adapter and version."""

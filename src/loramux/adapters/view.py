@@ -183,6 +183,10 @@ class RegistryView:
         """The main version of every adapter that gets traffic (what `/v1/models` lists)."""
         return self._resolver.served_versions()
 
+    def served_names(self) -> frozenset[str]:
+        """The names of the adapters in `served_versions`, cached until the registry changes."""
+        return self._resolver.served_names
+
     def servable_versions(self) -> list[AdapterVersion]:
         """Every version a request may reach (not retired); the engine loads them on use."""
         return self._resolver.servable_versions()

@@ -24,6 +24,11 @@ class HFEngineConfig(Strict):
 
     max_wait_ms: float = Field(default=10.0, ge=0, le=10_000)
     """How long the batcher waits for more requests before starting a batch."""
+    lora_forward: Literal["gathered", "peft"] = "gathered"
+    """How a batch that mixes adapters computes its LoRA layers. `gathered`: each row's A and B
+    gathered by its adapter's slot, two batched products per layer whatever the number of
+    distinct adapters (serve/hf_gather.py; DoRA, LoRA bias and embedding LoRA layers fall back
+    to PEFT); `peft`: PEFT's `adapter_names`, a loop over the batch's distinct adapters."""
 
 
 class VLLMEngineConfig(Strict):

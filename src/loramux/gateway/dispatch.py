@@ -115,6 +115,11 @@ class Dispatcher:
         """End RAG answers with the passage sentence that answers the question (`kb.quote`)."""
         # Batches the router's decisions; `decide` builds a new one if `router` is replaced.
         self.batcher = RouteBatcher(router, max_batch=max_batch) if router is not None else None
+        self._open_routes: dict[tuple[frozenset[str], frozenset[str] | None], frozenset[str]] = {}
+        """(served adapters, the caller's adapters) -> the routes such a request may take, for
+        `_routes_of`: built once per change of the registry or the routes, not per request."""
+        self._routes_of: tuple[Router | None, int] = (router, 0)
+        self._route_changes = 0
 
     async def dispatch(
         self,
@@ -209,6 +214,7 @@ class Dispatcher:
         ]
         if specs:
             await asyncio.to_thread(router.add_routes, specs)
+            self._route_changes += 1
             logger.info(
                 "router: added %d routes (%d utterances)",
                 len(specs),
@@ -225,6 +231,7 @@ class Dispatcher:
         if router is None or spec is None or spec.adapter not in (None, name):
             return False
         await asyncio.to_thread(router.remove_route, name)
+        self._route_changes += 1
         logger.info("router: removed route %s (its adapter was deleted)", name)
         return True
 
@@ -241,16 +248,33 @@ class Dispatcher:
             )
         users = [m.content for m in messages if m.role == "user" and m.content.strip()]
         text, history = users[-1], tuple(users[:-1])
-        served = {v.name for v in self.registry.served_versions()}
-        permitted = served if allowed is None else served & set(allowed)
-        routes = {
-            name
-            for name, spec in router.routes.items()
-            if spec.adapter is None or spec.adapter in permitted
-        }
+        routes = self._open_routes_for(router, allowed)
         if self.batcher is None or self.batcher.router is not router:
             self.batcher = RouteBatcher(router, max_batch=self.max_batch)
         return await self.batcher.route(text, history=history, allowed=routes)
+
+    def _open_routes_for(self, router: Router, allowed: Iterable[str] | None) -> frozenset[str]:
+        """The routes a request may take: to an adapter that is served and that the caller may
+        use, or to no adapter. Cached per (served set, caller's set) until the registry, the
+        router or its routes change, so a decision does not walk every registered adapter."""
+        if self._routes_of != (router, self._route_changes):
+            self._open_routes.clear()
+            self._routes_of = (router, self._route_changes)
+        served = self.registry.served_names()  # a new set only when the registry changed
+        may = None if allowed is None else frozenset(allowed)
+        key = (served, may)
+        found = self._open_routes.get(key)
+        if found is None:
+            permitted = served if may is None else served & may
+            found = frozenset(
+                name
+                for name, spec in router.routes.items()
+                if spec.adapter is None or spec.adapter in permitted
+            )
+            if len(self._open_routes) >= 1024:  # stale sets of earlier registry states
+                self._open_routes.clear()
+            self._open_routes[key] = found
+        return found
 
     async def _with_passages(
         self, decision: RouteDecision, messages: Sequence[ChatMessage]

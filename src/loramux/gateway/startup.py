@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+ROUTER_CACHE = "router-cache"
+"""The router's cache of route vectors and its head (`router/cache.py`), under the data dir."""
+
 
 async def open_services(
     config: LoramuxConfig, engine: Engine, *, metrics: GatewayMetrics | None = None
@@ -186,6 +189,8 @@ def _open_routing(
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.rag.store import CURRENT
     from loramux.router.build import build_router
+    from loramux.router.cache import RouterCache
+    from loramux.router.semantic import SemanticRouter
 
     set_offline()
     quiet_libraries()
@@ -205,4 +210,6 @@ def _open_routing(
         router = build_router(
             rc, encoder, kb_probe=kb.best_score if kb else None, rag_min_score=kc.min_score
         )
+    if isinstance(router, SemanticRouter):  # adapters' routes: vectors and head kept on disk
+        router.cache = RouterCache(config.paths.data_dir / ROUTER_CACHE)
     return encoder, kb, router

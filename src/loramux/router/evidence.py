@@ -137,7 +137,9 @@ def neighbour_vote(
     weights = np.where(valid, np.exp((scores - top) / temperature), 0.0)
     vote = np.zeros((n, n_routes + 1), np.float32)
     similarity = np.full((n, n_routes), -1.0, np.float32)
-    for c in range(n_routes + 1):
+    # only the classes some neighbour votes for: the others keep 0 and -1 (the cost follows
+    # the k neighbours, not the number of routes)
+    for c in np.unique(folded[valid]).tolist():
         hit = valid & (folded == c)
         vote[:, c] = (weights * hit).sum(axis=1)
         if c < n_routes:

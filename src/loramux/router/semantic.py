@@ -15,7 +15,8 @@ each turn further back needs more confidence (the room above the probability thr
 
 Routes not in `allowed` are treated as absent: their probability mass and votes count as "none".
 Adding or removing a route re-indexes the stored vectors and retrains the head from its current
-weights; nothing already known is encoded again.
+weights; nothing already known is encoded again, and with a `cache` (`router/cache.py`) neither
+the routes' texts nor a head trained from the same inputs before a restart.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from loramux.embed.encoder import Encoder
 from loramux.embed.index import FaissIndex
 from loramux.errors import RouterNotFittedError
 from loramux.router.base import KbProbe, abstain, routed
+from loramux.router.cache import RouterCache
 from loramux.router.decision import RouteDecision
 from loramux.router.evidence import Evidence, Scored, neighbour_vote
 from loramux.router.head import NONE, SoftmaxHead
@@ -131,6 +133,8 @@ class SemanticRouter:
         self.history_turns = history_turns
         self.history_decay = history_decay
         self._lock = threading.Lock()
+        self.cache: RouterCache | None = None
+        """Where `add_routes` keeps route vectors and trained heads across restarts."""
         if training is None:
             training = build_training(encoder, routes, (), self.options)
         self._state = self._make_state({spec.name: spec for spec in routes}, training, head)
@@ -158,7 +162,8 @@ class SemanticRouter:
         if not specs:
             return
         texts, labels, kinds = route_rows(list(specs), self.options)
-        vectors = self.encoder.encode(texts)
+        cache = self.cache
+        vectors = cache.encode(self.encoder, texts) if cache else self.encoder.encode(texts)
         with self._lock:
             state = self._state
             training = state.training
@@ -197,7 +202,12 @@ class SemanticRouter:
                 f"training data names routes that are not defined: {', '.join(stray)}"
             )
         if head is None:
-            head = train_head(training, classes, self.options, warm=warm)
+
+            def train() -> SoftmaxHead:
+                return train_head(training, classes, self.options, warm=warm)
+
+            cache = self.cache
+            head = cache.head(training, classes, self.options, warm, train) if cache else train()
         elif tuple(head.classes) != classes:
             raise RouterNotFittedError(
                 f"the head's classes {list(head.classes)} do not match the routes {list(classes)}; "

@@ -2,9 +2,9 @@
 
 One worker thread owns the model. Requests join the running batch at every decode step (their
 prompts are prefilled together, then their KV cache is merged into the batch's), and every row
-names its adapter through PEFT's `adapter_names`, so one forward pass serves the base model and
-any number of adapters. Tokens go back to each request's asyncio queue as they are made. The
-worker also loads and unloads adapters between steps, so that never races a forward pass.
+names its adapter (`hf_slots.rows`: gathered LoRA or PEFT's `adapter_names`), so one pass
+serves the base model and any number of adapters. Tokens go back to each request's asyncio queue
+as they are made. The worker loads and unloads adapters between steps, never during a pass.
 
 A request that fails inside a batch step fails alone: each row is sampled on its own (a row
 whose sampling raises gets the error, its neighbours their tokens), a failed prefill of several
@@ -92,7 +92,7 @@ class HFEngine:
         self._thread: threading.Thread | None = None
         self._ready = False
         self._context_length = config.context_length or DEFAULT_CONTEXT
-        self._slots = AdapterSlots(config.max_loaded_adapters)
+        self._slots = AdapterSlots(config.max_loaded_adapters, config.hf.lora_forward)
         self._model: Any = None
         self._peft: Any = None
         self._tokenizer: Any = None
@@ -149,7 +149,7 @@ class HFEngine:
         the slots' hooks form cycles), the CUDA cache, and glibc's free lists."""
         device = self._device
         self._model = self._peft = self._tokenizer = self._grammars = None
-        self._slots = AdapterSlots(self.config.max_loaded_adapters)
+        self._slots = AdapterSlots(self.config.max_loaded_adapters, self.config.hf.lora_forward)
         self._inbox = queue.Queue()
         release_memory(device)
 

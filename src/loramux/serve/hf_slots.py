@@ -10,10 +10,11 @@ weights are read from disk before the worker thread sees them (`read_weights`, o
 A slot is a PEFT adapter name (`lora1`, `lora2`, ...). A parked slot is one no request uses (the
 engine's unload waits for that), so copying new weights into it never races a forward pass.
 
-`rows` tells each LoRA layer which slot every row of a batch uses, as PEFT's `adapter_names` does,
-but from a list of the layers found once per load: PEFT walks every module of the model on every
-forward pass to find them (twice), and with 130 adapters present that walk took 87 ms of a
-131 ms decode step of 16 rows on 2 cores.
+`rows` tells each LoRA layer which slot every row of a batch uses: by default through the gathered
+LoRA forward of `hf_gather` (the cost of a mixed batch does not grow with its distinct adapters),
+else as PEFT's `adapter_names` does; either way from a list of the layers found once per load:
+PEFT walks every module of the model on every forward pass to find them (twice), and with 130
+adapters present that walk took 87 ms of a 131 ms decode step of 16 rows on 2 cores.
 Slots, live and parked, never exceed `capacity` (`engine.max_loaded_adapters`): a new shape takes
 the place of a parked slot, which is then deleted.
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from loramux.errors import AdapterError
+from loramux.serve.hf_gather import BASE, GatheredLora, names_hook
 from loramux.types import AdapterRef
 
 logger = logging.getLogger(__name__)
@@ -73,8 +75,17 @@ def read_weights(path: Path) -> Weights:
 class AdapterSlots:
     """Adapter key -> PEFT slot, with parked slots reused by adapters of the same shape."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, lora_forward: str = "gathered") -> None:
+        """Args:
+        capacity: most slots, live and parked (`engine.max_loaded_adapters`).
+        lora_forward: `engine.hf.lora_forward`: `gathered` (`hf_gather`) or `peft`.
+        """
+        if lora_forward not in ("gathered", "peft"):
+            raise ValueError(f"engine.hf.lora_forward must be gathered or peft, not {lora_forward}")
         self.capacity = capacity
+        self.lora_forward = lora_forward
+        """How `rows` computes a mixed batch (benchmarks switch it to compare the two)."""
+        self._gather = GatheredLora()
         self.live: dict[str, str] = {}
         """Adapter key -> the slot serving it."""
         self._parked: dict[str, str] = {}
@@ -91,8 +102,14 @@ class AdapterSlots:
 
     @contextmanager
     def rows(self, names: Sequence[str]) -> Iterator[None]:
-        """While the body runs a forward pass, row i uses slot `names[i]` (`__base__`: none)."""
-        hook = partial(_adapter_names_hook, names=list(names))
+        """While the body runs a forward pass, row i uses slot `names[i]` (`__base__`: none):
+        gathered LoRA (`hf_gather`) where a layer allows it and `lora_forward` is `gathered`,
+        else PEFT's own loop over the batch's adapters."""
+        if self.lora_forward == "gathered" and any(n != BASE for n in names):
+            with self._gather.rows(self._layers, names):
+                yield
+            return
+        hook = partial(names_hook, names=list(names))
         handles = [
             layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in self._layers
         ]
@@ -101,6 +118,11 @@ class AdapterSlots:
         finally:
             for handle in handles:
                 handle.remove()
+
+    @property
+    def gathered_layers(self) -> int:
+        """LoRA layers that the last gathered pass computed itself (the rest: PEFT's loop)."""
+        return self._gather.gathered_layers
 
     def get(self, key: str) -> str | None:
         return self.live.get(key)
@@ -221,14 +243,6 @@ def lora_layers(peft: Any) -> list[Any]:
     from peft.utils import AuxiliaryTrainingWrapper
 
     return [m for m in peft.modules() if isinstance(m, LoraLayer | AuxiliaryTrainingWrapper)]
-
-
-def _adapter_names_hook(
-    module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], names: list[str]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """What PEFT's own pre-forward hook does: pass the rows' adapter names to the layer."""
-    kwargs["adapter_names"] = names
-    return args, kwargs
 
 
 def _slot_parameters(peft: Any, slot: str) -> dict[str, Any]:

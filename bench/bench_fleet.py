@@ -12,6 +12,15 @@ record is written to the store), then:
      requests/s and p50/p99 under load, and the CPU the gateways and the clients used.
 PostgreSQL is Debian's, started in a temporary folder (tests/postgres.py); the clients run in
 this process, on the same cores as the gateways, and their CPU is reported beside.
+
+  python bench/bench_fleet.py --fault               # kill -9 one of 2 gateways mid-load
+
+`--fault`: 2 gateways over PostgreSQL (the fake engine at 20 ms a token, so requests are in
+flight), clients spread over both as a load balancer does: a request whose connection fails is
+sent once more to the other gateway (as the `openai` client's retries do). After
+`--fault-at-s` gateway 1 gets SIGKILL; it is restarted `--restart-after-s` later. Printed: the
+requests lost (failed after the retry), in flight on the killed gateway, retried, the time from
+the kill to the first answer of a request that was sent to it, and its restart to /ready.
 """
 
 from __future__ import annotations
@@ -85,7 +94,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def start_gateways(
-    n: int, state: Path, registry_yaml: str, shared: Path, adapter: Path
+    n: int,
+    state: Path,
+    registry_yaml: str,
+    shared: Path,
+    adapter: Path,
+    engine: str = "{kind: fake, max_new_tokens: 64}",
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
     out: list[tuple[subprocess.Popen[bytes], str]] = []
     env = {
@@ -102,7 +116,7 @@ def start_gateways(
         config.write_text(
             f"server: {{host: 127.0.0.1, port: {port}, log_level: warning}}\n"
             f"paths: {{data_dir: {shared}, cache_dir: {folder / 'cache'}}}\n"
-            "engine: {kind: fake, max_new_tokens: 64}\n"
+            f"engine: {engine}\n"
             "limits: {max_in_flight: 256, max_queued: 1024}\n"
             f"decisions: {{dir: {folder / 'decisions'}}}\n" + registry_yaml,
             encoding="utf-8",
@@ -238,17 +252,139 @@ def run_setup(
     )
 
 
+async def fault_load(
+    gateways: list[tuple[subprocess.Popen[bytes], str]],
+    key: str,
+    args: argparse.Namespace,
+    restart: Callable[[], float],
+) -> dict[str, float]:
+    """Load over both gateways; kill gateway 1 mid-load (see the module docstring)."""
+    urls = [u for _, u in gateways]
+    headers = {"authorization": f"Bearer {key}"}
+    dead: set[int] = set()
+    counts = {"ok": 0, "lost": 0, "retried": 0, "in_flight_on_killed": 0}
+    in_flight = [0, 0]
+    killed_at: list[float] = []
+    first_after: list[float] = []
+    restart_s: list[float] = []
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as client:
+        deadline = time.monotonic() + args.duration
+
+        async def send(g: int, i: int) -> bool:
+            in_flight[g] += 1
+            try:
+                return await one(client, urls[g], i) is not None
+            finally:
+                in_flight[g] -= 1
+
+        async def worker(w: int) -> None:
+            i = w
+            while time.monotonic() < deadline:
+                g = w % 2
+                if g in dead:
+                    g = 1 - g
+                if await send(g, i):
+                    counts["ok"] += 1
+                else:
+                    counts["retried"] += 1
+                    if await send(1 - g, i):
+                        counts["ok"] += 1
+                        if w % 2 == 1 and killed_at and not first_after:
+                            first_after.append(time.monotonic() - killed_at[0])
+                    else:
+                        counts["lost"] += 1
+                i += args.clients
+
+        async def chaos() -> None:
+            await asyncio.sleep(args.fault_at_s)
+            proc, _ = gateways[1]
+            counts["in_flight_on_killed"] = in_flight[1]
+            proc.kill()
+            killed_at.append(time.monotonic())
+            dead.add(1)
+            await asyncio.sleep(args.restart_after_s)
+            restart_s.append(await asyncio.to_thread(restart))
+            dead.discard(1)
+
+        await asyncio.gather(chaos(), *(worker(w) for w in range(args.clients)))
+    return {
+        **counts,
+        "first_answer_after_kill_s": first_after[0] if first_after else float("nan"),
+        "restart_to_ready_s": restart_s[0] if restart_s else float("nan"),
+    }
+
+
+def run_fault(args: argparse.Namespace, adapters: list[Path], bin_dir: Path) -> None:
+    pg = PostgresServer(bin_dir)
+    try:
+        db = pg.create_database("fleetfault")
+        yaml = (
+            f"registry: {{store: postgres, database_url: '{pg.url(db)}'}}\n"
+        )
+        engine = "{kind: fake, max_new_tokens: 64, fake: {token_delay_s: 0.02}}"
+        with tempfile.TemporaryDirectory(prefix="bench-fleet-fault-") as tmp:
+            state = Path(tmp)
+            gateways = start_gateways(2, state, yaml, state / "shared", adapters[0], engine)
+
+            def restart() -> float:
+                started = time.monotonic()
+                config = state / "gw1" / "serve.yaml"
+                log = state / "gw1" / "restart.log"
+                env = {**os.environ, "LORAMUX_ADMIN_KEY": ADMIN_KEY, "HF_HUB_OFFLINE": "1"}
+                env["PYTHONPATH"] = str(REPO / "src")
+                with log.open("wb") as sink:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
+                        cwd=REPO,
+                        env=env,
+                        stdout=sink,
+                        stderr=subprocess.STDOUT,
+                    )
+                gateways[1] = (proc, gateways[1][1])
+                problem = wait_ready(proc, gateways[1][1], _tail(log), timeout=120, interval=0.1)
+                if problem:
+                    raise SystemExit(problem)
+                return time.monotonic() - started
+
+            try:
+                key = prepare(gateways[0][1], adapters)
+                time.sleep(0.5)
+                found = asyncio.run(fault_load(gateways, key, args, restart))
+            finally:
+                for proc, _ in gateways:
+                    if proc.poll() is None:
+                        stop(proc, 15)
+    finally:
+        pg.stop()
+    print(  # noqa: T201
+        f"kill -9 of gateway 1 of 2 (PostgreSQL, fake engine 20 ms/token, max_tokens 8) at "
+        f"{args.fault_at_s:g} s of {args.duration:g} s, {args.clients} clients, restarted "
+        f"{args.restart_after_s:g} s later; cores: {os.cpu_count()}"
+    )
+    for name, value in found.items():
+        print(f"  {name:<28} {value:.2f}" if isinstance(value, float) else f"  {name:<28} {value}")  # noqa: T201
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gateways", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--idle-requests", type=int, default=300)
+    parser.add_argument("--fault", action="store_true", help="the kill -9 run only")
+    parser.add_argument("--fault-at-s", type=float, default=4.0)
+    parser.add_argument("--restart-after-s", type=float, default=3.0)
     args = parser.parse_args()
     load = os.getloadavg()
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise SystemExit("PostgreSQL is not installed (initdb not found): make postgres")
+    if args.fault:
+        with tempfile.TemporaryDirectory(prefix="bench-fleet-src-") as src:
+            adapters = [write_lora_folder(Path(src) / f"v{i}", seed=i) for i in range(2)]
+            run_fault(args, adapters, bin_dir)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-fleet-src-") as src:
         adapters = [write_lora_folder(Path(src) / f"v{i}", seed=i) for i in range(2)]
         results = [run_setup("sqlite", 1, "", args, adapters)]

@@ -201,8 +201,10 @@ async def mode_run(
     engine = make_engine(args, urls, mode)
     await engine.start()
     t0 = time.perf_counter()
-    for ref in refs:
+    for i, ref in enumerate(refs):
         await engine.add_adapter(ref)
+        if i % 16 == 15:  # progress: on vLLM "all" took ~5 s an adapter once past k1's run
+            log(f"{mode}: {i + 1} adapters registered, {time.perf_counter() - t0:.1f} s")
     placed = [int(s["placements"]) for s in engine.pool.stats()]
     log(f"{mode}: {len(refs)} adapters registered in {time.perf_counter() - t0:.1f} s, {placed}")
     rounds = []
@@ -225,7 +227,9 @@ async def mode_run(
             }
             log(
                 f"{mode} round {rnd}: {result['tok_s']:.0f} tok/s, {result['cold_loads']} cold "
-                f"loads, {len(failed)} failed" + (f" ({failed[0]['error']})" if failed else "")
+                f"loads, TTFT p50 {1000 * pct(result['ttft'], 0.5):.0f} / p99 "
+                f"{1000 * pct(result['ttft'], 0.99):.0f} ms, loads per replica {after}, "
+                f"{len(failed)} failed" + (f" ({failed[0]['error']})" if failed else "")
             )
             if rnd:
                 rounds.append(result)
@@ -307,9 +311,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def table(args: argparse.Namespace, modes: dict[str, Any], fault: dict[str, Any] | None) -> str:
-    kind = "fake vLLM servers (CPU)" if args.fake else (
-        f"2 vLLM servers on one GPU ({args.gpu_memory_utilization} each"
-        + (", --enforce-eager)" if args.enforce_eager else ")")
+    kind = (
+        "fake vLLM servers (CPU)"
+        if args.fake
+        else (
+            f"2 vLLM servers on one GPU ({args.gpu_memory_utilization} each"
+            + (", --enforce-eager)" if args.enforce_eager else ")")
+        )
     )
     lines = [
         f"{kind}, {args.adapters} adapters, budget {args.budget} per replica, {args.requests} "

@@ -319,9 +319,7 @@ def run_fault(args: argparse.Namespace, adapters: list[Path], bin_dir: Path) -> 
     pg = PostgresServer(bin_dir)
     try:
         db = pg.create_database("fleetfault")
-        yaml = (
-            f"registry: {{store: postgres, database_url: '{pg.url(db)}'}}\n"
-        )
+        yaml = f"registry: {{store: postgres, database_url: '{pg.url(db)}'}}\n"
         engine = "{kind: fake, max_new_tokens: 64, fake: {token_delay_s: 0.02}}"
         with tempfile.TemporaryDirectory(prefix="bench-fleet-fault-") as tmp:
             state = Path(tmp)

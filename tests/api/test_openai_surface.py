@@ -208,6 +208,7 @@ async def test_a_forced_tool_choice_decodes_under_the_functions_schema(
     assert structured is not None
     assert json.loads(structured.json_schema or "") == WEATHER["function"]["parameters"]
     assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
     assert choice["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
     required = await client.post(
         "/v1/chat/completions",

@@ -111,6 +111,7 @@ def test_a_tool_call_round_trips(client: openai.OpenAI) -> None:
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
     (call,) = choice.message.tool_calls or []
     assert call.function.name == "get_weather"  # type: ignore[union-attr]
     args = json.loads(call.function.arguments)  # type: ignore[union-attr]

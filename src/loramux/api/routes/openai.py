@@ -128,6 +128,7 @@ def _chat_choice(index: int, prepared: PreparedRequest, result: GenerationResult
     calls = []
     if tools is not None and tools.forced:
         calls = parse_forced(result.text, tools)
+        content = None if calls else content  # the reply is the call: no content beside it
     elif tools is not None and tools.active:
         content, calls = parse_auto(result.text, tools)
     if calls:

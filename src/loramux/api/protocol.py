@@ -391,6 +391,12 @@ class CompletionRequest(_SamplingFields):
             )
         if self.stream and self.best_of not in (None, 1):
             raise InvalidRequestError("best_of cannot be streamed", param="best_of")
+        if self.echo and self.logprobs is not None:
+            raise InvalidRequestError(
+                "echo with logprobs is not supported (the prompt's own logprobs are not "
+                "computed); leave one out",
+                param="echo",
+            )
         sampling = self.sampling(self.max_tokens, self.logprobs)
         return [
             CompletionInput(

@@ -226,14 +226,6 @@ class ChatService:
             prompt=prompt,
             adapter=dispatch.assignment.version.ref() if dispatch.assignment else None,
         )
-        if body.echo and sampling.logprobs is not None:
-            if charge is not None:
-                charge.settle(0)
-            raise InvalidRequestError(
-                "echo with logprobs is not supported (the prompt's own logprobs are not "
-                "computed); leave one out",
-                param="echo",
-            )
         prepared = PreparedRequest(
             generation,
             body.model,

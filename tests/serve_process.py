@@ -1,14 +1,19 @@
 """Helpers for tests that start `loramux serve` as a subprocess: a free loopback port,
-waiting until the server answers GET /ready (or says why it did not), and stopping it."""
+waiting until the server answers GET /ready (or says why it did not), and stopping it;
+`serving` does all three around a test."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -52,3 +57,38 @@ def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextmanager
+def serving(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    cwd: Path,
+    timeout: float,
+    interval: float = 0.5,
+    stop_timeout: float = 30,
+) -> Iterator[str]:
+    """`python -m loramux <args>` on a free port (`LORAMUX_PORT`), its output in `log`: yields
+    its URL once it is ready (the test fails, with the end of the log, if it never is), and
+    stops it afterwards."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loramux", *args],
+            cwd=cwd,
+            env={**env, "LORAMUX_PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        problem = wait_ready(
+            proc, url, lambda: log.read_text()[-3000:], timeout=timeout, interval=interval
+        )
+        if problem:
+            pytest.fail(problem)
+        yield url
+    finally:
+        stop(proc, stop_timeout)

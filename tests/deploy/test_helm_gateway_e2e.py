@@ -10,8 +10,6 @@ the pod's mounts (/var/lib/loramux, /var/lib/loramux-local, /opt/loramux/cache, 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from tests.conftest import REPO
 from tests.deploy.test_helm_chart import container, find, render, secret_values
 from tests.serve.fake_vllm_server import FakeVLLM, Served
-from tests.serve_process import free_port, stop, wait_ready
+from tests.serve_process import serving
 
 pytestmark = pytest.mark.slow
 
@@ -81,25 +79,12 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = secrets[(ref["name"], ref["key"])]
     env["LORAMUX_CONFIG"] = str(config)
-    port = free_port()
-    env["LORAMUX_PORT"] = str(port)
     log = tmp / "gateway.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "loramux", *gateway["command"][1:]],
-            cwd=tmp,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    args = gateway["command"][1:]
     try:
-        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=300, interval=1)
-        if problem:
-            pytest.fail(problem)
-        yield Pod(url, env["LORAMUX_ADMIN_KEY"], fakes, tmp / "data", tmp / "local", log)
+        with serving(args, env=env, log=log, cwd=tmp, timeout=300, interval=1) as url:
+            yield Pod(url, env["LORAMUX_ADMIN_KEY"], fakes, tmp / "data", tmp / "local", log)
     finally:
-        stop(proc, 30)
         for s in served:
             s.stop()
 

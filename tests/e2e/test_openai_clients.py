@@ -11,8 +11,6 @@ import base64
 import json
 import math
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -24,7 +22,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import REPO
-from tests.serve_process import free_port, stop, wait_ready
+from tests.serve_process import serving
 
 pytestmark = pytest.mark.slow
 
@@ -53,31 +51,12 @@ class Ticket(BaseModel):
 
 @pytest.fixture(scope="module")
 def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     state = tmp_path_factory.mktemp("clients")
+    env = {**os.environ, "LORAMUX_DATA_DIR": str(state / "data"), "HF_HUB_OFFLINE": "1"}
     log = state / "serve.log"
-    env = {
-        **os.environ,
-        "LORAMUX_PORT": str(port),
-        "LORAMUX_DATA_DIR": str(state / "data"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "loramux", "serve", "--config", "configs/default.yaml"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=240, interval=0.5)
-        if problem:
-            pytest.fail(problem)
+    args = ["serve", "--config", "configs/default.yaml"]
+    with serving(args, env=env, log=log, cwd=REPO, timeout=240) as url:
         yield url
-    finally:
-        stop(proc, 30)
 
 
 @pytest.fixture

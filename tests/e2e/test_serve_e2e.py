@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import REPO
-from tests.serve_process import free_port, stop, wait_ready
+from tests.serve_process import serving
 
 pytestmark = pytest.mark.slow
 
@@ -28,31 +26,12 @@ IT_Q = "Which VPN do we use?"
 
 @pytest.fixture(scope="module")
 def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     state = tmp_path_factory.mktemp("serve")
+    env = {**os.environ, "LORAMUX_DATA_DIR": str(state / "data"), "HF_HUB_OFFLINE": "1"}
     log = state / "serve.log"
-    env = {
-        **os.environ,
-        "LORAMUX_PORT": str(port),
-        "LORAMUX_DATA_DIR": str(state / "data"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "loramux", "serve", "--config", "configs/default.yaml"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=240, interval=0.5)
-        if problem:
-            pytest.fail(problem)
+    args = ["serve", "--config", "configs/default.yaml"]
+    with serving(args, env=env, log=log, cwd=REPO, timeout=240) as url:
         yield url
-    finally:
-        stop(proc, 30)
     text = log.read_text()
     # Prompts and completions never reach the log at INFO.
     assert HR_Q not in text

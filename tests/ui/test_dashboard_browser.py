@@ -9,8 +9,6 @@ import collections
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 
 from tests.builders import admin_key, write_lora_folder
 from tests.conftest import REPO
-from tests.serve_process import free_port, stop, wait_ready
+from tests.serve_process import serving
 from tests.ui.test_dashboard import PNG
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -63,26 +61,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         f"  it: {{path: {REPO / 'demo/adapters/it'}, description: IT helpdesk}}\n",
         encoding="utf-8",
     )
-    port = free_port()
     log = tmp / "serve.log"
-    env = {**os.environ, "LORAMUX_PORT": str(port), "LORAMUX_ADMIN_KEY": ADMIN_KEY}
-    cmd = [sys.executable, "-m", "loramux", "serve", "--config", str(config)]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*cmd, "--engine", "fake", "--log-format", "json"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        problem = wait_ready(proc, url, lambda: log.read_text()[-3000:], timeout=60, interval=0.2)
-        if problem:
-            pytest.fail(problem)
+    env = {**os.environ, "LORAMUX_ADMIN_KEY": ADMIN_KEY}
+    args = ["serve", "--config", str(config), "--engine", "fake", "--log-format", "json"]
+    with serving(
+        args, env=env, log=log, cwd=REPO, timeout=60, interval=0.2, stop_timeout=20
+    ) as url:
         yield url, tmp
-    finally:
-        stop(proc, 20)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(line["logger"] == "loramux.gateway.service" for line in lines)
     for line in lines:

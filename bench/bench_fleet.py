@@ -93,6 +93,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`loramux serve --config <config>`, its output in `log` (not waited for)."""
+    env = {
+        **os.environ,
+        "LORAMUX_ADMIN_KEY": ADMIN_KEY,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def start_gateways(
     n: int,
     state: Path,
@@ -102,12 +120,6 @@ def start_gateways(
     engine: str = "{kind: fake, max_new_tokens: 64}",
 ) -> list[tuple[subprocess.Popen[bytes], str]]:
     out: list[tuple[subprocess.Popen[bytes], str]] = []
-    env = {
-        **os.environ,
-        "LORAMUX_ADMIN_KEY": ADMIN_KEY,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(REPO / "src"),
-    }
     for i in range(n):
         port = free_port()
         folder = state / f"gw{i}"
@@ -122,14 +134,7 @@ def start_gateways(
             encoding="utf-8",
         )
         log = folder / "serve.log"
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
-                cwd=REPO,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
+        proc = spawn(config, log)
         url = f"http://127.0.0.1:{port}"
         out.append((proc, url))
         problem = wait_ready(proc, url, _tail(log), timeout=120, interval=0.2)
@@ -327,18 +332,8 @@ def run_fault(args: argparse.Namespace, adapters: list[Path], bin_dir: Path) -> 
 
             def restart() -> float:
                 started = time.monotonic()
-                config = state / "gw1" / "serve.yaml"
                 log = state / "gw1" / "restart.log"
-                env = {**os.environ, "LORAMUX_ADMIN_KEY": ADMIN_KEY, "HF_HUB_OFFLINE": "1"}
-                env["PYTHONPATH"] = str(REPO / "src")
-                with log.open("wb") as sink:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "loramux", "serve", "--config", str(config)],
-                        cwd=REPO,
-                        env=env,
-                        stdout=sink,
-                        stderr=subprocess.STDOUT,
-                    )
+                proc = spawn(state / "gw1" / "serve.yaml", log)
                 gateways[1] = (proc, gateways[1][1])
                 problem = wait_ready(proc, gateways[1][1], _tail(log), timeout=120, interval=0.1)
                 if problem:

@@ -229,10 +229,20 @@ async def test_response_format_reaches_the_engine_as_a_schema(
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     fmt = {
         "type": "json_schema",
-        "json_schema": {"name": "thing", "schema": schema, "strict": True},
+        "json_schema": {
+            "name": "thing",
+            "description": "how many things",
+            "schema": schema,
+            "strict": True,
+        },
     }
     await client.post("/v1/chat/completions", json=chat(response_format=fmt))
     await client.post("/v1/chat/completions", json=chat(response_format={"type": "json_object"}))
+    # the format's name and description are told to the model, as OpenAI's are
+    system = fake_engine.requests[0].messages[0]
+    assert system.role == "system"
+    assert system.content == "Respond with JSON for `thing`: how many things"
+    assert fake_engine.requests[1].messages[0].role == "user"  # json_object: nothing added
     first, second = (q.sampling.structured for q in fake_engine.requests)
     assert first is not None
     assert json.loads(first.json_schema or "") == schema

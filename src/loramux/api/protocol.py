@@ -164,6 +164,13 @@ class ResponseFormat(_Strict):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
+    def instruction(self) -> str | None:
+        """What the model is told of a `json_schema` format: its name and description."""
+        if self.type != "json_schema" or self.json_schema is None:
+            return None
+        about = f": {self.json_schema.description}" if self.json_schema.description else ""
+        return f"Respond with JSON for `{self.json_schema.name}`{about}"
+
     def structured(self) -> StructuredOutput | None:
         from loramux.gateway.tools import check_schema
 
@@ -325,6 +332,7 @@ class ChatCompletionRequest(_SamplingFields):
             user=self.user or self.safety_identifier,
             tools=self._tools(),
             response_format=self.response_format.structured() if self.response_format else None,
+            format_instruction=self.response_format.instruction() if self.response_format else None,
         )
 
     def _tools(self) -> ToolsInput | None:

@@ -42,6 +42,8 @@ class ChatInput:
     """`tools`, `tool_choice`, `parallel_tool_calls`; None: the request sent no tools."""
     response_format: StructuredOutput | None = None
     """`json_object` / `json_schema`; None: free text."""
+    format_instruction: str | None = None
+    """A `json_schema`'s name and description, told to the model in the system message."""
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,9 @@ class ChatService:
         ).normalized()
         charge = self._charge(caller, sum(len(m.content) for m in messages), sampling.max_tokens)
         dispatch = await self._dispatch(body.model, messages, body.user or user, caller, charge)
-        rendered = render(dispatch.messages, body.tools)
+        forced = body.tools is not None and body.tools.forced  # the reply is a call, not JSON
+        instruction = None if forced else body.format_instruction
+        rendered = render(dispatch.messages, body.tools, instruction)
         generation = GenerationRequest(
             request_id=request_id,
             sampling=sampling,

@@ -212,11 +212,14 @@ def reply_format(
     return response_format
 
 
-def render(messages: Sequence[ChatMessage], tools: ToolsInput | None) -> tuple[ChatMessage, ...]:
+def render(
+    messages: Sequence[ChatMessage], tools: ToolsInput | None, instruction: str | None = None
+) -> tuple[ChatMessage, ...]:
     """The conversation as plain system / user / assistant text (see the module docstring).
 
     Tools are described in the system message when the model may call them; past calls and
     their results are rendered whatever `tool_choice` says, so the model sees the history.
+    `instruction` (what a `json_schema` response format is for) ends the system message.
     """
     out: list[ChatMessage] = []
     for message in messages:
@@ -244,12 +247,18 @@ def render(messages: Sequence[ChatMessage], tools: ToolsInput | None) -> tuple[C
         signatures = "\n".join(
             json.dumps(t.signature(), ensure_ascii=False) for t in tools.forced_tools()
         )
-        block = SYSTEM_TEMPLATE.format(signatures=signatures)
-        if out and out[0].role == "system":
-            out[0] = ChatMessage("system", f"{out[0].content}\n\n{block}")
-        else:
-            out.insert(0, ChatMessage("system", block))
+        _add_to_system(out, SYSTEM_TEMPLATE.format(signatures=signatures))
+    if instruction:
+        _add_to_system(out, instruction)
     return tuple(out)
+
+
+def _add_to_system(out: list[ChatMessage], block: str) -> None:
+    """Append `block` to the system message (one: many chat templates accept only one)."""
+    if out and out[0].role == "system":
+        out[0] = ChatMessage("system", f"{out[0].content}\n\n{block}")
+    else:
+        out.insert(0, ChatMessage("system", block))
 
 
 def _arguments(call: ToolCall) -> Any:

@@ -277,6 +277,7 @@ async def test_embeddings_need_base_access_and_count_against_the_keys_tokens(
         ({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 128}, 400, "dimensions"),
         ({"model": "all-MiniLM-L6-v2", "input": "x", "encoding_format": "int8"}, 400, None),
         ({"model": "all-MiniLM-L6-v2", "input": "x", "truncate": True}, 400, "truncate"),
+        ({"model": "all-MiniLM-L6-v2", "input": "x", "user": "u1"}, 400, "user"),
     ],
 )
 async def test_bad_embedding_requests_name_the_param(

@@ -54,6 +54,12 @@ async def embeddings(
             f"the base model, `--base`); it may use: {caller.access.describe()}",
             param="model",
         )
+    if body.user is not None:
+        raise InvalidRequestError(
+            "`user` is not supported on /v1/embeddings (an embedding has no adapter version to "
+            "assign per user); leave it out",
+            param="user",
+        )
     texts = body.texts()
     limit = svc.config.limits.max_embedding_inputs
     if len(texts) > limit:

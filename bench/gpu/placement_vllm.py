@@ -81,6 +81,10 @@ class Replica:
             env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
             return cmd, env
         env.update(VLLM_ALLOW_RUNTIME_LORA_UPDATING="True", VLLM_USE_V2_MODEL_RUNNER="0")
+        # Two replicas on one host: each process's OpenMP pool sized for its share of the cores.
+        # With every core in each pool, two adapter loads at once (placement `all`) took ~5 s each.
+        if a.omp_threads:
+            env["OMP_NUM_THREADS"] = str(a.omp_threads)
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
         cmd += ["--model", str(self.model_dir), "--served-model-name", MODEL]
         cmd += ["--port", str(self.port), "--host", "127.0.0.1", "--load-format", "dummy"]
@@ -170,14 +174,20 @@ def make_engine(args: argparse.Namespace, urls: list[str], mode: str) -> Any:
     return RemoteEngine(config, model_id=MODEL)
 
 
-async def one(engine: Any, prompt: str, ref: Any, out: int) -> dict[str, Any]:
-    """One request: TTFT, tokens, which replica, and how it failed (if it did)."""
+async def one(
+    engine: Any, prompt: str, ref: Any, out: int, *, buffered: bool = False
+) -> dict[str, Any]:
+    """One request: TTFT, tokens, which replica, and how it failed (if it did). `buffered`: as a
+    request without `stream` (the gateway collects the answer; TTFT is then the whole time)."""
     from loramux.serve.types import GenerationRequest, SamplingParams
 
     params = SamplingParams(max_tokens=out, temperature=0.0, ignore_eos=True)
-    req = GenerationRequest(f"b{time.monotonic_ns()}", params, prompt=prompt, adapter=ref)
+    req = GenerationRequest(
+        f"b{time.monotonic_ns()}", params, prompt=prompt, adapter=ref, buffered=buffered
+    )
     t0 = time.perf_counter()
     row: dict[str, Any] = {"start": t0, "adapter": ref.key, "ttft": None, "tokens": 0}
+    row["buffered"] = buffered
     try:
         async for chunk in engine.stream(req):
             if row["ttft"] is None:
@@ -260,7 +270,9 @@ async def fault_run(
         rnd = random.Random(seed)
         while not stop.is_set():
             k = zipf(len(refs), 1, args.zipf_s, rnd)[0]
-            rows.append(await one(engine, texts[seed % len(texts)], refs[k], args.fault_output_len))
+            text, out = texts[seed % len(texts)], args.fault_output_len
+            # Odd clients send no `stream` (buffered): a replica's death restarts their answers.
+            rows.append(await one(engine, text, refs[k], out, buffered=seed % 2 == 1))
 
     tasks = [asyncio.create_task(client(i)) for i in range(args.clients)]
     await asyncio.sleep(args.fault_before_s)
@@ -295,6 +307,8 @@ async def fault_run(
         "after_kill": len(after),
         "lost": len(lost),
         "lost_streamed": sum(1 for r in lost if r.get("streamed")),
+        "buffered": sum(1 for r in rows if r["buffered"]),
+        "lost_buffered": sum(1 for r in lost if r["buffered"]),
         "in_flight_at_kill": in_flight,
         "errors": Counter(r["error"][:120] for r in lost).most_common(3),
         "moved_adapters": len(moved),
@@ -342,13 +356,15 @@ def table(args: argparse.Namespace, modes: dict[str, Any], fault: dict[str, Any]
         back = fault["replica_back_s"]
         lines += [
             "",
-            f"fault (k1, {args.clients} clients, {args.fault_output_len} tokens each): replica 1 "
-            "killed with SIGKILL",
-            "| requests | after the kill | lost | lost that had streamed from it "
+            f"fault (k1, {args.clients} clients, {args.fault_output_len} tokens each, half of "
+            "them without `stream`): replica 1 killed with SIGKILL",
+            "| requests (without stream) | after the kill | lost (without stream) "
+            "| lost that had streamed from it "
             "| in flight on it at the kill | its adapters | first answer of a moved adapter "
             "| restarted replica in rotation |",
             "|---|---|---|---|---|---|---|---|",
-            f"| {fault['requests']} | {fault['after_kill']} | {fault['lost']} "
+            f"| {fault['requests']} ({fault['buffered']}) | {fault['after_kill']} "
+            f"| {fault['lost']} ({fault['lost_buffered']}) "
             f"| {fault['lost_streamed']} | {fault['in_flight_at_kill']} "
             f"| {fault['moved_adapters']} "
             f"| {'-' if first is None else f'{1000 * first:.0f} ms'} "
@@ -409,6 +425,12 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=18400)
     parser.add_argument("--start-timeout", type=float, default=400)
     parser.add_argument("--probe-s", type=float, default=1.0)
+    parser.add_argument(
+        "--omp-threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="OMP_NUM_THREADS of each vLLM replica (default: half the cores; 0: leave unset)",
+    )
     parser.add_argument("--enforce-eager", action="store_true", help="vLLM --enforce-eager")
     parser.add_argument("--no-fault", dest="fault", action="store_false")
     parser.add_argument("--clients", type=int, default=32)

@@ -277,8 +277,13 @@ def test_vllm_requests_gpus_and_serves_loras_under_the_model_id() -> None:
     env = {e["name"]: e for e in vllm["env"]}
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"]["value"] == "True"
     assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "vllm-api-key"
+    assert env["OMP_NUM_THREADS"]["value"] == "4"  # its CPU request, not every core of the node
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert vllm[probe]["httpGet"]["path"] == "/health"
+    unset = container(
+        find(render({"vllm": {"ompThreads": 0}}), "StatefulSet", "demo-loramux-vllm"), "vllm"
+    )
+    assert "OMP_NUM_THREADS" not in {e["name"] for e in unset["env"]}
 
 
 def test_vllm_reads_adapters_where_the_gateways_write_them() -> None:

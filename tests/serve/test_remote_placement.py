@@ -8,6 +8,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +335,27 @@ async def test_a_cut_stream_fails_its_request_but_a_replica_that_answers_stays(
     assert sum(s.fake.loads for s in three) == 1
 
 
+async def test_a_buffered_request_cut_mid_answer_is_answered_whole_elsewhere(
+    three: list[Served], engines: list[RemoteEngine], tmp_path: Path
+) -> None:
+    """No `stream`: nothing reached the client, so the answer starts again on another replica."""
+    urls = [s.url for s in three]
+    engine = RemoteEngine(config_for(urls), model_id=MODEL, probe_interval_s=60)
+    engines.append(engine)
+    await engine.start()
+    ref = adapter("hr", tmp_path)
+    await engine.add_adapter(ref)
+    home = next(s for s in three if s.url == rank(ref.key, urls)[0])
+    home.fake.cut_streams = 1
+    result = await generate(engine, replace(request("a b c", ref), buffered=True))
+    assert home.fake.cut_streams == 0  # its first try was cut mid-answer on its home
+    # Whole and once (the cut try's first token is not in it), from the next replica.
+    assert result.text == f"[{ref.key}@{where(result.text)}] a b c"
+    assert where(result.text) != home.fake.name
+    assert result.finish_reason is not None
+    assert result.completion_tokens > 0
+
+
 # -- faults: replicas killed with SIGKILL ------------------------------------------------------
 
 
@@ -367,15 +389,17 @@ async def test_a_killed_replica_fails_only_the_streams_it_had_started(
         while not stop.is_set():
             ref = rnd.choice(refs)
             got = []
+            # Odd clients collect their answers (no `stream`): those never fail here.
+            req = replace(request("one two three four five six", ref), buffered=seed % 2 == 1)
             try:
-                async for chunk in engine.stream(request("one two three four five six", ref)):
+                async for chunk in engine.stream(req):
                     got.append(chunk.text)
                 text = "".join(got)
                 # Whole and once: a retry after tokens were sent would repeat them.
                 assert text == f"[{ref.key}@{where(text)}] one two three four five six"
                 ok[where(text)] += 1
             except EngineUnavailableError as exc:
-                failed.append((got, str(exc)))
+                failed.append((got, str(exc), req.buffered))
 
     clients = [asyncio.create_task(client(i)) for i in range(6)]
     await asyncio.sleep(1.0)
@@ -388,7 +412,8 @@ async def test_a_killed_replica_fails_only_the_streams_it_had_started(
     assert sum(ok.values()) > 30
     # Only streams already under way on the victim failed, each after its first tokens.
     assert len(failed) <= cut_on_victim
-    assert all(got and "in the middle of this answer" in msg for got, msg in failed)
+    assert all(got and "in the middle of this answer" in msg for got, msg, _ in failed)
+    assert not [msg for _, msg, buffered in failed if buffered]  # those start again elsewhere
     # The victim's versions moved to the next replica of their rankings and answer there.
     for ref in owned:
         result = await generate(engine, request("x", ref))

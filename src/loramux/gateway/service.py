@@ -296,7 +296,7 @@ class ChatService:
         parts: list[str] = []
         logprobs: list[TokenLogprob] | None = None
         last: GenerationChunk | None = None
-        async for chunk in await self.stream(prepared):
+        async for chunk in await self.stream(prepared, buffered=True):
             parts.append(chunk.text)
             if chunk.logprobs is not None:
                 logprobs = [*(logprobs or []), *chunk.logprobs]
@@ -332,13 +332,19 @@ class ChatService:
             raise
         return started
 
-    async def stream(self, prepared: PreparedRequest) -> AsyncIterator[GenerationChunk]:
+    async def stream(
+        self, prepared: PreparedRequest, *, buffered: bool = False
+    ) -> AsyncIterator[GenerationChunk]:
         """Start generating; input errors are raised here, before any response is sent, and so
-        are a full queue (503) and a timeout before the first chunk (504)."""
+        are a full queue (503) and a timeout before the first chunk (504). `buffered`: the
+        caller collects the whole answer first (see `GenerationRequest.buffered`)."""
         started = time.perf_counter()
+        generation = prepared.generation
+        if buffered:
+            generation = replace(generation, buffered=True)
         chunks = admitted_stream(
             self.admission,
-            lambda: self.engine.stream(prepared.generation),
+            lambda: self.engine.stream(generation),
             timeout_s=self.config.limits.request_timeout_s,
             ticket=prepared.ticket,
         )

@@ -10,16 +10,17 @@ versions past a replica's budget are unloaded (`serve/replicas.py`).
 A request goes to the least loaded (fewest running requests) replica that holds its version or
 should hold it; one that should but does not yet gets the version loaded first. A replica that
 fails before the first token (connection refused or reset) leaves rotation and the request is
-sent to the next one, so no request fails while another replica can serve it; once tokens have
-streamed, the failure is the request's. A probe every `probe_interval_s` takes failed replicas
-out and brings answering ones back. A replica that answers "model not found" for a version it
-should hold (it restarted) gets it loaded again, once.
+sent to the next one, so no request fails while another replica can serve it. A request whose
+answer is collected before it reaches the client (no `stream`, `GenerationRequest.buffered`) is
+also sent again from the start when its replica dies mid-answer; once a streamed request's tokens
+have reached the client, the failure is the request's. A probe every `probe_interval_s` takes
+failed replicas out and brings answering ones back. A replica that answers "model not found" for
+a version it should hold (it restarted) gets it loaded again, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,16 +30,14 @@ import httpx
 
 from loramux.errors import (
     AdapterError,
-    ContextLengthExceededError,
     EngineError,
     EngineUnavailableError,
-    InvalidRequestError,
 )
 from loramux.serve.engine import resolve_max_tokens
-from loramux.serve.remote_wire import choice_logprobs, request_fields
+from loramux.serve.remote_wire import request_error, request_fields, sse_chunks
 from loramux.serve.replicas import DEFAULT_CONTEXT, Replica, ReplicaDown, ReplicaPool
 from loramux.serve.replicas import message_of as _message
-from loramux.serve.types import FinishReason, GenerationChunk, GenerationRequest
+from loramux.serve.types import GenerationChunk, GenerationRequest
 from loramux.types import AdapterRef
 
 if TYPE_CHECKING:
@@ -380,9 +379,17 @@ class RemoteEngine:
                         continue
                     if resp.status_code != 200:
                         await resp.aread()
-                        raise _request_error(resp)
-                    async for chunk in _chunks(resp, request):
+                        raise request_error(resp)
+                    # Buffered (no client stream): held until the replica finished, so a
+                    # replica that dies mid-answer costs a new start elsewhere, not the request.
+                    held: list[GenerationChunk] = []
+                    async for chunk in sse_chunks(resp, request):
+                        if request.buffered:
+                            held.append(chunk)
+                            continue
                         sent = True
+                        yield chunk
+                    for chunk in held:
                         yield chunk
                     return
             except (httpx.TransportError, ReplicaDown) as exc:
@@ -439,62 +446,3 @@ class RemoteEngine:
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
-
-
-async def _chunks(resp: httpx.Response, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-    """Turn vLLM's SSE stream into chunks; the last one carries the finish reason and usage."""
-    completions = req.prompt is not None
-    finish: FinishReason | None = None
-    usage: dict[str, Any] = {}
-    async for line in resp.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        event = json.loads(data)
-        if "error" in event:
-            raise EngineError(f"vLLM failed mid-stream: {event['error'].get('message', event)}")
-        usage = event.get("usage") or usage
-        for choice in event.get("choices") or []:
-            text = choice.get("text") if completions else (choice.get("delta") or {}).get("content")
-            lps = choice_logprobs(choice, req.sampling.logprobs, completions=completions)
-            if text or lps:
-                yield GenerationChunk(
-                    text or "",
-                    None,
-                    int(usage.get("prompt_tokens", 0)),
-                    int(usage.get("completion_tokens", 0)),
-                    logprobs=lps,
-                )
-            if choice.get("finish_reason"):
-                finish = (
-                    FinishReason.LENGTH
-                    if choice["finish_reason"] == "length"
-                    else FinishReason.STOP
-                )
-    if finish is None:
-        raise EngineError("the vLLM stream ended without a finish reason; retry")
-    yield GenerationChunk(
-        "",
-        finish_reason=finish,
-        prompt_tokens=int(usage.get("prompt_tokens", 0)),
-        completion_tokens=int(usage.get("completion_tokens", 0)),
-    )
-
-
-def _request_error(resp: httpx.Response) -> Exception:
-    message = _message(resp)
-    if resp.status_code == 400 and "context length" in message.lower():
-        return ContextLengthExceededError(
-            f"the prompt does not fit the model's context ({message}); shorten the messages or "
-            "lower max_tokens",
-            param="max_tokens",
-        )
-    if resp.status_code in (400, 422):
-        bad_format = any(w in message.lower() for w in ("schema", "grammar", "json"))
-        param = "response_format" if bad_format else None
-        return InvalidRequestError(f"vLLM refused the request: {message}", param=param)
-    if resp.status_code in (502, 503, 504):
-        return EngineUnavailableError(f"a vLLM replica is unavailable: {message}")
-    return EngineError(f"vLLM failed: {message}")

@@ -85,6 +85,10 @@ class GenerationRequest:
     """Raw text input (completions API); used instead of `messages` when set."""
     adapter: AdapterRef | None = None
     """None means the base model."""
+    buffered: bool = False
+    """The caller collects the whole answer before anything reaches the client (a request
+    without `stream`): an engine with replicas (`remote`) may then run it again from the start
+    on another replica when one dies mid-answer. In-process engines have nothing to fail over to."""
 
 
 class FinishReason(StrEnum):

@@ -52,13 +52,21 @@ def router_fit(
     out: Annotated[Path, typer.Option(help="Where to write fitted.yaml (+ fitted.npz).")],
     target_precision: Annotated[float, typer.Option(help="Routed precision to reach.")] = 0.95,
     kind: Annotated[str, typer.Option(help="semantic or baseline.")] = "semantic",
+    decision: Annotated[
+        str,
+        typer.Option(
+            help="Semantic router: what decides: auto (whichever routes the most held-out "
+            "requests at the target), blend (head + neighbour vote), head (classifier head "
+            "alone), vote (nearest-neighbour vote alone)."
+        ),
+    ] = "auto",
 ) -> None:
     """Choose per-route thresholds (and train the classifier head) on labelled data."""
     try:
         setup_logging("warning")
         from loramux.router.fit.calibration import fit_router
 
-        summary = fit_router(routes, data, target_precision, out, kind=kind)
+        summary = fit_router(routes, data, target_precision, out, kind=kind, decision=decision)
     except LoramuxError as exc:
         fail(exc)
     typer.echo(summary.format_table())

@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", choices=sorted(DATA), default=["demo", "public"])
     parser.add_argument("--target-precision", type=float, default=0.95)
     args = parser.parse_args()
-    encoder = make_encoder()
+    encoder = make_encoder(cache_size=0)  # every decision encodes, as a fresh request does
     print(  # noqa: T201
         "| data | router | head weight | held-out precision (fit) | test precision | "
         "test coverage | test OOS sent | p50 ms / request | fit s |\n"

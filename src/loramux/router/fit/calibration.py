@@ -65,7 +65,7 @@ def fit(
     options: TrainingOptions | None = None,
     folds: int = 5,
     repeats: int = 3,
-    head_weights: Sequence[float] = DECISIONS["blend"],
+    head_weights: Sequence[float] = DECISIONS["auto"],
     max_oos_sent: float = 0.02,
     precision_slack: float | None = None,
     splits: int = 4,

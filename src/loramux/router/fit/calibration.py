@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,20 @@ class FitSummary:
         return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
 
+def _save(save: Callable[[Path], None], out_path: Path) -> Path:
+    """Write a fitted router to `out_path` (a `.yaml` file), or as a new active version when
+    `out_path` is a router version store (any other path: a folder). Returns the YAML file."""
+    if out_path.suffix in {".yaml", ".yml"}:
+        save(out_path)
+        return out_path
+    from loramux.router.versions import RouterVersions
+
+    store = RouterVersions(out_path)
+    version = store.add(save, note="router fit")
+    store.activate(version.id, reason="router fit")
+    return version.fitted
+
+
 def _decision_name(weight: float) -> str:
     if weight == 0.0:
         return "vote (nearest-neighbour vote alone)"
@@ -310,7 +324,9 @@ def fit_router(
         routes_path: routes YAML.
         data_path: labelled JSONL (`{"text", "label"}` per line, label a route or "none").
         target_precision: routed precision to reach.
-        out_path: where to write `fitted.yaml` (and `fitted.npz` beside it).
+        out_path: where to write `fitted.yaml` (and `fitted.npz` beside it); a path that is not
+            a `.yaml` file is a router version store: the fit is added as a new version there
+            and activated (`router/versions.py`).
         kind: `semantic` or `baseline`.
         decision: semantic router: what decides (`DECISIONS`: auto, blend, head, vote).
         encoder: text encoder; default: the embedded MiniLM.
@@ -341,7 +357,9 @@ def fit_router(
     if kind == "baseline":
         check_labels(data, {spec.name for spec in routes})
         baseline = fit_baseline(routes, data, target_precision, encoder=encoder)
-        save_router(baseline, out_path, FitInfo(target_precision))
+        out_path = _save(
+            lambda path: save_router(baseline, path, FitInfo(target_precision)), out_path
+        )
         thresholds: dict[str, Any] = {"similarity": baseline.threshold}
         estimate, check = None, None
     elif kind == "semantic":
@@ -350,7 +368,10 @@ def fit_router(
         )
         held_out = result.check.to_dict() if result.check else {}
         info = {**result.estimate.to_dict(), "held_out": held_out}
-        save_router(result.router, out_path, FitInfo(target_precision, info))
+        router = result.router
+        out_path = _save(
+            lambda path: save_router(router, path, FitInfo(target_precision, info)), out_path
+        )
         check = result.check
         t = result.router.thresholds
         thresholds = {

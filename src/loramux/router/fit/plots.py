@@ -80,3 +80,43 @@ def precision_coverage_png(curve: Sequence[Any], point: tuple[float, float], pat
     ax.legend(loc="lower left")
     ax.set_title("Precision vs coverage (labels: threshold)")
     return save(plt, fig, path)
+
+
+def before_after_png(
+    before: Sequence[Any], after: Sequence[Any], before_report: Any, after_report: Any, path: Path
+) -> bool:
+    """Precision-coverage curves of the served and the refitted router on the same held-out
+    items, each with its own thresholds' point.
+
+    Returns:
+        Whether the file was written.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    low = 0.5
+    for name, curve, report, color in (
+        ("before", before, before_report, "C0"),
+        ("after", after, after_report, "C1"),
+    ):
+        ys = [p.precision for p in curve]
+        if curve:
+            ax.plot([p.coverage for p in curve], ys, color=color, label=f"{name}: sweep")
+        ax.scatter(
+            [report.coverage],
+            [report.routed_precision],
+            color=color,
+            zorder=3,
+            s=40,
+            label=f"{name}: fitted {report.routed_precision:.3f} @ {report.coverage:.3f}",
+        )
+        low = min([*ys, report.routed_precision, low])
+    ax.set_xlabel("coverage (share of in-scope requests routed)")
+    ax.set_ylabel("routed precision (out-of-scope routed = wrong)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(low - 0.02, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("Refit from the decision log: held-out items")
+    return save(plt, fig, path)

@@ -46,6 +46,7 @@ def fit_from_log(
     from loramux.router.build import build_router
     from loramux.router.fit.data import load_labelled
     from loramux.router.fit.refit import labelled_from_log, load_corrections, refit_router
+    from loramux.router.versions import is_store
     from loramux.storage.sqlite import DB_FILE
 
     cfg = load_config(config)
@@ -63,10 +64,11 @@ def fit_from_log(
     encoder = make_encoder_for(cfg)
     current = build_router(cfg.router, encoder)
     base = load_labelled(data, list(current.routes)) if data else []
+    store = version_store(cfg, out)
     summary = refit_router(
         current,
         log,
-        version_store(cfg, out),
+        store,
         encoder=encoder,
         base_data=base,
         target_precision=target_precision,
@@ -75,7 +77,11 @@ def fit_from_log(
         activate=activate,
         out_dir=router_eval_dir(cfg) / "refit",
     )
-    return summary.format_table()
+    text = summary.format_table()
+    served = cfg.router.fitted
+    if served is None or not is_store(served) or served.resolve() != store.resolve():
+        text += f"\nthe gateway serves it once `router.fitted` is {store} (the version store)"
+    return text
 
 
 @router_app.command("versions")

@@ -301,6 +301,16 @@ async def test_router_fit_from_log_refits_on_served_traffic_end_to_end(
     assert refit["log"]["labelled"] == 80
     assert refit["held_out"] + refit["fit_items"] == 80
     assert (out / "before_after.png").is_file()
+    listed = CliRunner().invoke(
+        cli_app,
+        ["router", "versions", "--config", str(config_file)],
+        env={"LORAMUX_ADMIN_KEY": ADMIN_KEY},
+    )
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith(f"* {active.id}")
+    assert "held-out precision" in lines[1]
     rollback = CliRunner().invoke(
         cli_app,
         ["router", "rollback", "--config", str(config_file)],

@@ -70,6 +70,8 @@ def test_evaluation_reports_the_curve_with_the_fitted_point(
     assert "precision-coverage curve" in table
     assert "<- the router's own thresholds" in table
     assert (tmp_path / "precision_coverage.png").stat().st_size > 1000
+    csv = (tmp_path / "precision_coverage.csv").read_text(encoding="utf-8").splitlines()
+    assert len(csv) == len(curve) + 1
     assert len(report.to_dict()["curve"]) == len(curve)
 
 

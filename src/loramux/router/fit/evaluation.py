@@ -142,7 +142,8 @@ def evaluate(
     Args:
         router: the router (its `allowed` is not restricted).
         data: labelled items; items with history are routed with it.
-        out_dir: where to write `confusion.png`, `precision_coverage.png` and `report.json`.
+        out_dir: where to write `confusion.png`, `precision_coverage.png`, the whole curve as
+            `precision_coverage.csv`, and `report.json`.
         predictions_path: where to write one JSON line per item (text, label, kind, target,
             route, adapter, score, margin, reason).
 
@@ -167,6 +168,15 @@ def evaluate(
         point = (report.coverage, report.routed_precision)
         if report.curve and precision_coverage_png(report.curve, point, png):
             files["precision-coverage curve"] = str(png)
+        if report.curve:
+            csv = out_dir / "precision_coverage.csv"
+            rows = ["threshold,precision,coverage,oos_sent,routed"]
+            rows += [
+                f"{p.threshold:.6f},{p.precision:.6f},{p.coverage:.6f},{p.oos_sent:.6f},{p.routed}"
+                for p in report.curve
+            ]
+            atomic_write_text(csv, "\n".join(rows) + "\n")
+            files["precision-coverage table"] = str(csv)
         files["report"] = str(out_dir / "report.json")
     report = RouterReport(**{**report.__dict__, "files": files})
     if out_dir is not None:

@@ -158,7 +158,13 @@ def router_eval_dir(cfg: LoramuxConfig) -> Path:
 
 @router_app.command("eval")
 def router_eval(
-    routes: Annotated[Path, typer.Option(help="fitted.yaml, or a routes YAML (unfitted).")],
+    routes: Annotated[
+        Path,
+        typer.Option(
+            help="fitted.yaml, a router version store (its active version), or a routes YAML "
+            "(unfitted)."
+        ),
+    ],
     data: Annotated[Path, typer.Option(help="Labelled JSONL the router has not seen.")],
     out_dir: Annotated[
         Path | None,

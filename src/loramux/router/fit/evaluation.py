@@ -196,7 +196,8 @@ def evaluate_router(
     """Evaluate a fitted router (`fitted.yaml`) or an unfitted one built from a routes file.
 
     Args:
-        routes_or_fitted_path: `fitted.yaml` from `loramux router fit`, or a routes YAML.
+        routes_or_fitted_path: `fitted.yaml` from `loramux router fit`, a router version store
+            (its active version), or a routes YAML.
         data_path: labelled JSONL.
         out_dir: folder for the charts and `report.json`.
         predictions_path: optional JSONL of per-item predictions.
@@ -214,9 +215,11 @@ def evaluate_router(
     from loramux.embed.encoder import make_encoder
     from loramux.router.build import ROUTER_CLS, unfitted_router
     from loramux.router.persist import load_router
+    from loramux.router.versions import resolve_fitted
 
     encoder = encoder or make_encoder()
     router: Router
+    routes_or_fitted_path = resolve_fitted(routes_or_fitted_path)  # a version store: its active
     if "format" in read_yaml(routes_or_fitted_path):
         router = load_router(routes_or_fitted_path, encoder)
     else:

@@ -21,6 +21,7 @@ from loramux.config import RouteSpec, load_config, load_routes
 from loramux.errors import CalibrationDataError, RouterNotFittedError
 from loramux.router.fit.calibration import fit
 from loramux.router.fit.data import load_labelled
+from loramux.router.fit.evaluation import evaluate_router
 from loramux.router.fit.refit import (
     check_enough,
     labelled_from_log,
@@ -124,6 +125,10 @@ def test_versions_are_named_by_content_and_rollback_goes_back(tmp_path: Path) ->
     assert resolve_fitted(store.folder) == v2.fitted
     assert store.rollback().id == v1.id
     assert store.active() == v1
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "laptop broken again", "label": "it"}\n', encoding="utf-8")
+    report = evaluate_router(store.folder, data, out_dir=tmp_path / "eval", encoder=TinyEncoder())
+    assert report.items == 1  # `router eval --routes <store>` evaluates the active version
     with pytest.raises(RouterNotFittedError, match="is not stored"):
         store.activate("ffff")
 

@@ -7,7 +7,8 @@ demo/routing/test.jsonl (held out) and demo/routing/conversations.jsonl (follow-
   logreg        logistic regression on MiniLM embeddings, exemplars + calib with a "none" class,
                 abstaining below a probability threshold chosen by cross-validation
   semantic      loramux's router: head + nearest-neighbour vote, exemplar variants, generic
-                negatives, probability/margin/similarity thresholds on out-of-fold evidence
+                negatives, probability/margin/similarity thresholds on out-of-fold evidence,
+                calibrated and its decision chosen by the repeated-split check
 
 Latency: one decision end to end (encode + head + k-NN) with 1,000 exemplars, batched decisions
 per second, and faiss search alone over 100,000 random unit vectors (HNSW above 50,000, as the

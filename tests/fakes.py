@@ -123,6 +123,40 @@ class TinyEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+class ClusterEncoder:
+    """Synthetic embeddings with a known overlap: `"<class> <n>"` is a noisy copy of its class
+    centre (classes not in `centres` get a random direction), so calibration can be checked
+    against fresh samples from the very same distribution."""
+
+    def __init__(self, classes: Sequence[str], dim: int = 16, noise: float = 0.5) -> None:
+        rng = np.random.default_rng(7)
+        self._centres = {c: rng.normal(size=dim) for c in classes}
+        for c in classes:
+            self._centres[c] /= np.linalg.norm(self._centres[c])
+        self._dim = dim
+        self._noise = noise
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def name(self) -> str:
+        return "cluster"
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int(hashlib.md5(text.encode()).hexdigest(), 16) % 2**32
+            noise = np.random.default_rng(seed).normal(size=self._dim)
+            centre = self._centres.get(text.split(" ")[0])
+            if centre is None:
+                out[i] = noise
+            else:
+                out[i] = centre + self._noise * noise / np.sqrt(self._dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 class KeywordRouter:
     """Routes a text to the first allowed route whose name it contains; records batch calls."""
 

@@ -130,6 +130,6 @@ def test_fit_and_evaluate_commands_write_their_files(encoder: Any, tmp_path: Pat
     assert len(rows) == report.items
     assert {"text", "label", "target", "route", "score", "margin"} <= set(rows[0])
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
-    assert (tmp_path / "eval" / "coverage_accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "eval" / "precision_coverage.png").stat().st_size > 1000
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["items"] == report.items
     assert "routed precision" in report.format_table()

@@ -1,8 +1,8 @@
 """The `loramux` command line: one Typer app whose subcommands wrap importable functions.
 
 One module per group of commands: `serve` (serve, models pull), `train`, `router` (route,
-router fit|eval, kb ingest), `adapters`, `keys`, `evals` (eval task|forgetting|matrix) and
-`report` (report decisions);
+router fit|eval, kb ingest), `router_versions` (router fit --from-log, router versions|rollback),
+`adapters`, `keys`, `evals` (eval task|forgetting|matrix) and `report` (report decisions);
 `app` holds the Typer app and what the commands share. Importing this package registers every
 command and stays light: heavy libraries are imported inside the commands that need them.
 """
@@ -15,6 +15,7 @@ from loramux.cli import (  # noqa: F401 (registers them)
     keys,
     report,
     router,
+    router_versions,
     serve,
     train,
 )

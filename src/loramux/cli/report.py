@@ -25,24 +25,32 @@ def decisions_report(
     from loramux.gateway.decisions import read_decisions, summarise
 
     records = list(read_decisions(folder))
-    ratings: dict[str, str] = {}
+    ids = [str(r["request_id"]) for r in records if r.get("request_id")]
+    ratings = registry_ratings(ids, db, registry)
+    summary = summarise(iter(records), ratings)
+    return {"object": "decisions.report", "folder": str(folder), **summary}
+
+
+def registry_ratings(
+    ids: list[str], db: Path | None, registry: RegistrySettings | None = None
+) -> dict[str, str]:
+    """Thumbs up/down by request id, from the registry database `db` (SQLite) or, when
+    `registry` names the `postgres` store, from PostgreSQL; empty without a registry."""
     store: RegistryStore | None = None
     if registry is not None and registry.store != "sqlite":
         from loramux.adapters.store import STORES
 
-        store = STORES[registry.store](folder, registry)
+        store = STORES[registry.store](db.parent if db else Path("."), registry)
     elif db is not None and db.exists():
         from loramux.adapters.sqlite_store import SQLiteRegistryStore
 
         store = SQLiteRegistryStore(db)
-    if store is not None:
-        try:
-            ids = [str(r["request_id"]) for r in records if r.get("request_id")]
-            ratings = dict(store.ratings(ids))
-        finally:
-            store.close()
-    summary = summarise(iter(records), ratings)
-    return {"object": "decisions.report", "folder": str(folder), **summary}
+    if store is None:
+        return {}
+    try:
+        return dict(store.ratings(ids))
+    finally:
+        store.close()
 
 
 def render(report: dict[str, Any]) -> str:

@@ -47,18 +47,105 @@ def route_cmd(
 
 @router_app.command("fit")
 def router_fit(
-    routes: Annotated[Path, typer.Option(help="Routes YAML (configs/routes/*.yaml).")],
-    data: Annotated[Path, typer.Option(help='Labelled JSONL: {"text", "label"} per line.')],
-    out: Annotated[Path, typer.Option(help="Where to write fitted.yaml (+ fitted.npz).")],
+    routes: Annotated[
+        Path | None, typer.Option(help="Routes YAML (configs/routes/*.yaml).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help='Labelled JSONL: {"text", "label"} per line (with --from-log: added).'),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write fitted.yaml (+ fitted.npz); a path that is not a .yaml file is "
+            "a router version store (the fit becomes its new active version). With --from-log "
+            "default: router.fitted when it is a store, else <data_dir>/router."
+        ),
+    ] = None,
     target_precision: Annotated[float, typer.Option(help="Routed precision to reach.")] = 0.95,
     kind: Annotated[str, typer.Option(help="semantic or baseline.")] = "semantic",
+    decision: Annotated[
+        str,
+        typer.Option(
+            help="Semantic router: what decides: auto (whichever routes the most held-out "
+            "requests at the target), blend (head + neighbour vote), head (classifier head "
+            "alone), vote (nearest-neighbour vote alone)."
+        ),
+    ] = "auto",
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log",
+            help="Refit the served router (the config's router) on the decision log: approved "
+            "corrections and thumbs-up routed requests become labelled data.",
+        ),
+    ] = False,
+    corrections: Annotated[
+        Path | None,
+        typer.Option(
+            help='--from-log: JSONL of {"request_id", "label", "approved": true} per line.'
+        ),
+    ] = None,
+    held_out: Annotated[
+        float | None,
+        typer.Option(
+            help="--from-log: share of the labelled logged requests held out for the "
+            "before/after curve (default 0.3)."
+        ),
+    ] = None,
+    activate: Annotated[
+        bool | None,
+        typer.Option(
+            "--activate/--no-activate",
+            help="--from-log: make the new version the served one (default: activate).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Choose per-route thresholds (and train the classifier head) on labelled data."""
     try:
         setup_logging("warning")
+        if from_log:
+            from loramux.cli.router_versions import fit_from_log
+
+            if routes is not None:
+                raise ConfigError(
+                    "--routes does not apply with --from-log: the served router's routes are kept"
+                )
+            if kind != "semantic":
+                raise ConfigError("--from-log refits the semantic router; drop --kind")
+            text = fit_from_log(
+                config,
+                data=data,
+                out=out,
+                target_precision=target_precision,
+                decision=decision,
+                corrections=corrections,
+                held_out=0.3 if held_out is None else held_out,
+                activate=True if activate is None else activate,
+            )
+            typer.echo(text)
+            return
+        given = [
+            name
+            for name, value in (
+                ("--corrections", corrections),
+                ("--held-out", held_out),
+                ("--activate/--no-activate", activate),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --from-log")
+        missing = [n for n, v in (("--routes", routes), ("--data", data), ("--out", out)) if not v]
+        if missing:
+            raise ConfigError(f"router fit needs {', '.join(missing)} (or --from-log)")
+        assert routes is not None
+        assert data is not None
+        assert out is not None
         from loramux.router.fit.calibration import fit_router
 
-        summary = fit_router(routes, data, target_precision, out, kind=kind)
+        summary = fit_router(routes, data, target_precision, out, kind=kind, decision=decision)
     except LoramuxError as exc:
         fail(exc)
     typer.echo(summary.format_table())
@@ -71,7 +158,13 @@ def router_eval_dir(cfg: LoramuxConfig) -> Path:
 
 @router_app.command("eval")
 def router_eval(
-    routes: Annotated[Path, typer.Option(help="fitted.yaml, or a routes YAML (unfitted).")],
+    routes: Annotated[
+        Path,
+        typer.Option(
+            help="fitted.yaml, a router version store (its active version), or a routes YAML "
+            "(unfitted)."
+        ),
+    ],
     data: Annotated[Path, typer.Option(help="Labelled JSONL the router has not seen.")],
     out_dir: Annotated[
         Path | None,

@@ -19,7 +19,12 @@ class RouterConfig(Strict):
     routes: Path | None = None
     """Routes file (`configs/routes/*.yaml`); used when there is no `fitted` router."""
     fitted: Path | None = None
-    """A fitted router (`fitted.yaml` written by `loramux router fit`); wins over `routes`."""
+    """A fitted router (`fitted.yaml` written by `loramux router fit`), or a router version store
+    (a folder `loramux router fit --out <folder>` writes versions into: the active version is
+    served, and a newly activated one is swapped in while serving); wins over `routes`."""
+    reload_s: float = Field(default=5.0, ge=0)
+    """How often the gateway looks for a newly activated version when `fitted` is a version
+    store (seconds; 0: only at start-up)."""
     neighbours: int = Field(default=10, ge=1, le=1024)
     """Nearest labelled examples that vote on each request (unfitted routers; a fitted router
     keeps the value it was fitted with)."""

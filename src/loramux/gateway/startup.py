@@ -29,6 +29,7 @@ from loramux.serve.paging import PagedEngine
 if TYPE_CHECKING:
     from loramux.embed.encoder import Encoder
     from loramux.gateway.metrics import GatewayMetrics
+    from loramux.gateway.router_reload import RouterReloader
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.router.base import Router
 
@@ -87,6 +88,10 @@ async def open_services(
     if metrics is not None:
         metrics.bind(svc)
     svc.tasks.append(asyncio.create_task(registry.watch(), name="registry-watch"))
+    reloader = _router_reloader(config, svc)
+    if reloader is not None:
+        svc.extra["router_reloader"] = reloader
+        svc.tasks.append(asyncio.create_task(reloader.run(), name="router-reload"))
     if config.auth.limits_scope == "fleet" and gate.limiter is not None:
         from loramux.keys.fleet_limits import FleetLimits  # psycopg: only for a fleet
 
@@ -102,6 +107,32 @@ async def open_services(
         f"{len(kb)} passages" if kb else "off",
     )
     return svc
+
+
+def _router_reloader(config: LoramuxConfig, svc: AppServices) -> RouterReloader | None:
+    """The watcher of a router version store (`router.fitted` a folder), or None."""
+    rc = config.router
+    if rc.fitted is None or rc.reload_s <= 0 or svc.encoder is None or svc.router is None:
+        return None
+    from loramux.gateway.router_reload import RouterReloader
+    from loramux.router.build import build_router
+    from loramux.router.cache import RouterCache
+    from loramux.router.semantic import SemanticRouter
+    from loramux.router.versions import RouterVersions, is_store
+
+    if not is_store(rc.fitted):
+        return None
+    encoder, kb = svc.encoder, svc.kb
+
+    def load() -> Router:
+        router = build_router(
+            rc, encoder, kb_probe=kb.best_score if kb else None, rag_min_score=config.kb.min_score
+        )
+        if isinstance(router, SemanticRouter):
+            router.cache = RouterCache(config.paths.data_dir / ROUTER_CACHE)
+        return router
+
+    return RouterReloader(RouterVersions(rc.fitted), load, svc, rc.reload_s)
 
 
 def page_adapters(config: LoramuxConfig, engine: Engine) -> PagedEngine:

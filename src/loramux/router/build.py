@@ -16,6 +16,7 @@ from loramux.router.base import KbProbe, Router
 from loramux.router.baseline import BaselineRouter
 from loramux.router.persist import load_router
 from loramux.router.semantic import SemanticRouter
+from loramux.router.versions import resolve_fitted
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ def build_router(
             (`kb.min_score`).
 
     Returns:
-        A fitted router from `config.fitted`, else an unfitted one of kind `config.kind` with
-        built-in thresholds.
+        A fitted router from `config.fitted` (a version store's active version), else an
+        unfitted one of kind `config.kind` with built-in thresholds.
 
     Raises:
         RouterNotFittedError: neither a fitted router nor routes are configured, or the fitted
@@ -55,7 +56,7 @@ def build_router(
     """
     if config.fitted is not None:
         router = load_router(
-            config.fitted,
+            resolve_fitted(config.fitted),
             encoder,
             kb_probe=kb_probe,
             rag_min_score=rag_min_score,

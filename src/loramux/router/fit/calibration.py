@@ -12,25 +12,37 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from loramux.config import RouteSpec, load_routes
 from loramux.embed.encoder import Encoder
 from loramux.errors import CalibrationDataError
-from loramux.router.evidence import Evidence
+from loramux.router.evidence import Scored
 from loramux.router.fit.data import LabelledItem, load_labelled
+from loramux.router.fit.resample import SplitCheck, check_by_splits, folds_of, out_of_fold
 from loramux.router.fit.thresholds import CalibrationEstimate, choose_thresholds
 from loramux.router.head import NONE
-from loramux.router.semantic import SemanticRouter
-from loramux.router.training import Kind, TrainingOptions, build_training
+from loramux.router.semantic import SemanticRouter, Thresholds
+from loramux.router.training import TrainingOptions, TrainingSet, build_training
 
 logger = logging.getLogger(__name__)
+
+
+DECISIONS: dict[str, tuple[float, ...]] = {
+    "auto": (0.0, 0.3, 0.5, 0.7, 1.0),
+    "blend": (0.3, 0.5, 0.7),
+    "head": (1.0,),
+    "vote": (0.0,),
+}
+"""What decides a route (`router fit --decision`), as the blend weights of the head to try:
+`vote` the nearest-neighbour vote alone (classic semantic routing), `head` the classifier head
+alone (multinomial logistic regression with a "none" class), `blend` the two mixed, `auto`
+whichever of them routes the most held-out requests at the asked precision."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class FitResult:
     router: SemanticRouter
     estimate: CalibrationEstimate
     target_precision: float
+    check: SplitCheck | None = None
+    """The repeated-split check (None when a fixed `precision_slack` was asked for)."""
 
 
 def fit(
@@ -51,9 +65,10 @@ def fit(
     options: TrainingOptions | None = None,
     folds: int = 5,
     repeats: int = 3,
-    head_weights: Sequence[float] = (0.3, 0.5, 0.7),
+    head_weights: Sequence[float] = DECISIONS["auto"],
     max_oos_sent: float = 0.02,
-    precision_slack: float = 0.01,
+    precision_slack: float | None = None,
+    splits: int = 4,
     per_route: bool = True,
     gates: bool = True,
     seed: int = 0,
@@ -65,15 +80,18 @@ def fit(
         routes: the routes.
         data: labelled items (items with history are left out: a follow-up's label is about
             the conversation, not its text alone).
-        target_precision: routed precision the thresholds must reach.
+        target_precision: routed precision the router should reach on new data.
         encoder: text encoder.
         options: training-set and head options.
         folds: cross-validation folds (at least 2).
         repeats: cross-validation passes with different splits, pooled (smoother thresholds).
-        head_weights: blend weights of head vs neighbour vote to choose from.
+        head_weights: blend weights of head vs neighbour vote to choose from (`DECISIONS`).
         max_oos_sent: most out-of-scope items that may be routed, as a share.
-        precision_slack: calibrate to `target_precision + precision_slack`, since thresholds
-            chosen on a sample look better on it than on new data.
+        precision_slack: None (default): how strict the out-of-fold calibration must be, and the
+            blend weight, are chosen by the repeated-split check (`resample.check_by_splits`)
+            so that held-out precision lands on the target; a number: calibrate to
+            `target_precision + precision_slack` instead, and pick the weight out-of-fold.
+        splits: A/B splits of the repeated-split check.
         per_route: raise a route's own threshold where its routed precision is below target.
         gates: use the margin and nearest-example gates (off: probability threshold only).
         seed: fold assignment seed.
@@ -90,28 +108,44 @@ def fit(
     check_labels(usable, {spec.name for spec in routes})
     labels = [item.label for item in usable]
     training = build_training(encoder, routes, [(i.text, i.label) for i in usable], options)
-    labelled = training.kinds == Kind.LABELLED
-    labelled_ids = training.ids[labelled]
-    vectors = training.vectors[labelled]
-    parts: list[Evidence] = []
-    for rep in range(repeats):
-        fold_of = _folds(labels, folds, seed + rep)
-        fold_parts: list[Evidence] = []
-        order: list[npt.NDArray[np.int64]] = []
-        for fold in range(folds):
-            held = np.flatnonzero(fold_of == fold)
-            if not len(held):
-                continue
-            keep = ~np.isin(training.ids, labelled_ids[held])
-            router = SemanticRouter(
-                encoder, routes, training=training.select(keep), options=options, **router_kwargs
-            )
-            fold_parts.append(router.evidence(vectors[held]))
-            order.append(held)
-        parts.append(_reorder(fold_parts, order, len(usable)))
-    evidence = Evidence.concat(parts)
-    pooled_labels = labels * repeats
-    target = min(target_precision + precision_slack, 1.0)
+
+    def make_router(subset: TrainingSet) -> SemanticRouter:
+        return SemanticRouter(encoder, routes, training=subset, options=options, **router_kwargs)
+
+    def choose(scored: Scored, pooled: Sequence[str], target: float) -> Thresholds:
+        return choose_thresholds(
+            scored,
+            pooled,
+            target_precision=target,
+            max_oos_sent=max_oos_sent,
+            per_route=per_route,
+            gates=gates,
+            forgive=repeats,
+        )[0]
+
+    everything = np.arange(len(usable))
+    folds_of(labels, folds, seed)  # a clear error before any work when there is too little data
+    check = None
+    if precision_slack is None:
+        check = check_by_splits(
+            make_router,
+            training,
+            labels,
+            target_precision,
+            head_weights=head_weights,
+            choose=choose,
+            splits=splits,
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+        )
+        head_weights = (check.chosen.head_weight,)
+        target = check.chosen.calibration_target
+    else:
+        target = min(target_precision + precision_slack, 1.0)
+    evidence, pooled_labels = out_of_fold(
+        make_router, training, everything, labels, folds=folds, repeats=repeats, seed=seed
+    )
     candidates = []
     for weight in head_weights:
         thresholds, estimate = choose_thresholds(
@@ -126,18 +160,19 @@ def fit(
         key = (round(estimate.coverage, 3), estimate.precision, -abs(weight - 0.5))
         candidates.append((key, replace(thresholds, head_weight=weight), estimate))
     _, thresholds, estimate = max(candidates, key=lambda c: c[0])
+    met = check.met_target if check is not None else estimate.precision >= target_precision
     estimate = replace(
         estimate,
         in_scope=estimate.in_scope // repeats,
         out_of_scope=estimate.out_of_scope // repeats,
-        met_target=estimate.precision >= target_precision,
+        met_target=met,
     )
-    if not estimate.met_target:
+    if not met:
         logger.warning(
-            "router fit: out-of-fold precision %.3f is below the target %.3f; add exemplars or "
-            "labelled data",
-            estimate.precision,
+            "router fit: the precision target %.3f is not reached (out-of-fold %.3f); add "
+            "exemplars or labelled data",
             target_precision,
+            estimate.precision,
         )
     router = SemanticRouter(
         encoder,
@@ -147,15 +182,7 @@ def fit(
         thresholds=thresholds,
         **router_kwargs,
     )
-    return FitResult(router, estimate, target_precision)
-
-
-def _reorder(parts: Sequence[Evidence], order: Sequence[npt.NDArray[np.int64]], n: int) -> Evidence:
-    """Fold-by-fold evidence back in item order."""
-    stacked = Evidence.concat(parts)
-    position = np.empty(n, np.int64)
-    position[np.concatenate(order)] = np.arange(n)
-    return stacked.take(position)
+    return FitResult(router, estimate, target_precision, check)
 
 
 def check_labels(items: Sequence[LabelledItem], routes: set[str]) -> None:
@@ -174,24 +201,6 @@ def check_labels(items: Sequence[LabelledItem], routes: set[str]) -> None:
         raise CalibrationDataError("the labelled data has no in-scope item (every label is none)")
 
 
-def _folds(labels: Sequence[str], folds: int, seed: int) -> npt.NDArray[np.int64]:
-    """Stratified fold number per item."""
-    if folds < 2:
-        raise CalibrationDataError("cross-validation needs at least 2 folds")
-    if len(labels) < folds:
-        raise CalibrationDataError(
-            f"{len(labels)} labelled items are too few for {folds}-fold calibration; "
-            "label at least a few dozen requests"
-        )
-    rng = np.random.default_rng(seed)
-    out = np.zeros(len(labels), np.int64)
-    for label in sorted(set(labels)):
-        idx = np.flatnonzero(np.array(labels) == label)
-        rng.shuffle(idx)
-        out[idx] = (np.arange(len(idx)) + rng.integers(folds)) % folds
-    return out
-
-
 @dataclass(frozen=True)
 class FitSummary:
     """What `fit_router` did, for the CLI to print.
@@ -205,6 +214,7 @@ class FitSummary:
         estimate: out-of-fold quality (semantic router; None for the baseline).
         thresholds: the fitted thresholds, as a mapping.
         seconds: wall time of the fit.
+        check: the repeated-split check (semantic router).
     """
 
     kind: str
@@ -215,6 +225,7 @@ class FitSummary:
     estimate: CalibrationEstimate | None
     thresholds: dict[str, Any]
     seconds: float
+    check: SplitCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -226,6 +237,7 @@ class FitSummary:
             "target_precision": self.target_precision,
             "estimate": self.estimate.to_dict() if self.estimate else None,
             "thresholds": self.thresholds,
+            "check": self.check.to_dict() if self.check else None,
             "seconds": round(self.seconds, 2),
         }
 
@@ -247,10 +259,45 @@ class FitSummary:
                 ("out-of-fold coverage", f"{e.coverage:.3f} of {e.in_scope} in-scope"),
                 ("out-of-fold OOS sent", f"{e.oos_sent:.3f} of {e.out_of_scope} out-of-scope"),
             ]
+        if self.check is not None:
+            c = self.check.chosen
+            rows += [
+                (
+                    f"held-out precision ({self.check.splits} splits)",
+                    f"{c.precision:.3f} (sd {c.precision_sd:.3f})"
+                    + ("" if self.check.met_target else "  (below target: add data)"),
+                ),
+                ("held-out coverage", f"{c.coverage:.3f}"),
+                ("held-out OOS sent", f"{c.oos_sent:.3f}"),
+                ("decision", _decision_name(c.head_weight)),
+                ("out-of-fold calibration target", f"{c.calibration_target:.3f}"),
+            ]
         rows += [(key, _fmt(value)) for key, value in self.thresholds.items()]
         rows.append(("fit time", f"{self.seconds:.1f} s"))
         width = max(len(key) for key, _ in rows)
         return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _save(save: Callable[[Path], None], out_path: Path) -> Path:
+    """Write a fitted router to `out_path` (a `.yaml` file), or as a new active version when
+    `out_path` is a router version store (any other path: a folder). Returns the YAML file."""
+    if out_path.suffix in {".yaml", ".yml"}:
+        save(out_path)
+        return out_path
+    from loramux.router.versions import RouterVersions
+
+    store = RouterVersions(out_path)
+    version = store.add(save, note="router fit")
+    store.activate(version.id, reason="router fit")
+    return version.fitted
+
+
+def _decision_name(weight: float) -> str:
+    if weight == 0.0:
+        return "vote (nearest-neighbour vote alone)"
+    if weight == 1.0:
+        return "head (classifier head alone)"
+    return f"blend (head weight {weight:g})"
 
 
 def _fmt(value: Any) -> str:
@@ -268,6 +315,7 @@ def fit_router(
     out_path: Path = Path("fitted.yaml"),
     *,
     kind: str = "semantic",
+    decision: str = "auto",
     encoder: Encoder | None = None,
 ) -> FitSummary:
     """Fit a router on a routes file and labelled data, and save it (the CLI's `router fit`).
@@ -276,8 +324,11 @@ def fit_router(
         routes_path: routes YAML.
         data_path: labelled JSONL (`{"text", "label"}` per line, label a route or "none").
         target_precision: routed precision to reach.
-        out_path: where to write `fitted.yaml` (and `fitted.npz` beside it).
+        out_path: where to write `fitted.yaml` (and `fitted.npz` beside it); a path that is not
+            a `.yaml` file is a router version store: the fit is added as a new version there
+            and activated (`router/versions.py`).
         kind: `semantic` or `baseline`.
+        decision: semantic router: what decides (`DECISIONS`: auto, blend, head, vote).
         encoder: text encoder; default: the embedded MiniLM.
 
     Returns:
@@ -293,6 +344,12 @@ def fit_router(
 
     if not 0.0 < target_precision <= 1.0:
         raise CalibrationDataError(f"target precision must be in (0, 1], not {target_precision}")
+    if decision not in DECISIONS:
+        raise CalibrationDataError(
+            f"unknown --decision {decision!r}; choose from {', '.join(DECISIONS)}"
+        )
+    if kind == "baseline" and decision != "auto":
+        raise CalibrationDataError("--decision applies to the semantic router, not the baseline")
     started = time.perf_counter()
     routes = load_routes(routes_path)
     data = load_labelled(data_path, [spec.name for spec in routes])
@@ -300,12 +357,22 @@ def fit_router(
     if kind == "baseline":
         check_labels(data, {spec.name for spec in routes})
         baseline = fit_baseline(routes, data, target_precision, encoder=encoder)
-        save_router(baseline, out_path, FitInfo(target_precision))
+        out_path = _save(
+            lambda path: save_router(baseline, path, FitInfo(target_precision)), out_path
+        )
         thresholds: dict[str, Any] = {"similarity": baseline.threshold}
-        estimate = None
+        estimate, check = None, None
     elif kind == "semantic":
-        result = fit(routes, data, target_precision, encoder=encoder)
-        save_router(result.router, out_path, FitInfo(target_precision, result.estimate.to_dict()))
+        result = fit(
+            routes, data, target_precision, encoder=encoder, head_weights=DECISIONS[decision]
+        )
+        held_out = result.check.to_dict() if result.check else {}
+        info = {**result.estimate.to_dict(), "held_out": held_out}
+        router = result.router
+        out_path = _save(
+            lambda path: save_router(router, path, FitInfo(target_precision, info)), out_path
+        )
+        check = result.check
         t = result.router.thresholds
         thresholds = {
             "probability": t.probability,
@@ -326,4 +393,5 @@ def fit_router(
         estimate,
         thresholds,
         time.perf_counter() - started,
+        check,
     )

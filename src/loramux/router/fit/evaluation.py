@@ -23,8 +23,9 @@ from loramux.embed.encoder import Encoder
 from loramux.fileio import atomic_write_text
 from loramux.router.base import Router
 from loramux.router.decision import RouteDecision
+from loramux.router.fit.curve import CurvePoint, format_curve, precision_curve
 from loramux.router.fit.data import LabelledItem, load_labelled
-from loramux.router.fit.plots import confusion_png, coverage_png
+from loramux.router.fit.plots import confusion_png, precision_coverage_png
 from loramux.router.head import NONE
 
 ABSTAIN = "(abstain)"
@@ -61,7 +62,8 @@ class RouterReport:
     confusion: list[list[int]]
     by_kind: dict[str, dict[str, float]]
     targets: dict[str, int]
-    curve: list[tuple[float, float]] = field(repr=False)
+    curve: list[CurvePoint] = field(repr=False)
+    """Precision-coverage curve over the probability threshold (`fit/curve.py`)."""
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class RouterReport:
             },
             "by_kind": self.by_kind,
             "targets": self.targets,
+            "curve": [point.to_dict() for point in self.curve],
             "files": self.files,
         }
 
@@ -118,6 +121,10 @@ class RouterReport:
             for kind, row in self.by_kind.items():
                 items, sent, right = int(row["items"]), row["routed"], row["correct"]
                 lines.append(f"{kind:<16} {items:>6} {sent:>7.3f} {right:>8.3f}")
+        if self.curve:
+            lines += ["", "precision-coverage curve (one probability threshold for every route):"]
+            chosen = (self.routed_precision, self.coverage, self.oos_sent)
+            lines.append(format_curve(self.curve, chosen))
         for name, path in self.files.items():
             lines.append(f"{name}: {path}")
         return "\n".join(lines)
@@ -135,7 +142,8 @@ def evaluate(
     Args:
         router: the router (its `allowed` is not restricted).
         data: labelled items; items with history are routed with it.
-        out_dir: where to write `confusion.png`, `coverage_accuracy.png` and `report.json`.
+        out_dir: where to write `confusion.png`, `precision_coverage.png`, the whole curve as
+            `precision_coverage.csv`, and `report.json`.
         predictions_path: where to write one JSON line per item (text, label, kind, target,
             route, adapter, score, margin, reason).
 
@@ -146,6 +154,7 @@ def evaluate(
         [item.text for item in data], histories=[item.history for item in data]
     )
     report = _measure(list(router.routes), data, decisions)
+    report = RouterReport(**{**report.__dict__, "curve": precision_curve(router, data, decisions)})
     files: dict[str, str] = {}
     if predictions_path is not None:
         write_predictions(predictions_path, data, decisions)
@@ -155,10 +164,19 @@ def evaluate(
         png = out_dir / "confusion.png"
         if confusion_png(report.confusion, report.confusion_rows, report.confusion_cols, png):
             files["confusion matrix"] = str(png)
-        png = out_dir / "coverage_accuracy.png"
+        png = out_dir / "precision_coverage.png"
         point = (report.coverage, report.routed_precision)
-        if report.curve and coverage_png(report.curve, point, png):
-            files["coverage curve"] = str(png)
+        if report.curve and precision_coverage_png(report.curve, point, png):
+            files["precision-coverage curve"] = str(png)
+        if report.curve:
+            csv = out_dir / "precision_coverage.csv"
+            rows = ["threshold,precision,coverage,oos_sent,routed"]
+            rows += [
+                f"{p.threshold:.6f},{p.precision:.6f},{p.coverage:.6f},{p.oos_sent:.6f},{p.routed}"
+                for p in report.curve
+            ]
+            atomic_write_text(csv, "\n".join(rows) + "\n")
+            files["precision-coverage table"] = str(csv)
         files["report"] = str(out_dir / "report.json")
     report = RouterReport(**{**report.__dict__, "files": files})
     if out_dir is not None:
@@ -178,7 +196,8 @@ def evaluate_router(
     """Evaluate a fitted router (`fitted.yaml`) or an unfitted one built from a routes file.
 
     Args:
-        routes_or_fitted_path: `fitted.yaml` from `loramux router fit`, or a routes YAML.
+        routes_or_fitted_path: `fitted.yaml` from `loramux router fit`, a router version store
+            (its active version), or a routes YAML.
         data_path: labelled JSONL.
         out_dir: folder for the charts and `report.json`.
         predictions_path: optional JSONL of per-item predictions.
@@ -196,9 +215,11 @@ def evaluate_router(
     from loramux.embed.encoder import make_encoder
     from loramux.router.build import ROUTER_CLS, unfitted_router
     from loramux.router.persist import load_router
+    from loramux.router.versions import resolve_fitted
 
     encoder = encoder or make_encoder()
     router: Router
+    routes_or_fitted_path = resolve_fitted(routes_or_fitted_path)  # a version store: its active
     if "format" in read_yaml(routes_or_fitted_path):
         router = load_router(routes_or_fitted_path, encoder)
     else:
@@ -281,18 +302,5 @@ def _measure(
         confusion=matrix,
         by_kind=by_kind,
         targets=dict(Counter(d.target.value for d in decisions)),
-        curve=_curve(labels, decisions),
+        curve=[],
     )
-
-
-def _curve(
-    labels: np.ndarray[Any, Any], decisions: Sequence[RouteDecision]
-) -> list[tuple[float, float]]:
-    """(coverage, accuracy) of in-scope items routed to their top route, by falling score."""
-    idx = [i for i, label in enumerate(labels) if label != NONE and decisions[i].alternatives]
-    if not idx:
-        return []
-    idx.sort(key=lambda i: -decisions[i].score)
-    hits = np.cumsum([decisions[i].alternatives[0][0] == labels[i] for i in idx])
-    n_in = int((labels != NONE).sum())
-    return [(k / n_in, float(hits[k - 1]) / k) for k in range(1, len(idx) + 1)]

@@ -1,4 +1,4 @@
-"""PNG charts of a router evaluation: the confusion matrix and the coverage-accuracy curve.
+"""PNG charts of a router evaluation: the confusion matrix and the precision-coverage curve.
 
 matplotlib is imported here only, lazily, with the non-interactive Agg backend; without it the
 charts are skipped (the report says so) and everything else still works.
@@ -42,16 +42,12 @@ def confusion_png(
     return save(plt, fig, path)
 
 
-def coverage_png(
-    curve: Sequence[tuple[float, float]],
-    point: tuple[float, float],
-    path: Path,
-) -> bool:
-    """Draw accuracy of routed in-scope items against coverage, with the router's own point.
+def precision_coverage_png(curve: Sequence[Any], point: tuple[float, float], path: Path) -> bool:
+    """Draw routed precision against coverage as the threshold falls, the router's point marked.
 
     Args:
-        curve: (coverage, accuracy) as the threshold on the router's score goes down.
-        point: (coverage, routed precision) the router reaches with its thresholds.
+        curve: `CurvePoint`s (threshold, precision, coverage, ...), strictest first.
+        point: (coverage, routed precision) the router reaches with its own thresholds.
         path: PNG file.
 
     Returns:
@@ -60,14 +56,67 @@ def coverage_png(
     plt = _pyplot()
     if plt is None:
         return False
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
-    ax.plot([c for c, _ in curve], [a for _, a in curve], label="score threshold sweep")
-    ax.scatter([point[0]], [point[1]], color="C3", zorder=3, label="fitted thresholds")
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    xs, ys = [p.coverage for p in curve], [p.precision for p in curve]
+    ax.plot(xs, ys, label="probability threshold sweep")
+    step = max(len(curve) // 8, 1)
+    for p in list(curve)[step // 2 :: step]:
+        ax.annotate(f"{p.threshold:.2f}", (p.coverage, p.precision), fontsize=7, alpha=0.7)
+    ax.scatter([point[0]], [point[1]], color="C3", zorder=3, s=40, label="fitted thresholds")
+    ax.annotate(
+        f"fitted: {point[1]:.3f} @ {point[0]:.3f}",
+        point,
+        textcoords="offset points",
+        xytext=(-10, -16),
+        ha="right",
+        color="C3",
+        fontsize=8,
+    )
     ax.set_xlabel("coverage (share of in-scope requests routed)")
-    ax.set_ylabel("accuracy of routed requests")
+    ax.set_ylabel("routed precision (out-of-scope routed = wrong)")
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(min([a for _, a in curve] + [point[1], 0.5]) - 0.02, 1.01)
+    ax.set_ylim(min([*ys, point[1], 0.5]) - 0.02, 1.01)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    ax.set_title("Coverage vs accuracy")
+    ax.set_title("Precision vs coverage (labels: threshold)")
+    return save(plt, fig, path)
+
+
+def before_after_png(
+    before: Sequence[Any], after: Sequence[Any], before_report: Any, after_report: Any, path: Path
+) -> bool:
+    """Precision-coverage curves of the served and the refitted router on the same held-out
+    items, each with its own thresholds' point.
+
+    Returns:
+        Whether the file was written.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    low = 0.5
+    for name, curve, report, color in (
+        ("before", before, before_report, "C0"),
+        ("after", after, after_report, "C1"),
+    ):
+        ys = [p.precision for p in curve]
+        if curve:
+            ax.plot([p.coverage for p in curve], ys, color=color, label=f"{name}: sweep")
+        ax.scatter(
+            [report.coverage],
+            [report.routed_precision],
+            color=color,
+            zorder=3,
+            s=40,
+            label=f"{name}: fitted {report.routed_precision:.3f} @ {report.coverage:.3f}",
+        )
+        low = min([*ys, report.routed_precision, low])
+    ax.set_xlabel("coverage (share of in-scope requests routed)")
+    ax.set_ylabel("routed precision (out-of-scope routed = wrong)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(low - 0.02, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("Refit from the decision log: held-out items")
     return save(plt, fig, path)

@@ -165,6 +165,11 @@ def _per_route(
     return replace(thresholds, per_route=own)
 
 
+def passes(thresholds: Thresholds, scored: Scored) -> npt.NDArray[np.bool_]:
+    """Which rows of `scored` the thresholds route."""
+    return _passes(thresholds, scored, np.array([b or "" for b in scored.best]))
+
+
 def _passes(
     thresholds: Thresholds, scored: Scored, best: npt.NDArray[np.str_]
 ) -> npt.NDArray[np.bool_]:

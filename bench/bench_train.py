@@ -4,10 +4,12 @@ options, measured side by side in one run; prints a table.
   python bench/bench_train.py                      # 100 hr examples, configs/train/hr.yaml recipe
   python bench/bench_train.py --examples 100 --epochs 5 --variant with
 
-Each variant trains the demo recipe (LoRA r 8 on q_proj/v_proj, batch 8, max length 256) on the
-first N examples of the hr training data, through the same `train(config)` as `loramux train`:
-- with:    replay (0.2), KL distillation to the frozen base, L2 and early stopping, as shipped;
-- without: all four off (the ablation recipe in configs/train/ablation/).
+Each variant trains on the first N examples of the hr training data, through the same
+`train(config)` as `loramux train`:
+- with:    configs/train/hr.yaml as shipped (since issue 21: `augment` from those rows, LoRA on
+           all linear layers, replay, cached KL distillation, L2 and early stopping);
+- without: the previous recipe (LoRA r 8 on q_proj/v_proj) with all four anti-forgetting
+           options off (configs/train/ablation/).
 Reported: epochs run, optimizer steps, tokens seen (task + replay, padding excluded), wall time,
 tokens/s and seconds per step. Goal (issue 5): a 100-example adapter in under 10 minutes on the
 2-core machine.

@@ -13,6 +13,7 @@ from loramux.config import (
     LEGACY_ENGINE_KEYS,
     EngineConfig,
     LoramuxConfig,
+    TrainConfig,
     load_config,
     load_train_config,
     read_yaml,
@@ -224,3 +225,18 @@ def test_fleet_wide_rate_limits_need_the_postgres_store(tmp_path: Path) -> None:
     cfg.write_text("auth: {limits_scope: fleet}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="registry.store: postgres"):
         load_config(cfg, environ={})
+
+
+def test_every_training_option_is_in_the_readme_table() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Demo adapters and training", 1)[1].split("\n## ", 1)[0]
+    for name, field in TrainConfig.model_fields.items():
+        sub = field.annotation
+        fields = getattr(sub, "model_fields", None)
+        if name == "model" or fields is None:
+            assert f"`{name}`" in section, f"`{name}` is not in README's training table"
+            continue
+        for key in fields:
+            assert f"{name}.{key}`" in section or f"`{key}`" in section, (
+                f"`{name}.{key}` is not in README's training table"
+            )

@@ -95,3 +95,32 @@ def test_training_writes_a_servable_adapter_with_a_card(tmp_path: Path) -> None:
     assert card["base_model"] == "SmolLM2-135M-Instruct"
     assert len(card["data_sha256"]["train"]) == 64
     assert not list(tmp_path.glob(".out-*")), "no staging folder may be left behind"
+
+
+@pytest.mark.slow
+def test_augmented_all_linear_training_with_cached_kl(tmp_path: Path) -> None:
+    from loramux.adapters.training import train
+
+    cfg_file = tmp_path / "t.yaml"
+    hr = REPO / "demo/data/hr"
+    cfg_file.write_text(
+        f"name: tiny\ndata: {{train: {hr / 'train.jsonl'}}}\noutput_dir: {tmp_path / 'out'}\n"
+        f"augment: {{enabled: true, facts: {hr / 'facts.md'}, per_fact: 6, "
+        "validation_phrasings: 1}\n"
+        "lora: {r: 4, alpha: 8, target_modules: all-linear}\n"
+        "optim: {epochs: 1, batch_size: 8, learning_rate: 1.0e-3, max_length: 96}\n"
+        f"replay: {{enabled: true, ratio: 0.05, data: {REPO / 'demo/data/general/replay.jsonl'}}}\n"
+        "distill: {enabled: true, cache_top_k: 8, every: 2, batch_size: 2}\nl2: {enabled: true}\n",
+        encoding="utf-8",
+    )
+    summary = train(load_train_config(cfg_file), progress=lambda line: None)
+    assert summary.train_examples >= 15 * 6  # at least every kept training row once
+    assert summary.validation_examples == 15
+    version = inspect_adapter(tmp_path / "out", name="tiny", base_model="SmolLM2-135M-Instruct")
+    assert version.rank == 4
+    peft = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(
+        peft["target_modules"]
+    )
+    card = json.loads((tmp_path / "out" / "loramux-card.json").read_text())
+    assert len(card["data_sha256"]["facts"]) == 64

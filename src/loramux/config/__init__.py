@@ -48,6 +48,7 @@ from loramux.config.strict import (
     check_adapter_name,
 )
 from loramux.config.train import (
+    AugmentSettings,
     DistillSettings,
     EarlyStoppingSettings,
     L2Settings,
@@ -60,6 +61,7 @@ from loramux.config.train import (
 )
 
 __all__ = [
+    "AugmentSettings",
     "ADAPTER_NAME_RE",
     "DEFAULT_CONFIG_PATH",
     "ENV_OVERRIDES",

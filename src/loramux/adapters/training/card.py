@@ -28,6 +28,13 @@ def write_model_card(
         "metrics": metrics,
     }
     (folder / CARD_JSON).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+    modules = config.lora.target_modules
+    modules_text = modules if isinstance(modules, str) else ", ".join(modules)
+    augment = (
+        f"Augmented: {config.augment.per_fact} examples per fact from {config.augment.facts.name}."
+        if config.augment.enabled and config.augment.facts is not None
+        else "Not augmented."
+    )
     options = [
         name
         for name, on in (
@@ -55,8 +62,8 @@ tags: [lora, loramux]
 {config.description}
 
 LoRA adapter (r={config.lora.r}, alpha={config.lora.alpha}, modules
-{", ".join(config.lora.target_modules)}) for {config.model.id}, trained with loramux.
-Against forgetting: {", ".join(options) or "none"}.
+{modules_text}) for {config.model.id}, trained with loramux.
+{augment} Against forgetting: {", ".join(options) or "none"}.
 
 - Training examples: {metrics["train_examples"]} (+{metrics["replay_examples"]} replay),
   validation: {metrics["validation_examples"]}

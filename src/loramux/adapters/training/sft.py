@@ -1,11 +1,13 @@
 """`train(config)`: PEFT LoRA supervised fine-tuning of one task adapter on CPU or GPU.
 
-The base model stays frozen; only LoRA weights learn. Options against forgetting, each switched in
-the YAML: replay of general examples, KL distillation towards the frozen base model (the same
-model with the adapter disabled, so no second copy in memory), an L2 penalty on the LoRA update,
-and early stopping on a validation split (the best epoch is kept). The output folder (PEFT files
-plus a model card) is written to a temporary folder and renamed into place, so a crash never
-leaves half an adapter.
+The base model stays frozen; only LoRA weights learn. `augment` first states each training fact
+in many forms (`augment.py`), with held-out phrasings as the validation split. Options against
+forgetting, each switched in the YAML: replay of general examples, KL distillation towards the
+frozen base model (the same model with the adapter disabled, so no second copy in memory; live or
+from a cache of the base's top-k, `distill.py`), an L2 penalty on the LoRA update, and early
+stopping on a validation split (the best epoch is kept). The output folder (PEFT files plus a
+model card) is written to a temporary folder and renamed into place, so a crash never leaves
+half an adapter.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loramux.adapters.training.augment import augment_facts
 from loramux.adapters.training.card import write_model_card
 from loramux.adapters.training.data import (
     IGNORE_INDEX,
@@ -28,6 +31,7 @@ from loramux.adapters.training.data import (
     load_chat_jsonl,
     tokenize_chat,
 )
+from loramux.adapters.training.distill import TeacherCache, live_kl
 from loramux.config import TrainConfig
 from loramux.errors import ConfigError
 from loramux.fileio import sha256_file
@@ -87,8 +91,23 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     task = load_chat_jsonl(config.data.train)
+    augmented = None
+    if config.augment.enabled:
+        a = config.augment
+        assert a.facts is not None  # TrainConfig checks it
+        augmented = augment_facts(
+            config.data.train,
+            a.facts,
+            per_fact=a.per_fact,
+            validation_phrasings=a.validation_phrasings,
+            noise=a.noise,
+            seed=config.seed,
+        )
+        task = augmented.train
     if config.data.validation is not None:
         validation = load_chat_jsonl(config.data.validation)
+    elif augmented is not None:
+        validation = augmented.validation
     elif config.early_stopping.enabled and config.early_stopping.validation_split > 0:
         rng.shuffle(task)
         n_val = max(1, round(len(task) * config.early_stopping.validation_split))
@@ -119,7 +138,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
+        target_modules=(tm if isinstance(tm := config.lora.target_modules, str) else list(tm)),
         task_type="CAUSAL_LM",
     )
     try:
@@ -138,6 +157,21 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, 1 - s / total_steps)
     )
+
+    dbs = config.distill.batch_size or bs
+    cache = None
+    if config.distill.enabled and config.distill.cache_top_k > 0 and distill_prompts:
+        cache = TeacherCache.build(
+            model,
+            distill_prompts,
+            top_k=config.distill.cache_top_k,
+            temperature=config.distill.temperature,
+            pad_id=pad_id,
+            batch_size=bs,
+            device=device,
+            collate=_collate,
+            answer_logits=_answer_logits,
+        )
 
     bar = None
     if progress is None:
@@ -168,14 +202,21 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
             ids, mask, labels = _collate([train_set[i] for i in index], pad_id, device)
             task_loss = _assistant_loss(model, ids, mask, labels)
             loss = task_loss
-            if config.distill.enabled and distill_prompts:
-                loss = loss + config.distill.weight * _distill_loss(
-                    model,
-                    rng.sample(distill_prompts, min(bs, len(distill_prompts))),
-                    pad_id,
-                    config.distill.temperature,
-                    device,
-                )
+            if config.distill.enabled and distill_prompts and b % config.distill.every == 0:
+                picked = rng.sample(range(len(distill_prompts)), min(dbs, len(distill_prompts)))
+                if cache is not None:
+                    kl = cache.kl(model, picked, pad_id, device, _collate, _answer_logits)
+                else:
+                    kl = live_kl(
+                        model,
+                        [distill_prompts[i] for i in picked],
+                        pad_id,
+                        config.distill.temperature,
+                        device,
+                        _collate,
+                        _answer_logits,
+                    )
+                loss = loss + config.distill.weight * kl
             if config.l2.enabled:
                 loss = loss + config.l2.weight * _lora_l2(model)
             (loss / accum).backward()
@@ -291,27 +332,6 @@ def _assistant_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
     return F.cross_entropy(logits, target)
 
 
-def _distill_loss(
-    model: Any, prompts: list[TokenizedExample], pad_id: int, t: float, device: Any = "cpu"
-) -> Any:
-    """KL(base || adapter) on the answer tokens of general examples; the base is the adapter
-    disabled, so it costs no second copy of the model."""
-    import torch
-    import torch.nn.functional as F
-
-    ids, mask, labels = _collate(prompts, pad_id, device)
-    with torch.no_grad(), model.disable_adapter():
-        teacher, _ = _answer_logits(model, ids, mask, labels)
-    student, _ = _answer_logits(model, ids, mask, labels)
-    kl = F.kl_div(
-        F.log_softmax(student / t, dim=-1),
-        F.log_softmax(teacher / t, dim=-1),
-        log_target=True,
-        reduction="batchmean",
-    )
-    return kl * t * t
-
-
 def _lora_l2(model: Any) -> Any:
     """Squared norm of the LoRA update: sum over layers of ||B @ A||^2, cheap via the factors."""
     total = None
@@ -354,6 +374,8 @@ def _save(model: Any, config: TrainConfig, summary: TrainSummary) -> None:
         data_hashes = {"train": sha256_file(config.data.train)}
         if config.data.validation is not None:
             data_hashes["validation"] = sha256_file(config.data.validation)
+        if config.augment.enabled and config.augment.facts is not None:
+            data_hashes["facts"] = sha256_file(config.augment.facts)
         if config.replay.enabled:
             data_hashes["replay"] = sha256_file(config.replay.data or DEFAULT_REPLAY)
         write_model_card(staging, config, summary.to_dict(), data_hashes)

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from loramux.adapters.training.augment import augment_facts  # noqa: E402
+from loramux.adapters.training.augment import augment_from_config  # noqa: E402
 from loramux.adapters.training.sft import train  # noqa: E402
 from loramux.config import TrainConfig, load_train_config  # noqa: E402
 from loramux.eval.answer_metrics import key_accuracy  # noqa: E402
@@ -133,15 +133,7 @@ def main() -> int:
         for rank, lr, per_fact in grid:
             config = point_config(task, rank, lr, per_fact, args)
             a = config.augment
-            assert a.facts is not None, "the sweep needs a recipe with `augment`"
-            data = augment_facts(
-                config.data.train,
-                a.facts,
-                per_fact=a.per_fact,
-                validation_phrasings=a.validation_phrasings,
-                noise=a.noise,
-                seed=config.seed,
-            )
+            data = augment_from_config(config)  # the sweep needs a recipe with `augment`
             started = time.perf_counter()
 
             def progress(line: str, started: float = started) -> None:

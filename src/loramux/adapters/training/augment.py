@@ -29,8 +29,13 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loramux.adapters.training.data import TrainingDataError
+from loramux.errors import ConfigError
+
+if TYPE_CHECKING:
+    from loramux.config import TrainConfig
 
 Chat = list[dict[str, str]]
 
@@ -331,3 +336,19 @@ def augment_facts(
 
 def _chat(question: str, answer: str) -> Chat:
     return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def augment_from_config(config: TrainConfig) -> AugmentedData:
+    """`augment_facts` with a training config's `augment` block, data and seed (what `train`
+    and `bench/train_sweep.py` both train on)."""
+    a = config.augment
+    if a.facts is None:
+        raise ConfigError("augment.facts: the facts table is required with augment.enabled")
+    return augment_facts(
+        config.data.train,
+        a.facts,
+        per_fact=a.per_fact,
+        validation_phrasings=a.validation_phrasings,
+        noise=a.noise,
+        seed=config.seed,
+    )

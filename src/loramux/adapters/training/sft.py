@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loramux.adapters.training.augment import augment_facts
+from loramux.adapters.training.augment import augment_from_config
 from loramux.adapters.training.card import write_model_card
 from loramux.adapters.training.data import (
     IGNORE_INDEX,
@@ -93,16 +93,7 @@ def train(config: TrainConfig, *, progress: Callable[[str], None] | None = None)
     task = load_chat_jsonl(config.data.train)
     augmented = None
     if config.augment.enabled:
-        a = config.augment
-        assert a.facts is not None  # TrainConfig checks it
-        augmented = augment_facts(
-            config.data.train,
-            a.facts,
-            per_fact=a.per_fact,
-            validation_phrasings=a.validation_phrasings,
-            noise=a.noise,
-            seed=config.seed,
-        )
+        augmented = augment_from_config(config)
         task = augmented.train
     if config.data.validation is not None:
         validation = load_chat_jsonl(config.data.validation)

@@ -303,9 +303,10 @@ async def test_a_replica_failing_its_probe_leaves_only_the_third_time_in_a_row(
     assert not engine.replicas[1].healthy
 
 
-async def test_a_cut_stream_fails_its_request_but_a_replica_that_answers_stays(
+async def cut_at_home(
     three: list[Served], engines: list[RemoteEngine], tmp_path: Path
-) -> None:
+) -> tuple[RemoteEngine, AdapterRef, Served]:
+    """An engine over `three` with adapter hr placed; its home replica cuts its next stream."""
     urls = [s.url for s in three]
     engine = RemoteEngine(config_for(urls), model_id=MODEL, probe_interval_s=60)
     engines.append(engine)
@@ -314,6 +315,13 @@ async def test_a_cut_stream_fails_its_request_but_a_replica_that_answers_stays(
     await engine.add_adapter(ref)
     home = next(s for s in three if s.url == rank(ref.key, urls)[0])
     home.fake.cut_streams = 1
+    return engine, ref, home
+
+
+async def test_a_cut_stream_fails_its_request_but_a_replica_that_answers_stays(
+    three: list[Served], engines: list[RemoteEngine], tmp_path: Path
+) -> None:
+    engine, ref, home = await cut_at_home(three, engines, tmp_path)
     got: list[str] = []
 
     async def read() -> None:
@@ -339,14 +347,7 @@ async def test_a_buffered_request_cut_mid_answer_is_answered_whole_elsewhere(
     three: list[Served], engines: list[RemoteEngine], tmp_path: Path
 ) -> None:
     """No `stream`: nothing reached the client, so the answer starts again on another replica."""
-    urls = [s.url for s in three]
-    engine = RemoteEngine(config_for(urls), model_id=MODEL, probe_interval_s=60)
-    engines.append(engine)
-    await engine.start()
-    ref = adapter("hr", tmp_path)
-    await engine.add_adapter(ref)
-    home = next(s for s in three if s.url == rank(ref.key, urls)[0])
-    home.fake.cut_streams = 1
+    engine, ref, home = await cut_at_home(three, engines, tmp_path)
     result = await generate(engine, replace(request("a b c", ref), buffered=True))
     assert home.fake.cut_streams == 0  # its first try was cut mid-answer on its home
     # Whole and once (the cut try's first token is not in it), from the next replica.

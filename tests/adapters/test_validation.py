@@ -94,7 +94,10 @@ def test_a_good_adapter_passes_and_is_described(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (DEMO_HR / "adapter_config.json").is_file(), reason="demo adapter absent")
 def test_the_trained_demo_adapter_passes() -> None:
     checked = check_adapter_folder(DEMO_HR, name="hr", base=BASE, limits=LIMITS)
-    assert checked.version.target_modules == ("q_proj", "v_proj")
+    # The recipe's `lora.target_modules: all-linear`: every linear layer of a Llama block.
+    every_linear = ("down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj")
+    assert tuple(sorted(checked.version.target_modules)) == every_linear
+    assert checked.version.rank == 16
     assert checked.card.get("name") == "hr"
 
 

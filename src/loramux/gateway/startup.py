@@ -115,9 +115,6 @@ def _router_reloader(config: LoramuxConfig, svc: AppServices) -> RouterReloader 
     if rc.fitted is None or rc.reload_s <= 0 or svc.encoder is None or svc.router is None:
         return None
     from loramux.gateway.router_reload import RouterReloader
-    from loramux.router.build import build_router
-    from loramux.router.cache import RouterCache
-    from loramux.router.semantic import SemanticRouter
     from loramux.router.versions import RouterVersions, is_store
 
     if not is_store(rc.fitted):
@@ -125,12 +122,7 @@ def _router_reloader(config: LoramuxConfig, svc: AppServices) -> RouterReloader 
     encoder, kb = svc.encoder, svc.kb
 
     def load() -> Router:
-        router = build_router(
-            rc, encoder, kb_probe=kb.best_score if kb else None, rag_min_score=config.kb.min_score
-        )
-        if isinstance(router, SemanticRouter):
-            router.cache = RouterCache(config.paths.data_dir / ROUTER_CACHE)
-        return router
+        return _make_router(config, encoder, kb)
 
     return RouterReloader(RouterVersions(rc.fitted), load, svc, rc.reload_s)
 
@@ -219,9 +211,6 @@ def _open_routing(
     from loramux.rag.ingest import ingest
     from loramux.rag.knowledge_base import KnowledgeBase
     from loramux.rag.store import CURRENT
-    from loramux.router.build import build_router
-    from loramux.router.cache import RouterCache
-    from loramux.router.semantic import SemanticRouter
 
     set_offline()
     quiet_libraries()
@@ -238,9 +227,22 @@ def _open_routing(
         kb = KnowledgeBase.load(kb_dir, encoder)
     router = None
     if rc.routes is not None or rc.fitted is not None:
-        router = build_router(
-            rc, encoder, kb_probe=kb.best_score if kb else None, rag_min_score=kc.min_score
-        )
+        router = _make_router(config, encoder, kb)
+    return encoder, kb, router
+
+
+def _make_router(config: LoramuxConfig, encoder: Encoder, kb: KnowledgeBase | None) -> Router:
+    """The configured router (at start-up, and for each version the reloader swaps in)."""
+    from loramux.router.build import build_router
+    from loramux.router.cache import RouterCache
+    from loramux.router.semantic import SemanticRouter
+
+    router = build_router(
+        config.router,
+        encoder,
+        kb_probe=kb.best_score if kb else None,
+        rag_min_score=config.kb.min_score,
+    )
     if isinstance(router, SemanticRouter):  # adapters' routes: vectors and head kept on disk
         router.cache = RouterCache(config.paths.data_dir / ROUTER_CACHE)
-    return encoder, kb, router
+    return router

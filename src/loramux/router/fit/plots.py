@@ -17,6 +17,15 @@ def _pyplot() -> Any:
     return pyplot("router evaluate")
 
 
+def _coverage_axes(ax: Any, lowest: float) -> None:
+    """Labels, limits and grid of a precision-coverage chart whose lowest precision is `lowest`."""
+    ax.set_xlabel("coverage (share of in-scope requests routed)")
+    ax.set_ylabel("routed precision (out-of-scope routed = wrong)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(lowest - 0.02, 1.01)
+    ax.grid(alpha=0.3)
+
+
 def confusion_png(
     matrix: Sequence[Sequence[int]], rows: Sequence[str], cols: Sequence[str], path: Path
 ) -> bool:
@@ -72,11 +81,7 @@ def precision_coverage_png(curve: Sequence[Any], point: tuple[float, float], pat
         color="C3",
         fontsize=8,
     )
-    ax.set_xlabel("coverage (share of in-scope requests routed)")
-    ax.set_ylabel("routed precision (out-of-scope routed = wrong)")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(min([*ys, point[1], 0.5]) - 0.02, 1.01)
-    ax.grid(alpha=0.3)
+    _coverage_axes(ax, min([*ys, point[1], 0.5]))
     ax.legend(loc="lower left")
     ax.set_title("Precision vs coverage (labels: threshold)")
     return save(plt, fig, path)
@@ -112,11 +117,7 @@ def before_after_png(
             label=f"{name}: fitted {report.routed_precision:.3f} @ {report.coverage:.3f}",
         )
         low = min([*ys, report.routed_precision, low])
-    ax.set_xlabel("coverage (share of in-scope requests routed)")
-    ax.set_ylabel("routed precision (out-of-scope routed = wrong)")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(low - 0.02, 1.01)
-    ax.grid(alpha=0.3)
+    _coverage_axes(ax, low)
     ax.legend(loc="lower left", fontsize=8)
     ax.set_title("Refit from the decision log: held-out items")
     return save(plt, fig, path)

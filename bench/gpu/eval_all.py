@@ -41,6 +41,11 @@ def main() -> int:
     parser.add_argument("--extra", action="append", default=[], help="more NAME=FOLDER adapters")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--no-ablation",
+        action="store_true",
+        help="leave out demo/adapters/ablation (the adapters trained without the options)",
+    )
+    parser.add_argument(
         "--skip", action="append", default=[], choices=["forgetting", "task", "matrix"]
     )
     args = parser.parse_args()
@@ -48,7 +53,9 @@ def main() -> int:
     cfg = load_config(REPO / "configs" / "default.yaml", environ={})
     demo = REPO / "demo" / "adapters"
     adapters = [f"{t}={demo / t}" for t in TASKS]
-    plain = [f"{t}-plain={demo / 'ablation' / f'{t}-plain'}" for t in TASKS]
+    plain = (
+        [] if args.no_ablation else [f"{t}-plain={demo / 'ablation' / f'{t}-plain'}" for t in TASKS]
+    )
     data = [f"{t}={REPO / 'demo' / 'data' / t / 'test.jsonl'}" for t in TASKS]
 
     def say(line: str) -> None:

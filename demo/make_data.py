@@ -231,6 +231,13 @@ and fails on any inconsistency.
   between the canonical answer and light rewordings, all containing the keys.
 - `data/<dept>/test.jsonl`: same format plus `"keys"`; held-out phrasings (different templates
   and wrappers), every fact covered, assistant turn = canonical answer.
+- `data/<dept>/test2.jsonl`: a second held-out set in the same format, 40 questions per
+  department, not made by this script: written by hand by someone who saw only `facts.md`
+  (not `demo/datagen/`, train.jsonl, test.jsonl or the augmentation code), before any adapter
+  was measured on it; no training, augmentation or recipe sweep reads it. Every fact is asked 2
+  or 3 times in a new employee's own words (synonyms, situations, terse and long polite
+  questions, typos, British and American wording); `tests/eval/test_demo_test2.py` checks the
+  keys, the coverage and that no question repeats one of train.jsonl or test.jsonl.
 - `data/<dept>/facts.md`: all facts of the department with keys.
 - `data/general/replay.jsonl`: 60 general-knowledge chats (arithmetic, geography, science,
   definitions, short writing tasks), hand-written for this demo, no company facts. Mix into

@@ -52,6 +52,17 @@ def test_task_files_are_named_after_their_folder_or_given_name(tmp_path: Path) -
     assert "27" in example.reference
 
 
+def test_numbered_generic_files_are_named_after_their_folder(tmp_path: Path) -> None:
+    text = HR_TEST.read_text(encoding="utf-8")
+    for rel in ("hr/test2.jsonl", "it/heldout10.jsonl", "x/test2b.jsonl"):
+        (tmp_path / rel).parent.mkdir()
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    sets = load_task_sets(
+        [str(tmp_path / r) for r in ("hr/test2.jsonl", "it/heldout10.jsonl", "x/test2b.jsonl")]
+    )
+    assert [s.name for s in sets] == ["hr", "it", "test2b"]
+
+
 @pytest.mark.parametrize(
     ("line", "words"),
     [

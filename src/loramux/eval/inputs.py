@@ -2,8 +2,9 @@
 
 An adapter is given as `NAME=FOLDER`, as a folder (named after it), or as the name of an entry in
 the config's `adapters:` table. A task data file is `NAME=FILE` or a file; a file called
-`test.jsonl` (or `validation`, `valid`, `dev`, `heldout`) is named after its folder, so
-`demo/data/hr/test.jsonl` is the task `hr`. Lines are chat examples whose last turn is the
+`test.jsonl` (or `validation`, `valid`, `dev`, `heldout`, `eval`, each optionally followed by
+digits: `test2.jsonl`) is named after its folder, so `demo/data/hr/test.jsonl` and
+`demo/data/hr/test2.jsonl` are the task `hr`. Lines are chat examples whose last turn is the
 reference answer: `{"messages": [..., {"role": "assistant", ...}], "keys": ["27"]}`; `keys`
 (strings the answer must contain) is optional.
 """
@@ -109,7 +110,8 @@ def load_task_sets(values: Sequence[str], *, limit: int | None = None) -> list[T
         name, where = _split(value)
         path = Path(where).expanduser()
         if name is None:
-            name = path.parent.name if path.stem in _GENERIC_STEMS else path.stem
+            generic = path.stem.rstrip("0123456789") in _GENERIC_STEMS
+            name = path.parent.name if generic else path.stem
         examples = load_task_examples(path)
         sets.append(TaskSet(name, path, examples[:limit] if limit else examples))
     _unique([s.name for s in sets], "data")

@@ -83,8 +83,13 @@ class AugmentSettings(Strict):
     sentences, casing, typos; answer restatements that keep the keys verbatim). Needs a `fact` id
     on every training row and the `facts` table; reads nothing else."""
     facts: Path | None = None
-    """Facts table: markdown `| id | topic | keys | canonical answer |` (demo/data/<task>/facts.md)
-    or JSONL `{"id", "topic", "keys", "answer"}`."""
+    """Facts table: markdown `| id | topic | keys | canonical answer |` (demo/data/<task>/facts.md),
+    optionally with a last `| aliases |` column (`; `-separated), or JSONL
+    `{"id", "topic", "keys", "answer", "aliases"}` (`aliases` optional)."""
+    aliases: bool = True
+    """Use the facts' aliases (other names of the topic): topic templates and prefixes draw over
+    them, and training questions naming the topic are re-phrased with another name. False: the
+    aliases are ignored, as for a table without them."""
     per_fact: int = Field(default=40, ge=1)
     """Training examples drawn per fact (at least every training row of the fact, once)."""
     validation_phrasings: int = Field(default=1, ge=0)

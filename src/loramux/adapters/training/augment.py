@@ -8,7 +8,10 @@ per fact:
 - questions: the training questions as they are, with a context sentence before or after them,
   in lower case without punctuation, with typos, and questions made from templates over the
   fact's topic ("What are the rules for parental leave?", "parental leave?", "About parental
-  leave: ...");
+  leave: ..."); with `aliases` (the facts table's other names for the topic, facts.py), the
+  templates and topic prefixes draw over the aliases too ("What's the policy on mat leave?"),
+  and training questions that name the topic are re-phrased with another of its names ("How
+  long is parental leave?" -> "How long is maternity leave?", rephrase.py);
 - answers: the training answers and the canonical one, also restated ("Regarding parental
   leave: ...", "Short answer: 20 weeks. ..."); every answer keeps every key of the fact
   verbatim (answers that would not are dropped);
@@ -19,19 +22,21 @@ training file and the facts table are read, never held-out test data.
 Validation by phrasing: `validation_phrasings` question groups per fact (a question with its
 decorated copies, "I'm new here. <q> Thanks!", is one group) are held out of the augmentation
 and returned as validation examples with the fact's keys, for early stopping and for choosing a
-recipe (`bench/train_sweep.py`).
+recipe (`bench/train_sweep.py`). No training question contains a held-out one, nor (with
+`aliases`) a copy of one with a name of the topic swapped for another.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loramux.adapters.training.data import TrainingDataError
+from loramux.adapters.training.facts import Fact, fact_names, load_facts, topic_names
+from loramux.adapters.training.rephrase import HeldOut, substitutions
 from loramux.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -93,6 +98,8 @@ TOPIC_QUESTIONS = (
     "How is {t} handled at our company?",
     "Quick one about {t} - what's the deal?",
 )
+ALIAS_REPHRASINGS = 2
+"""Copies of each training question that names its topic, re-phrased with another name."""
 TOPIC_PREFIXES = ("About {t}: {q}", "Re {t}: {q}", "{q} (It's about {t}.)", "On {t}. {q}")
 ANSWER_FORMS = (
     "{a}",
@@ -107,65 +114,12 @@ ANSWER_FORMS = (
 
 
 @dataclass(frozen=True)
-class Fact:
-    id: str
-    topic: str
-    keys: tuple[str, ...]
-    answer: str
-
-
-@dataclass(frozen=True)
 class AugmentedData:
     train: list[Chat]
     validation: list[Chat]
     validation_keys: list[tuple[str, ...]]
     """The keys each validation example's answer must contain (same order as `validation`)."""
     facts: int
-
-
-def load_facts(path: Path) -> dict[str, Fact]:
-    """Read a facts table: a markdown table `| id | topic | keys | canonical answer |` with the
-    keys in backticks (demo/data/<task>/facts.md), or JSONL `{"id", "topic", "keys", "answer"}`.
-
-    Raises:
-        TrainingDataError: unreadable file, or a row without id, topic, keys or answer.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainingDataError(f"cannot read facts table {path}: {exc}") from exc
-    facts: dict[str, Fact] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        where = f"{path}, line {number}"
-        if path.suffix == ".jsonl":
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                fact = Fact(
-                    str(row["id"]), str(row["topic"]), tuple(row["keys"]), str(row["answer"])
-                )
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise TrainingDataError(
-                    f'{where}: expected {{"id", "topic", "keys": [...], "answer"}} ({exc})'
-                ) from exc
-        else:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not line.startswith("|") or len(cells) < 4 or cells[0] in ("id", "---"):
-                continue
-            keys = tuple(re.findall(r"`([^`]+)`", cells[2]))
-            fact = Fact(cells[0], cells[1], keys, "|".join(cells[3:]).strip())
-        if not (fact.id and fact.topic and fact.keys and fact.answer):
-            raise TrainingDataError(f"{where}: a fact needs an id, a topic, keys and an answer")
-        missing = [k for k in fact.keys if k not in fact.answer]
-        if missing:
-            raise TrainingDataError(
-                f"{where}: the answer of {fact.id} lacks its key(s) {', '.join(missing)}"
-            )
-        facts[fact.id] = fact
-    if not facts:
-        raise TrainingDataError(f"{path} holds no facts")
-    return facts
 
 
 def load_fact_rows(path: Path, facts: dict[str, Fact]) -> dict[str, list[tuple[str, str]]]:
@@ -229,32 +183,34 @@ def casual(text: str) -> str:
     return text.lower().rstrip("?.! ")
 
 
-def topic_names(topic: str) -> list[str]:
-    """The names a topic goes by, in lower case but for acronyms ("HR portal", "Office Wi-Fi"):
-    "Onboarding / Welcome Day" is "onboarding / welcome day", "onboarding" and "welcome day"."""
-    names = [topic] + ([part.strip() for part in topic.split("/")] if "/" in topic else [])
-    out = []
-    for name in names:
-        words = [w if sum(c.isupper() for c in w) > 1 else w.lower() for w in name.split()]
-        lowered = " ".join(words)
-        if lowered and lowered not in out:
-            out.append(lowered)
-    return out
-
-
-def question_forms(questions: list[str], fact: Fact, rng: random.Random, noise: float) -> list[str]:
-    """Many different questions for one fact (see the module docstring)."""
+def question_forms(
+    questions: list[str],
+    fact: Fact,
+    rng: random.Random,
+    noise: float,
+    *,
+    aliases: bool = False,
+    held: HeldOut | None = None,
+) -> list[str]:
+    """Many different questions for one fact (see the module docstring); with `aliases`, the
+    topic templates and prefixes draw over the fact's aliases too, and each question naming the
+    topic gets up to `ALIAS_REPHRASINGS` copies with another name. No form `held` blocks."""
     forms: list[str] = list(questions)
-    names = topic_names(fact.topic)
+    names = fact_names(fact, aliases=aliases)
     for q in questions:
         forms.append(f"{rng.choice(CONTEXT_BEFORE)} {q}")
         forms.append(f"{q} {rng.choice(CONTEXT_AFTER)}")
         forms.append(rng.choice(REQUEST_WRAPPERS).format(q=q))
         forms.append(rng.choice(TOPIC_PREFIXES).format(t=rng.choice(names), q=q))
         forms.append(casual(q))
+        if aliases:
+            variants = substitutions(q, names, fact.aliases)
+            forms += rng.sample(variants, min(ALIAS_REPHRASINGS, len(variants)))
     for template in TOPIC_QUESTIONS:
         t = rng.choice(names)
         forms.append(template.format(t=t[0].upper() + t[1:] if template[0] == "{" else t))
+    if held is not None:
+        forms = [f for f in forms if not held.leaks(f)]
     for i, form in enumerate(forms):
         if rng.random() < noise:
             forms[i] = typo(form, rng)
@@ -282,10 +238,13 @@ def augment_facts(
     validation_phrasings: int,
     noise: float,
     seed: int,
+    aliases: bool = True,
 ) -> AugmentedData:
     """Augmented training chats and the held-out validation phrasings (see the module docstring).
 
-    Deterministic: the same files and arguments give the same examples in the same order.
+    Deterministic: the same files and arguments give the same examples in the same order. With
+    `aliases` false the facts' aliases are not used (the same examples as for a table without
+    them).
 
     Raises:
         TrainingDataError: malformed files, a fact with too few phrasings to hold some out, or a
@@ -311,8 +270,15 @@ def augment_facts(
         for g in groups[:validation_phrasings]:
             validation.append(_chat(g[0], fact.answer))
             val_keys.append(fact.keys)
-        kept = [(q, a) for q, a in pairs if q not in held]
-        questions = question_forms([q for q, _ in kept], fact, rng, noise)
+        guard = (
+            HeldOut(held, fact_names(fact, aliases=True), fact.aliases)
+            if aliases
+            else HeldOut(held)
+        )
+        kept = [(q, a) for q, a in pairs if q not in held and not guard.leaks(q)]
+        questions = question_forms(
+            [q for q, _ in kept], fact, rng, noise, aliases=aliases, held=guard
+        )
         answers = answer_forms([a for _, a in kept], fact)
         if not answers:
             raise TrainingDataError(f"no answer of fact {fact_id} holds all its keys")
@@ -351,4 +317,5 @@ def augment_from_config(config: TrainConfig) -> AugmentedData:
         validation_phrasings=a.validation_phrasings,
         noise=a.noise,
         seed=config.seed,
+        aliases=a.aliases,
     )

@@ -14,6 +14,7 @@ Each fact has:
             (two per department)
 
 No user phrasing may contain a key of its own fact (checked by make_data.py).
+Other names of each fact's topic (its aliases) are in aliases.py, keyed by fact id.
 """
 
 from dataclasses import dataclass

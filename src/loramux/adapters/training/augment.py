@@ -270,12 +270,10 @@ def augment_facts(
         for g in groups[:validation_phrasings]:
             validation.append(_chat(g[0], fact.answer))
             val_keys.append(fact.keys)
-        guard = (
-            HeldOut(held, fact_names(fact, aliases=True), fact.aliases)
-            if aliases
-            else HeldOut(held)
-        )
-        kept = [(q, a) for q, a in pairs if q not in held and not guard.leaks(q)]
+        names = fact_names(fact, aliases=True) if aliases else []
+        copies = HeldOut(held, names)
+        kept = [(q, a) for q, a in pairs if q not in held and not copies.is_copy(q)]
+        guard = HeldOut(held, names, trained=[q for q, _ in kept])
         questions = question_forms(
             [q for q, _ in kept], fact, rng, noise, aliases=aliases, held=guard
         )

@@ -37,32 +37,49 @@ def substitutions(question: str, names: Sequence[str], aliases: Sequence[str]) -
     return _replaced(question, start, end, aliases)
 
 
-def all_substitutions(question: str, names: Sequence[str], aliases: Sequence[str]) -> list[str]:
-    """Every single substitution: each occurrence of each name replaced by each clean alias."""
+def all_substitutions(
+    question: str, names: Sequence[str], aliases: Sequence[str], *, clean: bool = True
+) -> list[str]:
+    """Every single substitution: each occurrence of each name replaced by each alias; with
+    `clean` false, by every alias whether clean or not, with "a"/"an" as written and fixed."""
     out: list[str] = []
     for start, end in _matches(question, names):
-        out += _replaced(question, start, end, aliases)
+        out += _replaced(question, start, end, aliases, clean=clean)
     return out
 
 
 class HeldOut:
-    """Validation questions that training must not contain, alias-substituted or not.
+    """Validation questions that training must not contain, name-swapped or not.
 
-    A training question leaks when, compared in lower case on words alone (punctuation and
-    spacing ignored), it contains a held-out question or any single substitution of one.
+    Compared in lower case on words alone (punctuation and spacing ignored). A swap is a
+    held-out question with one occurrence of a topic name or alias replaced by another (clean
+    or not). A training row that is a swap is a copy of the held-out question (`is_copy`). A
+    generated question leaks (`leaks`) when it contains a held-out question, or a swap that no
+    training row in `trained` already contains (those rows are training data with or without
+    aliases; what is generated from them may keep their words).
     """
 
     def __init__(
-        self, questions: Iterable[str], names: Sequence[str] = (), aliases: Sequence[str] = ()
+        self, questions: Iterable[str], names: Sequence[str] = (), *, trained: Iterable[str] = ()
     ) -> None:
-        forms: set[str] = set()
-        for q in questions:
-            forms.add(_normalized(q))
-            forms.update(_normalized(v) for v in all_substitutions(q, names, aliases))
-        self._forms = sorted(f for f in forms if f.strip())
+        questions = list(questions)
+        self._held = {_normalized(q) for q in questions}
+        self._swaps = {
+            _normalized(v)
+            for q in questions
+            for v in all_substitutions(q, names, names, clean=False)
+        } - self._held
+        rows = [_normalized(t) for t in trained]
+        new_swaps = {s for s in self._swaps if not any(s in row for row in rows)}
+        self._forms = sorted(f for f in self._held | new_swaps if f.strip())
+
+    def is_copy(self, question: str) -> bool:
+        """Whether `question` is a held-out question, or one with a name swapped."""
+        text = _normalized(question)
+        return text in self._held or text in self._swaps
 
     def leaks(self, question: str) -> bool:
-        """Whether `question` contains a held-out question (or a substituted form of one)."""
+        """Whether `question` contains a held-out question or a new swap of one."""
         text = _normalized(question)
         return any(form in text for form in self._forms)
 
@@ -79,7 +96,9 @@ def _matches(question: str, names: Sequence[str]) -> list[tuple[int, int]]:
     return sorted(set(spans))
 
 
-def _replaced(question: str, start: int, end: int, aliases: Sequence[str]) -> list[str]:
+def _replaced(
+    question: str, start: int, end: int, aliases: Sequence[str], *, clean: bool = True
+) -> list[str]:
     found = question[start:end].lower()
     before, after = question[:start], question[end:]
     prev = _WORD.findall(before)[-1:] or [""]
@@ -87,11 +106,15 @@ def _replaced(question: str, start: int, end: int, aliases: Sequence[str]) -> li
     out = []
     for name in aliases:
         words = _WORD.findall(name.lower())
-        if name.lower() == found or not words or any(_stem(w) in around for w in words):
+        if name.lower() == found or not words:
             continue
+        if clean and any(_stem(w) in around for w in words):
+            continue
+        if not clean:
+            out.append(before + name + after)
         head = before
         if prev[0].lower() in ("a", "an") and re.search(r"\b(an?)\s+$", before, re.IGNORECASE):
-            if _plural(name):
+            if clean and _plural(name):
                 continue
             article = "an" if _vowel_sound(name) else "a"
             if prev[0][0].isupper():

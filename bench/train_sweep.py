@@ -4,9 +4,10 @@
   python bench/train_sweep.py --task hr --task it --task finance --jobs 12 \\
       --rank 8 --rank 16 --rank 32 --lr 5e-4 --lr 1e-3 --lr 2e-3 --device cuda --test
 
-Each grid point (rank x learning rate x examples per fact) trains `configs/train/<task>.yaml`
-with those three values changed (LoRA alpha = 2 x rank), through the same `train(config)` as
-`loramux train`. It is scored on the validation split the recipe itself carves: the
+Each grid point (rank x learning rate x examples per fact x `--aliases on|off`) trains
+`configs/train/<task>.yaml` with those values changed (LoRA alpha = 2 x rank), through the
+same `train(config)` as `loramux train`. It is scored on the validation split the recipe itself
+carves: the
 `augment.validation_phrasings` question phrasings per fact held out of the augmentation (greedy
 answers, 48 new tokens, key accuracy = every key of the fact in the answer). The point with the
 best validation key accuracy is chosen per task (ties: lower validation loss). test.jsonl is
@@ -50,9 +51,15 @@ from loramux.models import ensure_base_model  # noqa: E402
 
 
 def point_config(
-    task: str, rank: int | None, lr: float | None, per_fact: int | None, args: Any
+    task: str,
+    rank: int | None,
+    lr: float | None,
+    per_fact: int | None,
+    aliases: bool | None,
+    args: Any,
 ) -> TrainConfig:
-    name = f"{task}-r{rank or 'cfg'}-lr{lr or 'cfg'}-pf{per_fact or 'cfg'}"
+    alias_tag = "cfg" if aliases is None else ("on" if aliases else "off")
+    name = f"{task}-r{rank or 'cfg'}-lr{lr or 'cfg'}-pf{per_fact or 'cfg'}-al{alias_tag}"
     config = load_train_config(
         REPO / "configs" / "train" / f"{task}.yaml",
         overrides={"output_dir": str((args.out / name).resolve()), "device": args.device},
@@ -68,14 +75,21 @@ def point_config(
     augment = config.augment
     if per_fact is not None:
         augment = augment.model_copy(update={"per_fact": per_fact})
+    if aliases is not None:
+        augment = augment.model_copy(update={"aliases": aliases})
     return config.model_copy(update={"lora": lora, "optim": optim, "augment": augment})
 
 
 def run_point(
-    task: str, rank: int | None, lr: float | None, per_fact: int | None, args: Any
+    task: str,
+    rank: int | None,
+    lr: float | None,
+    per_fact: int | None,
+    aliases: bool | None,
+    args: Any,
 ) -> dict[str, Any]:
     """Train one grid point and score it on its validation phrasings."""
-    config = point_config(task, rank, lr, per_fact, args)
+    config = point_config(task, rank, lr, per_fact, aliases, args)
     a = config.augment
     data = augment_from_config(config)  # the sweep needs a recipe with `augment`
     started = time.perf_counter()
@@ -94,6 +108,7 @@ def run_point(
         "rank": config.lora.r,
         "lr": config.optim.learning_rate,
         "per_fact": a.per_fact,
+        "aliases": a.aliases,
         "train_examples": summary.train_examples,
         "epochs": f"{summary.best_epoch}/{summary.epochs_run}",
         "validation_loss": round(history.get("validation_loss", float("nan")), 4),
@@ -114,9 +129,10 @@ def run_parallel(points: list[tuple[Any, ...]], args: Any) -> list[dict[str, Any
     args.out.mkdir(parents=True, exist_ok=True)
 
     def one(point: tuple[Any, ...]) -> dict[str, Any]:
-        task, rank, lr, per_fact = point
-        config = point_config(task, rank, lr, per_fact, args)
-        resolved = (config.lora.r, config.optim.learning_rate, config.augment.per_fact)
+        task, rank, lr, per_fact, aliases = point
+        config = point_config(task, rank, lr, per_fact, aliases, args)
+        a = config.augment
+        resolved = (config.lora.r, config.optim.learning_rate, a.per_fact, a.aliases)
         spec = ",".join(str(v) for v in (task, *resolved))
         config = point_config(task, *resolved, args)  # named as the worker names it
         command = [sys.executable, __file__, "--point", spec, "--device", args.device]
@@ -191,6 +207,7 @@ def install(task: str, row: dict[str, Any], float16: bool = False) -> None:
         "lora.r": (shipped.lora.r, row["rank"]),
         "optim.learning_rate": (shipped.optim.learning_rate, row["lr"]),
         "augment.per_fact": (shipped.augment.per_fact, row["per_fact"]),
+        "augment.aliases": (shipped.augment.aliases, row["aliases"]),
     }
     changed = [f"{k}: {new} (was {was})" for k, (was, new) in values.items() if was != new]
     note = f"; set in configs/train/{task}.yaml: {', '.join(changed)}" if changed else ""
@@ -203,6 +220,12 @@ def main() -> int:
     parser.add_argument("--rank", action="append", type=int, help="default: the config's")
     parser.add_argument("--lr", action="append", type=float, help="default: the config's")
     parser.add_argument("--per-fact", action="append", type=int, help="default: the config's")
+    parser.add_argument(
+        "--aliases",
+        action="append",
+        choices=["on", "off"],
+        help="augment.aliases: the facts' other names in the questions (default: the config's)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     parser.add_argument("--out", type=Path, default=Path("sweep-out"))
@@ -220,15 +243,19 @@ def main() -> int:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.aliases:
+        args.aliases = [a == "on" for a in args.aliases]
     if args.point:
-        task, rank, lr, per_fact = args.point.split(",")
-        row = run_point(task, int(rank), float(lr), int(per_fact), args)
+        task, rank, lr, per_fact, aliases = args.point.split(",")
+        row = run_point(task, int(rank), float(lr), int(per_fact), aliases == "True", args)
         write_json(args.out / f"{Path(row['adapter']).name}.row.json", row)
         return 0
     points = [
         (task, *p)
         for task in args.task or ["hr"]
-        for p in itertools.product(args.rank or [None], args.lr or [None], args.per_fact or [None])
+        for p in itertools.product(
+            args.rank or [None], args.lr or [None], args.per_fact or [None], args.aliases or [None]
+        )
     ]
     if args.jobs > 1:
         rows = run_parallel(points, args)
@@ -243,7 +270,8 @@ def main() -> int:
         ):
             chosen[row["task"]] = row
     header = (
-        f"{'task':<8} {'rank':>4} {'lr':>8} {'per_fact':>8} {'examples':>8} {'epochs':>6} "
+        f"{'task':<8} {'rank':>4} {'lr':>8} {'per_fact':>8} {'aliases':>7} {'examples':>8} "
+        f"{'epochs':>6} "
         f"{'val loss':>8} {'val key acc':>11} {'train s':>8}"
     )
     print(header)
@@ -251,13 +279,16 @@ def main() -> int:
         mark = " <- chosen" if chosen[r["task"]] is r else ""
         print(
             f"{r['task']:<8} {r['rank']:>4} {r['lr']:>8.1e} {r['per_fact']:>8} "
+            f"{'on' if r['aliases'] else 'off':>7} "
             f"{r['train_examples']:>8} {r['epochs']:>6} {r['validation_loss']:>8.4f} "
             f"{r['validation_key_accuracy']:>6.3f} ({r['validation_items']}) "
             f"{r['train_seconds']:>7.0f}{mark}"
         )
     if args.test:
         for task, row in chosen.items():
-            config = point_config(task, row["rank"], row["lr"], row["per_fact"], args)
+            config = point_config(
+                task, row["rank"], row["lr"], row["per_fact"], row["aliases"], args
+            )
             for split in ("test", "test2"):  # test2.jsonl: written from facts.md alone
                 path = REPO / "demo" / "data" / task / f"{split}.jsonl"
                 if not path.is_file():

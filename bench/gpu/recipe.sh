@@ -6,6 +6,7 @@
 # their small dependencies. The work happens in a copy of the tree, /tmp/repo, so the adapters
 # the sweep installs stay there for the second call.
 #   bash bench/gpu/recipe.sh sweep --task hr --rank 16 --rank 32 --lr 1e-3 --lr 2e-3 --jobs 4
+#   COMPARE="--task hr --aliases off --jobs 1" bash bench/gpu/recipe.sh sweep ...  # + a grid beside
 #   bash bench/gpu/recipe.sh eval --per-benchmark 2000 --no-ablation
 set -euo pipefail
 what=$1; shift
@@ -22,10 +23,16 @@ case $what in
   sweep)
     rm -rf $repo && mkdir -p $repo && tar --exclude=./.gpu -cf - . | tar -C $repo -xf -
     cd $repo
+    if [ -n "${COMPARE:-}" ]; then  # a second grid beside it, scored but never installed
+      timeout ${SWEEP_TIMEOUT:-540} python3 bench/train_sweep.py --device cuda --out /tmp/compare \
+        --test $COMPARE > "$out/compare.log" 2>&1 &
+    fi
     timeout ${SWEEP_TIMEOUT:-540} python3 bench/train_sweep.py --device cuda --out /tmp/sweep \
       --test --install --float16 "$@" 2>&1 | grep --line-buffered -v -e "it/s]" -e "Loading weights" \
       | tee "$out/sweep.log"
+    wait
     cp /tmp/sweep/sweep.json "$out/"
+    if [ -n "${COMPARE:-}" ]; then cp /tmp/compare/sweep.json "$out/compare.json" || true; fi
     tar -czf "$out/adapters.tgz" demo/adapters/hr demo/adapters/it demo/adapters/finance ;;
   eval)
     cd $repo

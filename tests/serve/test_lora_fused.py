@@ -11,6 +11,8 @@ against vLLM's kernels in bf16 is `bench/gpu/kernels22.py check`.
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,50 @@ def test_fused_lora_without_adapters_leaves_the_output_alone() -> None:
         "print('ones', bool((y == 1).all()))\n"
     )
     assert rows == [["ones", "True"]]
+
+
+GLUE = r"""
+import os
+from types import SimpleNamespace
+import torch
+from vllm.lora.ops.triton_ops import LoRAKernelMeta
+from vllm.lora.punica_wrapper import punica_gpu
+import loramux.serve.lora_fused_worker as worker
+from loramux.serve.lora_fused import reference_lora
+
+table = os.environ["LORAMUX_KERNEL_FOLDER_IN_USE"]  # a fused.json covering 16 rows
+calls = []
+worker._vllm.update(shrink=lambda *a: calls.append("shrink"),
+                    expand=lambda *a, **k: calls.append("expand"))
+for m in (12, 24):
+    g = torch.Generator().manual_seed(m)
+    sizes = (32, 16, 16)
+    a = tuple(torch.randn(4, 1, 16, 64, generator=g).half() for _ in sizes)
+    b = tuple((torch.randn(4, 1, n, 16, generator=g) / 2).half() for n in sizes)
+    x = (torch.randn(m, 64, generator=g) / 8).half()
+    y = torch.randn(m, sum(sizes), generator=g).half()
+    mapping = torch.tensor([(i % 5) - 1 for i in range(m)], dtype=torch.int32)
+    meta = LoRAKernelMeta.make(4, 512, device="cpu")
+    meta.prepare_tensors(mapping)
+    wrapper = SimpleNamespace(token_mapping_meta=meta,
+                              lora_config=SimpleNamespace(specialize_active_lora=False))
+    want = y.clone()
+    reference_lora(want, x, list(a), list(b), mapping)
+    punica_gpu.PunicaWrapperGPU.add_lora_linear(wrapper, y, x, a, b, 1.0, sizes)
+    err = ((y.float() - want.float()).abs() / (want.float().abs() + 1)).max().item()
+    print(m, f"{err:.4f}", "+".join(calls) or "-")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM's punica wrapper")
+def test_installed_op_replaces_add_lora_linear_and_leaves_prefill_to_vllm(tmp_path: Path) -> None:
+    """vLLM's `add_lora_linear` after `install()`, with vLLM's own row metadata: batches the
+    table covers go through the fused kernel, larger ones to vLLM's shrink and expand."""
+    cfg = {"launches": 1, "bm_s": 16, "bk": 32, "split_k": 2, "bc_s": 32, "bm_e": 16, "bn": 32,
+           "bc_e": 32, "num_warps": 4, "num_stages": 1}  # fmt: skip
+    (tmp_path / "fused.json").write_text(json.dumps({"gpu": "any", "configs": {"16": cfg}}))
+    rows = run_in_interpreter(GLUE, {"LORAMUX_KERNEL_FOLDER_IN_USE": str(tmp_path)})
+    (small, err, routed), (large, _, routed_large) = rows
+    assert (small, routed) == ("12", "-")  # fused: vLLM's kernels never called
+    assert float(err) < 0.005
+    assert (large, routed_large) == ("24", "shrink+expand")  # more rows than the table: vLLM's

@@ -39,6 +39,9 @@ def tune_cmd(
     budget_s: Annotated[
         float | None, typer.Option(help="Stop searching after this many seconds (quick: 170).")
     ] = None,
+    one_launch: Annotated[
+        bool, typer.Option(help="Try the fused kernel's one-launch form (else two launches).")
+    ] = True,
 ) -> None:
     """Tune the LoRA kernels on this GPU and save the tables that `serve` then uses."""
     from loramux.serve import kernel_tables
@@ -60,7 +63,7 @@ def tune_cmd(
         folder = out or kernel_tables.user_root() / kernel_tables.device_slug(device)
         opts = TuneOptions(
             out=folder, quick=quick, shape=model_shape, rank=rank, max_loras=max_loras,
-            budget_s=budget_s,
+            budget_s=budget_s, one_launch=one_launch,
         )  # fmt: skip
         written = tune(opts, progress)
     except LoramuxError as exc:

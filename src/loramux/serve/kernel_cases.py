@@ -78,11 +78,12 @@ def force_vllm_config(op: str, config: dict[str, Any] | None) -> None:
 
 class Case:
     """One LoRA'd layer's tensors: `tokens` rows spread over `mix` adapters of `max_loras`
-    slots, rank `rank`, bf16, `layers` copies of the weights (a step's worth)."""
+    slots (every `base_every`-th row without one, if given), rank `rank`, bf16, `layers` copies
+    of the weights (a step's worth)."""
 
     def __init__(
         self, k: int, slices: tuple[int, ...], tokens: int, mix: int, *, rank: int = 16,
-        max_loras: int = 16, layers: int = 1, seed: int = 0,
+        max_loras: int = 16, layers: int = 1, seed: int = 0, base_every: int = 0,
     ) -> None:  # fmt: skip
         import torch
         from vllm.lora.ops.triton_ops import LoRAKernelMeta
@@ -99,7 +100,10 @@ class Case:
         self.a = [[rand(max_loras, 1, rank, k) for _ in slices] for _ in range(layers)]
         self.b = [[rand(max_loras, 1, n, rank) for n in slices] for _ in range(layers)]
         self.meta = LoRAKernelMeta.make(max_loras, tokens, device=dev)
-        self.mapping = torch.arange(tokens, device=dev, dtype=torch.int32) % mix
+        rows = torch.arange(tokens, device=dev, dtype=torch.int32)
+        self.mapping = rows % mix
+        if base_every:
+            self.mapping[rows % base_every == base_every - 1] = -1
         self.meta.prepare_tensors(self.mapping)
         self.args = self.meta.meta_args(tokens, False)
 

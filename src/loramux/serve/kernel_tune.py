@@ -48,6 +48,8 @@ class TuneOptions:
     max_loras: int = 16
     budget_s: float | None = None
     """Stop searching after this long (default: 170 s quick, none otherwise)."""
+    one_launch: bool = True
+    """Try the fused kernel's one-launch form (else only its two-launch form)."""
     workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 2))
 
 
@@ -341,7 +343,7 @@ def tune(opts: TuneOptions, log: Callable[[str], None]) -> Path:
             [
                 lambda r: fused_shrink_space(r, opts.quick),
                 lambda r: fused_expand_space(r, opts.quick),
-                lambda r: [{"launches": 1}, {"launches": 2}],
+                lambda r: [{"launches": 1}, {"launches": 2}] if opts.one_launch else [],
             ],
             lambda r: {**lora_fused.DEFAULT_CONFIG, "bm_e": min(64, max(16, r))},
         )  # fmt: skip

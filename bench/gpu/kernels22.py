@@ -4,7 +4,7 @@ one decode step's LoRA time per kernel choice.
 Runs ON the lent GPU machine (vLLM 0.26.0 installed); `bash bench/gpu/kernels.sh` runs the
 stages in order, each time-boxed, each writing its own files:
 
-  python bench/gpu/kernels22.py check --launches 2 --out DIR   # outputs vs vLLM's, 8B shapes
+  python bench/gpu/kernels22.py check --launches 2 --out DIR [--tokens N ...]  # vs vLLM's
   python bench/gpu/kernels22.py tune --out DIR [--budget-s 170] [--no-one-launch]
   python bench/gpu/kernels22.py step --tables FOLDER --out DIR
 
@@ -80,7 +80,7 @@ def check(args: argparse.Namespace) -> int:
         (out / f"check_launches{args.launches}.json").write_text(json.dumps(verdict, indent=1))
 
     for module, (k, slices) in shape.modules.items():
-        for tokens in TOKENS:
+        for tokens in args.tokens:
             for mix, base_every in ((1, 0), (16, 0), (16, 4)):
                 case = Case(k, slices, tokens, mix, base_every=base_every)
                 ref = case.output("vllm")
@@ -214,6 +214,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("check")
     p.add_argument("--launches", type=int, choices=[1, 2], default=2)
+    p.add_argument("--tokens", type=int, nargs="+", default=list(TOKENS))
     p.add_argument("--tables", default=None, help="a table folder (default: none, defaults)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("tune")

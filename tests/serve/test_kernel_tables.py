@@ -339,3 +339,48 @@ def test_model_shapes_by_name_or_by_size() -> None:
     }  # fmt: skip
     with pytest.raises(ConfigError):
         parse_shape("hidden=2048")
+
+
+@pytest.mark.skipif(not HAVE_VLLM, reason="reads vLLM's default kernel settings")
+def test_tune_writes_a_folder_the_engine_accepts(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search with every GPU part faked (timings: a fixed cost per setting; outputs: equal),
+    from the settings tried to the folder saved and chosen: no GPU needed."""
+    import torch
+
+    from loramux.serve import kernel_tune
+
+    class FakeCase:
+        def layer_fn(self, kind: str, layer: int = 0, config: dict | None = None) -> object:
+            return lambda: None
+
+    def fake_time(module: str, tokens: int, what: str, space: list, **kw: object) -> tuple:
+        # the larger the tiles, the faster: the search must pick the largest
+        if not space:
+            return None, float("inf")
+        key = lambda c: sum(v for v in c.values() if isinstance(v, int))  # noqa: E731
+        best = max(space, key=key)
+        return best, 1000.0 / key(best)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: GPU)
+    monkeypatch.setattr(kernel_tune.Tuner, "compile", lambda self, jobs: None)
+    monkeypatch.setattr(kernel_tune.Tuner, "fastest", lambda self, *a, **k: fake_time(*a, **k))
+    monkeypatch.setattr(kernel_tune.Tuner, "differs", lambda self, *a: 0.0)
+    monkeypatch.setattr(kernel_tune.Tuner, "cases", lambda self, m, t: [FakeCase()])
+    monkeypatch.setattr(kernel_tune, "graph_time", lambda fn, **kw: 1.0)
+    out = kernel_tables.user_root() / SLUG
+    lines: list[str] = []
+    opts = kernel_tune.TuneOptions(out=out, quick=True, workers=1, one_launch=False)
+    assert kernel_tune.tune(opts, lines.append) == out
+    assert kernel_tables.choose().folder == out  # the next start picks it up
+    assert set(kernel_tables.check_folder(out, GPU)) == {
+        f"{SLUG}_SHRINK.json", f"{SLUG}_EXPAND_TRUE.json", "masked_expand.json", "fused.json",
+    }  # fmt: skip
+    fused = json.loads((out / "fused.json").read_text())
+    assert sorted(map(int, fused["configs"])) == list(kernel_tune.ROWS)
+    assert all(c["launches"] == 2 for c in fused["configs"].values())  # --no-one-launch
+    shrink = json.loads((out / f"{SLUG}_SHRINK.json").read_text())
+    assert set(shrink["17"]) == {"1", "2", "3"}
+    assert not list(out.parent.glob(".*"))  # no temporary folder left beside it

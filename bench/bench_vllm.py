@@ -63,13 +63,16 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "tuned": ({"cudagraph_capture_sizes": CAPTURE}, {}),
     "tuned8": ({"cudagraph_capture_sizes": CAPTURE, "max_loras": 8}, {}),
     "spec+tuned": ({"cudagraph_capture_sizes": CAPTURE, "specialize_active_lora": True}, {}),
-    # tuned + loramux's masked expand kernel (`engine.vllm.lora_expand: masked`, see MASKED)
+    # tuned + loramux's masked expand kernel (`engine.vllm.lora_kernels: masked`, see KERNELS)
     "tuned+masked": ({"cudagraph_capture_sizes": CAPTURE}, {}),
+    # tuned + loramux's fused shrink + expand (`engine.vllm.lora_kernels: fused`)
+    "fused": ({"cudagraph_capture_sizes": CAPTURE}, {}),
 }
-TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked"}
-"""Variants with tuned LoRA kernel configs: --lora-configs, default loramux's builtin set."""
-MASKED = {"tuned+masked"}
-"""Variants with loramux's masked multi-LoRA expand kernel."""
+TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked", "fused"}
+"""Variants with tuned LoRA kernel tables: --lora-configs, default the folder `auto` picks
+(LORAMUX_KERNEL_TABLES, the user's from `loramux kernels tune`, loramux's shipped ones)."""
+KERNELS = {"tuned+masked": "masked", "fused": "fused"}
+"""Variants with loramux's multi-LoRA kernels (`engine.vllm.lora_kernels`)."""
 VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER")
 
 
@@ -285,11 +288,9 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
     for k in VARIANT_ENV:
         os.environ.pop(k, None)
     os.environ.update(env)
-    kernels = None
+    kernels: str | Path = "none"
     if variant in TUNED:
-        from loramux.serve.vllm_setup import BUILTIN_LORA_KERNELS
-
-        kernels = Path(args.lora_configs).resolve() if args.lora_configs else BUILTIN_LORA_KERNELS
+        kernels = Path(args.lora_configs).resolve() if args.lora_configs else "auto"
     engine = VLLMEngine(
         model_dir,
         EngineConfig(
@@ -302,7 +303,7 @@ async def start_engine(model_dir: Path, variant: str, args: argparse.Namespace) 
                 load_format="dummy",
                 gpu_memory_utilization=0.85,
                 lora_kernel_configs=kernels,
-                lora_expand="masked" if variant in MASKED else "vllm",
+                lora_kernels=KERNELS.get(variant, "vllm"),
                 args=dict(extra),
             ),
         ),
@@ -639,7 +640,7 @@ def main() -> None:
     parser.add_argument(
         "--lora-configs",
         default=None,
-        help="tuned LoRA kernel configs for the tuned* variants (default: loramux's builtin set)",
+        help="a kernel table folder for the tuned* and fused variants (default: what `auto` picks)",
     )
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--input-len", type=int, default=128)

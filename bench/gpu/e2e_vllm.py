@@ -126,7 +126,10 @@ def main() -> None:
         "--lora-kernel-configs", default=None, help="engine.vllm.lora_kernel_configs (e.g. builtin)"
     )
     parser.add_argument(
-        "--lora-expand", choices=["vllm", "masked"], default="vllm", help="engine.vllm.lora_expand"
+        "--lora-kernels",
+        choices=["vllm", "masked", "fused"],
+        default="vllm",
+        help="engine.vllm.lora_kernels",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +168,7 @@ def main() -> None:
             if args.lora_kernel_configs
             else []
         ),
-        f"    lora_expand: {args.lora_expand}",
+        f"    lora_kernels: {args.lora_kernels}",
         "adapters:",
     ] + [f"  {n}:\n    path: {REPO / 'demo' / 'adapters' / n}" for n in adapters]
     config.write_text("\n".join(lines) + "\n")

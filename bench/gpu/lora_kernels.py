@@ -2,17 +2,12 @@
 
 Runs ON the lent GPU machine (vLLM 0.26.0 installed). Two parts:
 
-  python bench/gpu/lora_kernels.py tune --out DIR   # grid search; writes vLLM's config JSONs
+  python bench/gpu/lora_kernels.py tune --out DIR   # = loramux kernels tune --out DIR
   python bench/gpu/lora_kernels.py step --configs DIR
   python bench/gpu/lora_kernels.py masked --configs DIR --out DIR
 
-- tune: for each LoRA'd layer of a Llama-8B block (qkv: 3 slices, o, gate_up: 2 slices, down)
-  and each kernel (shrink = x @ A, expand = y += buffer @ B), try a grid of Triton launch
-  configs at several token counts, for one adapter and for 16 mixed adapters, and keep the
-  fastest. Kernels are compiled in parallel worker processes first (Triton's disk cache), then
-  timed one by one in CUDA graphs (as vLLM runs them). Output: `{GPU}_SHRINK.json` and
-  `{GPU}_EXPAND_TRUE.json` in the layout `VLLM_TUNED_CONFIG_FOLDER` expects
-  (config[max_loras + 1][num_slices][m][k][n]).
+- tune: `loramux kernels tune` (src/loramux/serve/kernel_tune.py): vLLM's shrink/expand tables
+  and loramux's masked/fused ones for this GPU, into one kernel table folder.
 - step: one decode step's LoRA work (32 layers x 4 layers x shrink + expand, batch 128) in one
   CUDA graph, for 1 adapter and 16 mixed, with vLLM's default configs and with `--configs`; and
   the base model's linear layers of the same step, for scale.
@@ -20,7 +15,7 @@ Runs ON the lent GPU machine (vLLM 0.26.0 installed). Two parts:
 - masked: loramux's masked expand (src/loramux/serve/lora_expand.py) against vLLM's expand
   (with `--configs`): a small grid of its launch configs at decode and prefill token counts, its
   output against vLLM's at every shape, and one decode step (vLLM's shrink + either expand).
-  Writes `masked_expand.json`, the table `LORAMUX_MASKED_EXPAND_CONFIGS` reads.
+  Writes `masked_expand.json` (a kernel table folder's; bench/gpu/kernels22.py measures fused).
 
 Rank 16, bf16, max_loras 16 (the benchmark of issue 6).
 """
@@ -33,7 +28,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,74 +49,6 @@ MIXES = (1, 16)
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def shrink_space(wide: bool = False) -> list[dict[str, Any]]:
-    out = []
-    grid = (
-        ((16, 32), (32, 64, 128, 256, 512), (1, 2, 4, 8, 16, 32), (1, 2, 4, 8), (2, 3))
-        if wide
-        else ((16, 32, 64), (32, 64, 128, 256), (1, 4, 8, 16, 32, 64), (4,), (2, 3))
-    )
-    for bm, bk, sk, warps, stages in itertools.product(*grid):
-        if bk * sk > 4096:
-            continue
-        out.append(
-            {
-                "block_m": bm,
-                "block_n": 16,
-                "block_k": bk,
-                "split_k": sk,
-                "num_warps": warps,
-                "num_ctas": 1,
-                "num_stages": stages,
-                "group_size_m": 8,
-                "max_nreg": None,
-            }
-        )
-    return out
-
-
-def expand_space(wide: bool = False) -> list[dict[str, Any]]:
-    out = []
-    grid = (
-        ((16, 32, 64), (64, 128, 256, 512, 1024), (1, 2, 4, 8), (1, 2, 3))
-        if wide
-        else ((16, 32, 64, 128), (32, 64, 128, 256), (2, 4, 8), (1, 2, 3))
-    )
-    for bm, bn, warps, stages in itertools.product(*grid):
-        out.append(
-            {
-                "block_m": bm,
-                "block_n": bn,
-                "block_k": 16,
-                "num_warps": warps,
-                "num_ctas": 1,
-                "num_stages": stages,
-                "max_nreg": None,
-            }
-        )
-    return out
-
-
-# -- the kernels, with a config forced -------------------------------------------------------------
-
-_FORCED: dict[str, dict[str, Any] | None] = {"shrink": None, "expand": None}
-
-
-def install_override() -> None:
-    """Make vLLM's shrink/expand ops use `_FORCED[op]` when set (their module-level lookup)."""
-    import vllm.lora.ops.triton_ops.lora_expand_op as expand_op
-    import vllm.lora.ops.triton_ops.lora_shrink_op as shrink_op
-
-    for module, op in ((shrink_op, "shrink"), (expand_op, "expand")):
-        original = module.get_lora_op_configs
-
-        def lookup(*args: Any, _original=original, _op=op, **kwargs: Any) -> dict[str, Any]:
-            forced = _FORCED[_op]
-            return dict(forced) if forced is not None else _original(*args, **kwargs)
-
-        module.get_lora_op_configs = lookup
 
 
 class Case:
@@ -208,147 +134,13 @@ def graph_time(fn: Any, calls: int = 10, replays: int = 5) -> float:
 # -- tune ----------------------------------------------------------------------------------------
 
 
-def same_result(case: Case, op: str, config: dict[str, Any]) -> float:
-    """Largest relative difference between `config`'s output and vLLM's default's.
-
-    Raises:
-        SystemExit: over 2% (bf16 rounding and split-K summation order stay far below).
-    """
-    import torch
-
-    outputs = []
-    for forced in (None, config):
-        _FORCED[op] = forced
-        case.y.zero_()
-        buf = case.buffer()
-        if op == "shrink":
-            case.shrink(buf)
-            outputs.append(buf.float().clone())
-        else:
-            buf.copy_(
-                torch.randn(
-                    buf.shape,
-                    generator=torch.Generator(device="cuda").manual_seed(0),
-                    device="cuda",
-                )
-            )
-            case.expand(buf)
-            outputs.append(case.y.float().clone())
-    _FORCED[op] = None
-    ref, got = outputs
-    diff = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-6))
-    if diff > 0.02:
-        raise SystemExit(f"{op} config {config} differs from vLLM's default by {diff:.3f}")
-    return diff
-
-
-def _compile(jobs: list[tuple[str, str, dict[str, Any]]]) -> int:
-    """Worker: call each (op, module, config) once so Triton compiles it to its disk cache."""
-    import torch
-
-    install_override()
-    cases: dict[str, Case] = {}
-    failed = 0
-    for op, module, config in jobs:
-        case = cases.setdefault(module, Case(module, 128, 16))
-        _FORCED[op] = config
-        try:
-            buf = case.buffer()
-            case.shrink(buf) if op == "shrink" else case.expand(buf)
-            torch.cuda.synchronize()
-        except Exception:
-            failed += 1
-        _FORCED[op] = None
-    return failed
-
-
 def tune(args: argparse.Namespace) -> None:
-    import torch
+    """`loramux kernels tune` (src/loramux/serve/kernel_tune.py) into --out."""
+    from loramux.serve.kernel_tune import TuneOptions
+    from loramux.serve.kernel_tune import tune as tune_tables
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    spaces = {"shrink": shrink_space(args.wide), "expand": expand_space(args.wide)}
-    jobs = [(op, m, c) for op, space in spaces.items() for m in MODULES for c in space]
-    log(f"compiling {len(jobs)} kernels in {args.workers} processes")
-    t0 = time.perf_counter()
-    chunks = [jobs[i :: args.workers] for i in range(args.workers)]
-    ctx = __import__("multiprocessing").get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-        failed = sum(pool.map(_compile, chunks))
-    log(f"compiled in {time.perf_counter() - t0:.0f} s ({failed} configs failed)")
-
-    install_override()
-    from vllm.lora.ops.triton_ops.utils import get_lora_op_configs
-
-    gpu = torch.cuda.get_device_name().replace(" ", "_").replace("-", "_")
-    tables: dict[str, dict] = {"shrink": {}, "expand": {}}
-    report: list[dict[str, Any]] = []
-    for module, (k, slices) in MODULES.items():
-        for tokens in TOKENS:
-            cases = {mix: Case(module, tokens, mix) for mix in MIXES}
-            for op, space in spaces.items():
-
-                def run(case: Case, op: str = op) -> Any:
-                    buf = case.buffer()
-                    return (
-                        (lambda: case.shrink(buf)) if op == "shrink" else (lambda: case.expand(buf))
-                    )
-
-                _FORCED[op] = None
-                n_key = RANK if op == "shrink" else max(slices)
-                k_key = k if op == "shrink" else RANK
-                default = get_lora_op_configs(
-                    op,
-                    MAX_LORAS + 1,
-                    tokens,
-                    k_key if op == "shrink" else n_key,
-                    RANK,
-                    len(slices),
-                    add_inputs=True if op == "expand" else None,
-                )
-                base = {mix: graph_time(run(c)) for mix, c in cases.items()}
-                best, best_t = None, float("inf")
-                for config in space:
-                    _FORCED[op] = config
-                    try:
-                        t = sum(graph_time(run(c), calls=10, replays=3) for c in cases.values())
-                    except Exception:
-                        continue
-                    if t < best_t:
-                        best, best_t = config, t
-                _FORCED[op] = best
-                tuned = {mix: graph_time(run(c)) for mix, c in cases.items()}
-                _FORCED[op] = None
-                # a tuned config must beat the default; else keep the default
-                if sum(tuned.values()) >= sum(base.values()):
-                    best, tuned = dict(default), base
-                worst = max(same_result(c, op, best) for c in cases.values())
-                tables[op].setdefault(str(MAX_LORAS + 1), {}).setdefault(
-                    str(len(slices)), {}
-                ).setdefault(str(tokens), {}).setdefault(str(k_key), {})[str(n_key)] = best
-                row = {
-                    "op": op,
-                    "module": module,
-                    "tokens": tokens,
-                    "default_us": base,
-                    "tuned_us": tuned,
-                    "config": best,
-                    "max_rel_diff_vs_default": worst,
-                }
-                report.append(row)
-                log(
-                    f"{op:6} {module:7} m={tokens:5}: default "
-                    + " ".join(f"{mix}:{base[mix]:6.1f}" for mix in MIXES)
-                    + " us -> tuned "
-                    + " ".join(f"{mix}:{tuned[mix]:6.1f}" for mix in MIXES)
-                    + f" us (max rel. diff {worst:.1e})"
-                )
-            del cases
-            torch.cuda.empty_cache()
-    (out / f"{gpu}_SHRINK.json").write_text(json.dumps(tables["shrink"], indent=1))
-    (out / f"{gpu}_EXPAND_TRUE.json").write_text(json.dumps(tables["expand"], indent=1))
-    (out / "tune_report.json").write_text(json.dumps(report, indent=1))
-    log(f"wrote {out}/{gpu}_SHRINK.json and _EXPAND_TRUE.json")
+    opts = TuneOptions(out=Path(args.out).resolve(), quick=args.quick, workers=args.workers)
+    tune_tables(opts, log)
 
 
 # -- step ----------------------------------------------------------------------------------------
@@ -406,8 +198,10 @@ def step(args: argparse.Namespace) -> None:
             continue
         if folder:
             os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(Path(folder).resolve())
+            os.environ["LORAMUX_KERNEL_FOLDER_IN_USE"] = str(Path(folder).resolve())
         else:
             os.environ.pop("VLLM_TUNED_CONFIG_FOLDER", None)
+            os.environ["LORAMUX_KERNEL_FOLDER_IN_USE"] = ""
         op_utils.load_lora_op_config.cache_clear()
         op_utils.get_lora_op_configs.cache_clear()
         for tokens in args.tokens:
@@ -517,7 +311,7 @@ def masked(args: argparse.Namespace) -> None:
         torch.cuda.empty_cache()
     file = out / "masked_expand.json"
     file.write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "configs": table}, indent=1))
-    os.environ["LORAMUX_MASKED_EXPAND_CONFIGS"] = str(file)
+    os.environ["LORAMUX_KERNEL_FOLDER_IN_USE"] = str(out.resolve())
     steps = {}
     for tokens in args.step_tokens:
         for mix in MIXES:
@@ -544,7 +338,7 @@ def main() -> None:
     p = sub.add_parser("tune")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
-    p.add_argument("--wide", action="store_true", help="a larger search space (about 2x time)")
+    p.add_argument("--quick", action="store_true", help="small grids, about 3 minutes")
     p = sub.add_parser("step")
     p.add_argument("--configs", default=None, help="a folder of tuned configs (from `tune`)")
     p.add_argument("--tokens", type=int, nargs="+", default=[128])

@@ -64,8 +64,11 @@ case("default", [0, 1] * 20, [48, 48], 16, 2, True, 0)
 """
 
 
-def run_in_interpreter(code: str) -> list[list[str]]:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO / "src")}
+def run_in_interpreter(code: str, env_extra: dict[str, str] | None = None) -> list[list[str]]:
+    env = {
+        **os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO / "src"),
+        **(env_extra or {}),
+    }  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )

@@ -2,9 +2,10 @@
 
 One module per group of commands: `serve` (serve, models pull), `train`, `router` (route,
 router fit|eval, kb ingest), `router_versions` (router fit --from-log, router versions|rollback),
-`adapters`, `keys`, `evals` (eval task|forgetting|matrix) and `report` (report decisions);
-`app` holds the Typer app and what the commands share. Importing this package registers every
-command and stays light: heavy libraries are imported inside the commands that need them.
+`adapters`, `keys`, `kernels` (kernels tune|show), `evals` (eval task|forgetting|matrix) and
+`report` (report decisions); `app` holds the Typer app and what the commands share. Importing
+this package registers every command and stays light: heavy libraries are imported inside the
+commands that need them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from loramux.cli import (  # noqa: F401 (registers them)
     adapters,
     evals,
+    kernels,
     keys,
     report,
     router,

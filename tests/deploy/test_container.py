@@ -109,10 +109,17 @@ def test_compose_runs_vllm_with_runtime_lora_on_a_gpu(compose: dict[str, Any]) -
     assert vllm["environment"]["VLLM_API_KEY"].startswith("${VLLM_API_KEY")
     assert not any(c.startswith("--api-key") for c in command)
     # the tuned LoRA kernel configs loramux ships reach the vLLM container
+    # (vLLM reads `<folder>/<GPU>_SHRINK.json` etc. directly, so each shipped GPU's files are
+    # mounted into the one folder; they are named after their GPU, so they cannot collide)
     folder = vllm["environment"]["VLLM_TUNED_CONFIG_FOLDER"]
-    (mount,) = [v for v in vllm["volumes"] if v.endswith(f":{folder}:ro")]
-    source = (REPO / "deploy" / mount.split(":")[0]).resolve()
-    assert (source / "NVIDIA_H100_80GB_HBM3_SHRINK.json").is_file()
+    mounts = [v.split(":") for v in vllm["volumes"] if f":{folder}/" in v]
+    mounted = {target.removeprefix(f"{folder}/"): (REPO / "deploy" / source).resolve()
+               for source, target, _ in mounts}  # fmt: skip
+    for gpu in ("NVIDIA_H100_80GB_HBM3", "NVIDIA_H200"):
+        for kind in ("SHRINK", "EXPAND_TRUE"):
+            name = f"{gpu}_{kind}.json"
+            assert mounted[name].is_file()
+            assert mounted[name].name == name
 
 
 def test_compose_points_loramux_at_vllm_with_the_remote_engine(compose: dict[str, Any]) -> None:

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loramux.serve.kernel_cases import graph_time
+
 RANK = 16
 MAX_LORAS = 16
 LAYERS = 32
@@ -104,31 +106,6 @@ class Case:
 
         mapping, *_, no_lora, _ = self.args
         masked_expand(buf, self.b[layer], self.y, mapping, no_lora, add_inputs=True, config=config)
-
-
-def graph_time(fn: Any, calls: int = 10, replays: int = 5) -> float:
-    """Microseconds per `fn()` inside a CUDA graph of `calls` calls (best of `replays`)."""
-    import torch
-
-    fn()  # compile / warm
-    torch.cuda.synchronize()
-    stream = torch.cuda.Stream()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.stream(stream):
-        fn()
-        with torch.cuda.graph(graph, stream=stream):
-            for _ in range(calls):
-                fn()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(end) * 1000 / calls)
-    return best
 
 
 # -- tune ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 # Stages, each time-boxed, each writing its own files under $OUT/kernels22/ (a failure or a
 # time-out in one leaves the others' files):
 #   check2  the fused kernel (2 launches) and the op `lora_kernels: fused` installs vs vLLM's
-#           kernels at the 8B shapes, decode and prefill token counts -> check_launches2.json
+#           kernels at the 8B shapes, 1-512 tokens -> check_launches2.json
 #   check1  the one-launch form at decode sizes -> check_launches1.json (if it fails or hangs,
 #           the tune and the step leave the one-launch form out)
 #   tune    `loramux kernels tune --quick` -> tables/<GPU>/ (commit it as
@@ -25,8 +25,9 @@ stage() {  # name, seconds, command...
   echo "$name: rc=$rc in $((SECONDS - t0)) s (limit $limit s)" | tee -a "$out/stages.txt"
   return $rc
 }
-# (on the H200 the 100 s of the first run covered only qkv: 48 of the 144 cases)
-stage check2 160 python3 bench/gpu/kernels22.py check --launches 2 --out "$out"
+# decode sizes and one prefill size (above the table's rows the op runs vLLM's own kernels); on
+# the H200, 100 s over every size from 1 to 4,096 tokens covered only qkv (48 of 192 rows)
+stage check2 160 python3 bench/gpu/kernels22.py check --launches 2 --tokens 1 16 64 128 256 512 --out "$out"
 # the one-launch form at decode sizes (the only ones its table uses); it stays in the search
 # only if it ran and matched (a time-out with matching rows is slowness, not a hang)
 stage check1 60 python3 bench/gpu/kernels22.py check --launches 1 --tokens 1 16 64 128 256 --out "$out"

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loramux.serve.kernel_cases import graph_time
+from loramux.serve.kernel_cases import base_step_ms, graph_time, parse_shape, step_ms
 
 RANK = 16
 MAX_LORAS = 16
@@ -43,6 +43,7 @@ MODULES: dict[str, tuple[int, list[int]]] = {
     "gate_up": (4096, [14336, 14336]),
     "down": (14336, [4096]),
 }
+SHAPE = parse_shape("8b")  # the same layers as MODULES
 TOKENS = (16, 64, 128, 256, 1024, 4096)
 """Token counts tuned: decode batches (CUDA-graph sizes) and prefill chunks."""
 MIXES = (1, 16)
@@ -123,52 +124,12 @@ def tune(args: argparse.Namespace) -> None:
 # -- step ----------------------------------------------------------------------------------------
 
 
-def step_time(tokens: int, mix: int, layers: int, masked: bool = False) -> float:
-    """Milliseconds of one forward step's LoRA kernels (all layers) in one CUDA graph; `masked`:
-    loramux's expand in place of vLLM's."""
-    cases = [Case(m, tokens, mix, layers=layers) for m in MODULES]
-
-    def step() -> None:
-        for layer in range(layers):
-            for case in cases:
-                buf = case.buffer()
-                case.shrink(buf, layer)
-                if masked:
-                    case.masked(buf, layer)
-                else:
-                    case.expand(buf, layer)
-
-    return graph_time(step, calls=1, replays=10) / 1000
-
-
-def base_step_time(tokens: int, layers: int) -> float:
-    """Milliseconds of the base model's linear layers for one step (bf16 GEMMs, all layers)."""
-    import torch
-
-    dev = torch.device("cuda")
-    weights = [
-        [torch.empty(sum(s), k, dtype=torch.bfloat16, device=dev) for k, s in MODULES.values()]
-        for _ in range(layers)
-    ]
-    xs = [torch.randn(tokens, k, dtype=torch.bfloat16, device=dev) for k, _ in MODULES.values()]
-
-    def step() -> None:
-        for layer in weights:
-            for x, w in zip(xs, layer, strict=True):
-                torch.nn.functional.linear(x, w)
-
-    t = graph_time(step, calls=1, replays=10) / 1000
-    weights.clear()
-    torch.cuda.empty_cache()
-    return t
-
-
 def step(args: argparse.Namespace) -> None:
     import torch
     from vllm.lora.ops.triton_ops import utils as op_utils
 
     rows: list[tuple[str, float, float]] = []
-    base = {t: base_step_time(t, LAYERS) for t in args.tokens}
+    base = {t: base_step_ms(SHAPE, t, LAYERS) for t in args.tokens}
     results: dict[str, Any] = {"base_linear_ms": base}
     for label, folder in (("vLLM default configs", None), ("tuned configs", args.configs)):
         if label == "tuned configs" and not folder:
@@ -182,8 +143,8 @@ def step(args: argparse.Namespace) -> None:
         op_utils.load_lora_op_config.cache_clear()
         op_utils.get_lora_op_configs.cache_clear()
         for tokens in args.tokens:
-            one = step_time(tokens, 1, LAYERS)
-            mixed = step_time(tokens, 16, LAYERS)
+            one = step_ms(SHAPE, "vllm", tokens, 1, LAYERS)
+            mixed = step_ms(SHAPE, "vllm", tokens, 16, LAYERS)
             rows.append((f"{label}, {tokens} tokens", one, mixed))
             results[f"{label}/{tokens}"] = {"one_ms": one, "mixed16_ms": mixed}
             torch.cuda.empty_cache()
@@ -292,9 +253,9 @@ def masked(args: argparse.Namespace) -> None:
     steps = {}
     for tokens in args.step_tokens:
         for mix in MIXES:
-            for label, flag in (("vllm", False), ("masked", True)):
-                steps[f"{label}/{tokens}/{mix}"] = step_time(tokens, mix, LAYERS, masked=flag)
-    base = {t: base_step_time(t, LAYERS) for t in args.step_tokens}
+            for label in ("vllm", "masked"):
+                steps[f"{label}/{tokens}/{mix}"] = step_ms(SHAPE, label, tokens, mix, LAYERS)
+    base = {t: base_step_ms(SHAPE, t, LAYERS) for t in args.step_tokens}
     print()
     print(f"one step's LoRA kernels (shrink: vLLM's, tuned configs: {bool(args.configs)}), "
           f"{torch.cuda.get_device_name()}")  # fmt: skip

@@ -101,7 +101,7 @@ def run_point(
     summary = train(config, progress=progress)
     t0 = time.perf_counter()
     prompts = [c[:-1] for c in data.validation]
-    scores, answers = key_scores(config, prompts, data.validation_keys)
+    ((scores, answers),) = key_scores(config, (prompts, data.validation_keys))
     history = summary.history[summary.best_epoch - 1] if summary.best_epoch else {}
     row = {
         "task": task,
@@ -154,9 +154,12 @@ def write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-def key_scores(
-    config: TrainConfig, prompts: list[list[dict[str, str]]], keys: list[tuple[str, ...]]
-) -> tuple[list[float], list[str]]:
+Questions = tuple[list[list[dict[str, str]]], list[tuple[str, ...]]]
+"""Prompts and the keys each answer must contain."""
+
+
+def key_scores(config: TrainConfig, *sets: Questions) -> list[tuple[list[float], list[str]]]:
+    """Key accuracy and answers of the config's adapter on each set, the model loaded once."""
     base_dir = ensure_base_model(config.model, config.cache_dir)
     lm = EvalModel.load(
         base_dir,
@@ -164,8 +167,13 @@ def key_scores(
         device=config.device,
         base_name=config.model.id,
     )
-    answers = generate_answers(lm, config.name, prompts, max_new_tokens=48, batch_size=16)
-    return [key_accuracy(a, "", k) for a, k in zip(answers, keys, strict=True)], answers
+    results = []
+    for prompts, keys in sets:
+        answers = generate_answers(lm, config.name, prompts, max_new_tokens=48, batch_size=16)
+        results.append(
+            ([key_accuracy(a, "", k) for a, k in zip(answers, keys, strict=True)], answers)
+        )
+    return results
 
 
 def interval(scores: list[float], seed: int = 0) -> tuple[float, float]:
@@ -289,14 +297,15 @@ def main() -> int:
             config = point_config(
                 task, row["rank"], row["lr"], row["per_fact"], row["aliases"], args
             )
-            for split in ("test", "test2"):  # test2.jsonl: written from facts.md alone
-                path = REPO / "demo" / "data" / task / f"{split}.jsonl"
-                if not path.is_file():
-                    continue
-                examples = load_task_examples(path)
-                scores, answers = key_scores(
-                    config, [list(e.prompt) for e in examples], [e.keys for e in examples]
-                )
+            splits = [  # test2.jsonl: written from facts.md alone
+                (split, load_task_examples(path))
+                for split in ("test", "test2")
+                if (path := REPO / "demo" / "data" / task / f"{split}.jsonl").is_file()
+            ]
+            sets = [([list(e.prompt) for e in ex], [e.keys for e in ex]) for _, ex in splits]
+            for (split, _), (scores, answers) in zip(
+                splits, key_scores(config, *sets), strict=True
+            ):
                 low, high = interval(scores)
                 row[f"{split}_key_accuracy"] = round(sum(scores) / len(scores), 3)
                 row[f"{split}_interval"] = [round(low, 3), round(high, 3)]

@@ -4,7 +4,7 @@
   python bench/train_sweep.py --task hr --task it --task finance --jobs 12 \\
       --rank 8 --rank 16 --rank 32 --lr 5e-4 --lr 1e-3 --lr 2e-3 --device cuda --test
 
-Each grid point (rank x learning rate x examples per fact x `--aliases on|off`) trains
+Each grid point (rank x learning rate x examples per fact x `--aliases on|off` x epochs) trains
 `configs/train/<task>.yaml` with those values changed (LoRA alpha = 2 x rank), through the
 same `train(config)` as `loramux train`. It is scored on the validation split the recipe itself
 carves: the
@@ -56,10 +56,12 @@ def point_config(
     lr: float | None,
     per_fact: int | None,
     aliases: bool | None,
+    epochs: int | None,
     args: Any,
 ) -> TrainConfig:
     alias_tag = "cfg" if aliases is None else ("on" if aliases else "off")
     name = f"{task}-r{rank or 'cfg'}-lr{lr or 'cfg'}-pf{per_fact or 'cfg'}-al{alias_tag}"
+    name += f"-ep{epochs}" if epochs is not None else ""
     config = load_train_config(
         REPO / "configs" / "train" / f"{task}.yaml",
         overrides={"output_dir": str((args.out / name).resolve()), "device": args.device},
@@ -70,8 +72,8 @@ def point_config(
     optim = config.optim
     if lr is not None:
         optim = optim.model_copy(update={"learning_rate": lr})
-    if args.epochs is not None:
-        optim = optim.model_copy(update={"epochs": args.epochs})
+    if epochs is not None:
+        optim = optim.model_copy(update={"epochs": epochs})
     augment = config.augment
     if per_fact is not None:
         augment = augment.model_copy(update={"per_fact": per_fact})
@@ -86,10 +88,11 @@ def run_point(
     lr: float | None,
     per_fact: int | None,
     aliases: bool | None,
+    epochs: int | None,
     args: Any,
 ) -> dict[str, Any]:
     """Train one grid point and score it on its validation phrasings."""
-    config = point_config(task, rank, lr, per_fact, aliases, args)
+    config = point_config(task, rank, lr, per_fact, aliases, epochs, args)
     a = config.augment
     data = augment_from_config(config)  # the sweep needs a recipe with `augment`
     started = time.perf_counter()
@@ -109,6 +112,7 @@ def run_point(
         "lr": config.optim.learning_rate,
         "per_fact": a.per_fact,
         "aliases": a.aliases,
+        "max_epochs": config.optim.epochs,
         "train_examples": summary.train_examples,
         "epochs": f"{summary.best_epoch}/{summary.epochs_run}",
         "validation_loss": round(history.get("validation_loss", float("nan")), 4),
@@ -129,16 +133,15 @@ def run_parallel(points: list[tuple[Any, ...]], args: Any) -> list[dict[str, Any
     args.out.mkdir(parents=True, exist_ok=True)
 
     def one(point: tuple[Any, ...]) -> dict[str, Any]:
-        task, rank, lr, per_fact, aliases = point
-        config = point_config(task, rank, lr, per_fact, aliases, args)
+        task, rank, lr, per_fact, aliases, epochs = point
+        config = point_config(task, rank, lr, per_fact, aliases, epochs, args)
         a = config.augment
         resolved = (config.lora.r, config.optim.learning_rate, a.per_fact, a.aliases)
+        resolved += (config.optim.epochs,)
         spec = ",".join(str(v) for v in (task, *resolved))
         config = point_config(task, *resolved, args)  # named as the worker names it
         command = [sys.executable, __file__, "--point", spec, "--device", args.device]
         command += ["--out", str(args.out)]
-        if args.epochs is not None:
-            command += ["--epochs", str(args.epochs)]
         subprocess.run(command, check=True)
         path = args.out / f"{config.output_dir.name}.row.json"
         return dict(json.loads(path.read_text(encoding="utf-8")))
@@ -216,6 +219,7 @@ def install(task: str, row: dict[str, Any], float16: bool = False) -> None:
         "optim.learning_rate": (shipped.optim.learning_rate, row["lr"]),
         "augment.per_fact": (shipped.augment.per_fact, row["per_fact"]),
         "augment.aliases": (shipped.augment.aliases, row["aliases"]),
+        "optim.epochs": (shipped.optim.epochs, row.get("max_epochs", shipped.optim.epochs)),
     }
     changed = [f"{k}: {new} (was {was})" for k, (was, new) in values.items() if was != new]
     note = f"; set in configs/train/{task}.yaml: {', '.join(changed)}" if changed else ""
@@ -234,7 +238,9 @@ def main() -> int:
         choices=["on", "off"],
         help="augment.aliases: the facts' other names in the questions (default: the config's)",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
+    parser.add_argument(
+        "--epochs", action="append", type=int, help="most epochs (early stopping may stop sooner)"
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     parser.add_argument("--out", type=Path, default=Path("sweep-out"))
     parser.add_argument("--test", action="store_true", help="score the chosen point on test.jsonl")
@@ -247,22 +253,28 @@ def main() -> int:
         "--float16", action="store_true", help="with --install: store the weights in float16"
     )
     parser.add_argument("--jobs", type=int, default=1, help="grid points trained side by side")
-    parser.add_argument("--point", help=argparse.SUPPRESS)  # task,rank,lr,per_fact: one worker
+    parser.add_argument("--point", help=argparse.SUPPRESS)  # one worker: its grid values
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if args.aliases:
         args.aliases = [a == "on" for a in args.aliases]
     if args.point:
-        task, rank, lr, per_fact, aliases = args.point.split(",")
-        row = run_point(task, int(rank), float(lr), int(per_fact), aliases == "True", args)
+        task, rank, lr, per_fact, aliases, epochs = args.point.split(",")
+        row = run_point(
+            task, int(rank), float(lr), int(per_fact), aliases == "True", int(epochs), args
+        )
         write_json(args.out / f"{Path(row['adapter']).name}.row.json", row)
         return 0
     points = [
         (task, *p)
         for task in args.task or ["hr"]
         for p in itertools.product(
-            args.rank or [None], args.lr or [None], args.per_fact or [None], args.aliases or [None]
+            args.rank or [None],
+            args.lr or [None],
+            args.per_fact or [None],
+            args.aliases or [None],
+            args.epochs or [None],
         )
     ]
     if args.jobs > 1:
@@ -295,7 +307,13 @@ def main() -> int:
     if args.test:
         for task, row in chosen.items():
             config = point_config(
-                task, row["rank"], row["lr"], row["per_fact"], row["aliases"], args
+                task,
+                row["rank"],
+                row["lr"],
+                row["per_fact"],
+                row["aliases"],
+                row["max_epochs"],
+                args,
             )
             splits = [  # test2.jsonl: written from facts.md alone
                 (split, load_task_examples(path))
@@ -312,7 +330,8 @@ def main() -> int:
                 row[f"{split}_answers"] = answers
                 print(
                     f"{split} {task} (chosen r {row['rank']}, lr {row['lr']:.1e}, per_fact "
-                    f"{row['per_fact']}): key accuracy {row[f'{split}_key_accuracy']:.3f} "
+                    f"{row['per_fact']}, epochs {row['max_epochs']}): "
+                    f"key accuracy {row[f'{split}_key_accuracy']:.3f} "
                     f"[{low:.3f}, {high:.3f}] on {len(scores)} held-out questions"
                 )
     if args.install:

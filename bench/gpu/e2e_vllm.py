@@ -161,7 +161,7 @@ def main() -> None:
         "  context_length: 2048",
         "  vllm:",
         "    max_loras: 4",
-        "    max_lora_rank: 16",
+        "    max_lora_rank: 32",  # the demo adapters: rank 32
         "    gpu_memory_utilization: 0.3",
         *(
             [f"    lora_kernel_configs: {args.lora_kernel_configs}"]

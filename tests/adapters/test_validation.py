@@ -17,7 +17,7 @@ from loramux.adapters.validation import (
     spec_from_hf_config,
     spec_from_model,
 )
-from loramux.config import AdapterLimits
+from loramux.config import AdapterLimits, load_train_config
 from loramux.errors import AdapterError, AdapterTooLargeError
 from tests.builders import SMOLLM2_CONFIG, SMOLLM2_SPEC, write_lora_folder
 
@@ -97,7 +97,9 @@ def test_the_trained_demo_adapter_passes() -> None:
     # The recipe's `lora.target_modules: all-linear`: every linear layer of a Llama block.
     every_linear = ("down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj")
     assert tuple(sorted(checked.version.target_modules)) == every_linear
-    assert checked.version.rank == 16
+    shipped = load_train_config(DEMO_HR.parents[2] / "configs" / "train" / "hr.yaml")
+    assert checked.version.rank == shipped.lora.r  # the recipe's rank, not another one
+    assert checked.card["config"]["lora"]["r"] == shipped.lora.r
     assert checked.card.get("name") == "hr"
 
 

@@ -54,7 +54,7 @@ async def engine(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         EngineConfig(
             max_batch_size=16,
             context_length=2048,
-            vllm=VLLMEngineConfig(max_loras=4, max_lora_rank=16),
+            vllm=VLLMEngineConfig(max_loras=4, max_lora_rank=32),  # the demo adapters: r 32
         ),
         cache_dir=Path("~/.cache/loramux").expanduser(),
     )

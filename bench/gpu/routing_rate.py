@@ -136,7 +136,7 @@ def main() -> None:
         "  context_length: 2048",
         "  vllm:",
         "    max_loras: 4",
-        "    max_lora_rank: 16",
+        "    max_lora_rank: 32",  # the demo adapters: rank 32
         "    gpu_memory_utilization: 0.5",
         "router:",
         "  cache_size: 0",  # every text encoded: real traffic rarely repeats a message

@@ -57,7 +57,7 @@ def server(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(base_model_dir), "--served-model-name", BASE,
         "--host", "127.0.0.1", "--port", str(port),
-        "--enable-lora", "--max-loras", "2", "--max-lora-rank", "16",
+        "--enable-lora", "--max-loras", "2", "--max-lora-rank", "32",
         "--dtype", "float32", "--max-model-len", "2048",
     ]  # fmt: skip
     with log.open("w") as out:

@@ -73,6 +73,8 @@ TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked", "fused"}
 (LORAMUX_KERNEL_TABLES, the user's from `loramux kernels tune`, loramux's shipped ones)."""
 KERNELS = {"tuned+masked": "masked", "fused": "fused"}
 """Variants with loramux's multi-LoRA kernels (`engine.vllm.lora_kernels`)."""
+MODES = ("base", "1", "4", "16", "16g")
+"""lora modes: no adapter, one adapter for all, 4 or 16 mixed, 16 grouped by adapter."""
 VARIANT_ENV = ("VLLM_LORA_ENABLE_DUAL_STREAM", "VLLM_TUNED_CONFIG_FOLDER")
 
 
@@ -326,7 +328,8 @@ async def lora_part(args: argparse.Namespace, model_dir: Path, folders: list[Pat
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     n = args.requests
-    modes = ["base", "1", "4", "16", "16g"]
+    modes = args.modes
+    raws = [(m, f"{m}-raw") for m in ("base", "16") if m in modes]
     results: dict[str, Any] = {}
     adapter_refs = refs(folders)
     for variant in args.variants:
@@ -338,7 +341,7 @@ async def lora_part(args: argparse.Namespace, model_dir: Path, folders: list[Pat
             log(f"added {len(adapter_refs)} adapters in {time.perf_counter() - t0:.1f} s")
             by_key = {r.key: r for r in adapter_refs}
             keys = list(by_key)
-            runs: dict[str, list[float]] = {m: [] for m in [*modes, "base-raw", "16-raw"]}
+            runs: dict[str, list[float]] = {m: [] for m in [*modes, *(r for _, r in raws)]}
             for rep in range(args.repeats + 1):  # round 0 is the warm-up
                 for m in modes:
                     prompts = make_prompts(tok, n, args.input_len, seed=1000 * rep + len(m))
@@ -347,7 +350,7 @@ async def lora_part(args: argparse.Namespace, model_dir: Path, folders: list[Pat
                     if rep:
                         runs[m].append(run.tps)
                     log(f"{variant} round {rep} {m:>4}: {run.tps:8.0f} tok/s ({run.tokens} tok)")
-                for m, raw in (("base", "base-raw"), ("16", "16-raw")):
+                for m, raw in raws:
                     prompts = make_prompts(tok, n, args.input_len, seed=1000 * rep + 7 + len(m))
                     loras = [engine._slots[k].lora if k else None for k in assign(m, n, keys)]
                     run = await run_raw(engine, prompts, loras, args.output_len, eos=False)
@@ -559,10 +562,13 @@ def report(results: dict, args: argparse.Namespace, hbm: float, vocab: int) -> s
         for variant, runs in results["lora"].items():
             row = f"{variant:<12}"
             for m in ["base", "1", "4", "16", "16g", "base-raw", "16-raw"]:
-                v = runs[m]
-                row += f"{max(v):>9.0f} ({statistics.median(v):>4.0f})"
-            ratio = statistics.median(runs["16"]) / statistics.median(runs["base"])
-            row += f"{ratio:>16.2f}"
+                v = runs.get(m)
+                row += f"{max(v):>9.0f} ({statistics.median(v):>4.0f})" if v else f"{'-':>16}"
+            if runs.get("16") and runs.get("base"):
+                ratio = statistics.median(runs["16"]) / statistics.median(runs["base"])
+                row += f"{ratio:>16.2f}"
+            else:
+                row += f"{'-':>16}"
             lines.append(row)
     wb = weight_bytes(vocab)
     ctx = args.input_len + args.output_len / 2
@@ -635,8 +641,17 @@ def main() -> None:
     parser.add_argument("part", choices=["lora", "gateway", "all", "client", "hbm"])
     parser.add_argument("--out", default="out")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/loramux"))
-    parser.add_argument("--variants", nargs="+", default=["capture", "spec+dual"])
-    parser.add_argument("--gateway-variant", default="capture")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=["capture", "spec+dual"]
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        help="lora: which modes each round runs (base and 16 also run straight into vLLM)",
+    )
+    parser.add_argument("--gateway-variant", choices=list(VARIANTS), default="capture")
     parser.add_argument(
         "--lora-configs",
         default=None,

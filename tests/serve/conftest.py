@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,37 @@ def request(
     )
 
 
+async def answer_cases(engine: Any) -> dict[tuple[str | None, str], str]:
+    """Every case sent at once (so vLLM batches them together), greedy: case -> text."""
+    texts = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
+    return {case: r.text for case, r in zip(CASES, texts, strict=True)}
+
+
+async def start_vllm(base_model_dir: Path, adapters: Sequence[str], **vllm: Any) -> Any:
+    """A started VLLMEngine on SmolLM2 with these demo adapters added (rank 32, as they are);
+    `vllm`: further `engine.vllm` settings. Skips the test where vLLM cannot start."""
+    from loramux.config import EngineConfig, VLLMEngineConfig
+    from loramux.serve.vllm import VLLMEngine
+    from loramux.serve.vllm_setup import vllm_can_start
+
+    ok, why = vllm_can_start()
+    if not ok:
+        pytest.skip(why)
+    engine = VLLMEngine(
+        base_model_dir,
+        EngineConfig(
+            max_batch_size=16,
+            context_length=2048,
+            vllm=VLLMEngineConfig(max_lora_rank=32, **vllm),  # the demo adapters: r 32
+        ),
+        cache_dir=Path("~/.cache/loramux").expanduser(),
+    )
+    await engine.start()
+    for name in adapters:
+        await engine.add_adapter(ref(name))
+    return engine
+
+
 @pytest.fixture(scope="session")
 def hf_greedy(base_model_dir: Path) -> dict[tuple[str | None, str], str]:
     """What the hf engine (transformers + PEFT, float32) answers greedily for every case."""
@@ -63,10 +95,9 @@ def hf_greedy(base_model_dir: Path) -> dict[tuple[str | None, str], str]:
         try:
             for name in ADAPTERS:
                 await engine.add_adapter(ref(name))
-            texts = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
+            return await answer_cases(engine)
         finally:
             await engine.stop()
-        return {case: r.text for case, r in zip(CASES, texts, strict=True)}
 
     return asyncio.run(run())
 

@@ -9,7 +9,6 @@ compiled path is what the GPU run measures (docs/benchmarks.md, issue 22).
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest_asyncio
 
 from loramux.serve.engine import generate
 from tests.conftest import DEMO_ADAPTERS
-from tests.serve.conftest import ADAPTERS, CASES, QUESTIONS, ref, request
+from tests.serve.conftest import ADAPTERS, QUESTIONS, answer_cases, request, start_vllm
 
 pytestmark = [
     pytest.mark.vllm,
@@ -33,35 +32,16 @@ FINANCE_Q = "How many euros per day do we get for meals while on the road?"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def concat(base_model_dir: Path) -> AsyncIterator:
-    from loramux.config import EngineConfig, VLLMEngineConfig
-    from loramux.serve.vllm import VLLMEngine
-    from loramux.serve.vllm_setup import vllm_can_start
-
-    ok, why = vllm_can_start()
-    if not ok:
-        pytest.skip(why)
-    eng = VLLMEngine(
-        base_model_dir,
-        EngineConfig(
-            max_batch_size=16,
-            context_length=2048,
-            vllm=VLLMEngineConfig(
-                max_loras=2, max_lora_rank=32, lora_kernels="concat", enforce_eager=True
-            ),
-        ),
-        cache_dir=Path("~/.cache/loramux").expanduser(),
+    adapters = [n for n in [*ADAPTERS, "finance"] if (DEMO_ADAPTERS / n).is_dir()]
+    eng = await start_vllm(
+        base_model_dir, adapters, max_loras=2, lora_kernels="concat", enforce_eager=True
     )
-    await eng.start()
-    for name in [*ADAPTERS, "finance"]:
-        if (DEMO_ADAPTERS / name).is_dir():
-            await eng.add_adapter(ref(name))
     yield eng
     await eng.stop()
 
 
 async def test_concat_mixed_batch_equals_hf_greedy(concat, hf_greedy) -> None:  # type: ignore[no-untyped-def]
-    together = await asyncio.gather(*(generate(concat, request(a, q)) for a, q in CASES))
-    got = {case: r.text for case, r in zip(CASES, together, strict=True)}
+    got = await answer_cases(concat)
     assert got == hf_greedy
     for name in ADAPTERS:  # each adapter changes the answer to its own question
         assert got[(name, QUESTIONS[name])] != got[(None, QUESTIONS[name])]

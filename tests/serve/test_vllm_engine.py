@@ -30,7 +30,14 @@ from loramux.serve.engine import generate
 from loramux.serve.types import StructuredOutput
 from loramux.types import AdapterRef
 from tests.conftest import DEMO_ADAPTERS
-from tests.serve.conftest import ADAPTERS, CASES, QUESTIONS, ref, request
+from tests.serve.conftest import (
+    ADAPTERS,
+    CASES,
+    QUESTIONS,
+    answer_cases,
+    request,
+    start_vllm,
+)
 
 pytestmark = [
     pytest.mark.vllm,
@@ -42,32 +49,13 @@ pytestmark = [
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator:
-    from loramux.config import EngineConfig, VLLMEngineConfig
-    from loramux.serve.vllm import VLLMEngine
-    from loramux.serve.vllm_setup import vllm_can_start
-
-    ok, why = vllm_can_start()
-    if not ok:
-        pytest.skip(why)
-    eng = VLLMEngine(
-        base_model_dir,
-        EngineConfig(
-            max_batch_size=16,
-            context_length=2048,
-            vllm=VLLMEngineConfig(max_loras=4, max_lora_rank=32),  # the demo adapters: r 32
-        ),
-        cache_dir=Path("~/.cache/loramux").expanduser(),
-    )
-    await eng.start()
-    for name in ADAPTERS:
-        await eng.add_adapter(ref(name))
+    eng = await start_vllm(base_model_dir, ADAPTERS, max_loras=4)
     yield eng
     await eng.stop()
 
 
 async def test_mixed_batch_equals_hf_greedy(engine, hf_greedy) -> None:  # type: ignore[no-untyped-def]
-    together = await asyncio.gather(*(generate(engine, request(a, q)) for a, q in CASES))
-    got = {case: r.text for case, r in zip(CASES, together, strict=True)}
+    got = await answer_cases(engine)
     assert got == hf_greedy
     alone = {case: (await generate(engine, request(*case))).text for case in CASES}
     assert alone == hf_greedy

@@ -250,6 +250,10 @@ def test_lora_kernels_choice_comes_from_the_config(
     assert vllm_section("    max_loras: 4").lora_kernel_configs == "auto"
     assert vllm_section("    lora_kernels: fused").lora_kernels == "fused"
     assert vllm_section("    lora_kernels: concat").lora_kernels == "concat"
+    for arg in ("tensor_parallel_size: 2", "fully_sharded_loras: true", "quantization: fp8"):
+        with pytest.raises(ConfigError, match=f"concat runs on one GPU.*args.{arg.split(':')[0]}"):
+            vllm_section(f"    lora_kernels: concat\n    args:\n      {arg}")
+    assert vllm_section("    lora_kernels: concat\n    args:\n      tensor_parallel_size: 1")
     with caplog.at_level(logging.WARNING):
         assert vllm_section("    lora_expand: masked").lora_kernels == "masked"
     assert "lora_expand is now engine.vllm.lora_kernels" in caplog.text

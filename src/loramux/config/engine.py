@@ -87,6 +87,25 @@ class VLLMEngineConfig(Strict):
         return data
 
     @model_validator(mode="after")
+    def _concat_takes_the_args(self) -> VLLMEngineConfig:
+        # what the config already says; a quantized checkpoint is refused when the engine loads
+        if self.lora_kernels != "concat":
+            return self
+        refused = {
+            "tensor_parallel_size": (self.args.get("tensor_parallel_size") or 1) > 1,
+            "fully_sharded_loras": bool(self.args.get("fully_sharded_loras")),
+            "quantization": bool(self.args.get("quantization")),
+        }
+        for key, bad in refused.items():
+            if bad:
+                raise ValueError(
+                    f"lora_kernels: concat runs on one GPU with unquantized weights and "
+                    f"fully_sharded_loras off; args.{key}: {self.args[key]!r} needs "
+                    "lora_kernels: vllm or masked"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _fused_takes_the_rank(self) -> VLLMEngineConfig:
         if self.lora_kernels == "fused" and 256 < self.max_lora_rank <= 320:
             raise ValueError(

@@ -18,7 +18,13 @@ steps captured in CUDA graphs and replayed. Prints ms per decode step for the ba
 layers, the dense LoRA alone, and both, next to the weight-read floor, and checks the dense result
 against a per-token reference.
 
-  python3 bench/gpu/dense_lora_step.py --out DIR [--tokens 128 --slots 16 --rank 16]
+"serve" is what `lora_kernels: concat` runs on a GPU (serve/lora_concat.py, with `src` on
+PYTHONPATH and triton installed): the same wide GEMM, then its Triton expand, which adds each
+token's own slot's B only and skips the slots no row of a tile uses; timed with tokens spread
+over every slot ("mixed"), in runs of 64 tokens per slot as in a prefill chunk ("runs"), and with
+no adapter at all ("none"). `--sweep` times the kernel's launch settings at each batch size.
+
+  PYTHONPATH=src python3 bench/gpu/dense_lora_step.py --out DIR [--tokens 128 --slots 16]
   python3 bench/gpu/dense_lora_step.py --tiny      # CPU smoke test: small shapes, no graphs
 """
 
@@ -31,6 +37,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
+
+try:  # the serving path: loramux's concat layers (needs `src` on PYTHONPATH and triton)
+    from loramux.serve import lora_concat
+except ImportError:  # pragma: no cover - the bench without the package
+    lora_concat = None  # type: ignore[assignment]
 
 LINEARS = {  # name: (input size, output slices)
     "qkv": (4096, (4096, 1024, 1024)),
@@ -61,6 +72,19 @@ class Layer:
             rows = slice(i * slots * rank, (i + 1) * slots * rank)
             self.b_bd[rows, col : col + o] = b.permute(0, 2, 1).reshape(slots * rank, o)
             col += o
+
+    def serve_state(self):
+        """The layer as `lora_kernels: concat` holds it (serve/lora_concat.py's ConcatState)."""
+        n, slots, rank = len(self.outs), self.slots, self.rank
+        b = torch.cat([bi.permute(0, 2, 1).reshape(slots * rank, o) for bi, o in
+                       zip(self.b, self.outs, strict=True)], dim=1).contiguous()  # fmt: skip
+        return lora_concat.ConcatState(
+            wide=torch.cat([self.w.t(), self.a.reshape(n * slots * rank, self.d_in)]).contiguous(),
+            out=self.width, packed=False, b=b,
+            starts=tuple(sum(self.outs[:i]) for i in range(n)),
+            n_slices=n, max_loras=slots, rank=rank,
+            slot_ids=torch.arange(slots, device=self.w.device),
+        )  # fmt: skip
 
     def reference(self, x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """Per-token LoRA delta in float32 (slot -1: none)."""
@@ -98,6 +122,21 @@ def concat_step(layer: Layer, x: torch.Tensor, mask: torch.Tensor, wide: torch.T
     wide[:, : layer.width].addmm_(h, layer.b_bd)
 
 
+def serve_step(states: list, xs: dict, slot: torch.Tensor) -> None:
+    """One decode step's linear layers as `lora_kernels: concat` serves them."""
+    for layer in states:
+        for n, state in layer.items():
+            lora_concat.concat_forward(xs[n], state, slot)
+
+
+SWEEP = [
+    {"block_n": bn, "slots": sl, "num_warps": w, "num_stages": st}
+    for bn in (64, 128)
+    for sl in (2, 4, 8)
+    for w, st in ((4, 2), (8, 3))
+]
+
+
 def step(kind: str, layers: list, xs: dict, ys: dict, masks: dict, wides: dict) -> None:
     """One decode step's linear layers: base, lora (dense, alone), both, or concat."""
     for layer in layers:
@@ -108,6 +147,26 @@ def step(kind: str, layers: list, xs: dict, ys: dict, masks: dict, wides: dict) 
                 dense_delta(L, xs[n], masks[n], ys[n])
             if kind == "concat":
                 concat_step(L, xs[n], masks[n], wides[n])
+
+
+def sweep(states: list, xs: dict, slot: torch.Tensor, tokens: int, iters: int) -> list:
+    """ms per step of the serve path for each launch setting in SWEEP (mixed slots)."""
+    default = lora_concat.pick_config
+    out = []
+    try:
+        for cfg in SWEEP:
+            full = {"block_m": default(tokens)["block_m"], **cfg}
+            lora_concat.pick_config = lambda m, full=full: full  # type: ignore[assignment]
+            try:
+                ms = timed(partial(serve_step, states, xs, slot), True, iters)
+            except Exception as e:  # noqa: BLE001 - a setting that does not compile is skipped
+                print(f"  sweep {full}: failed ({type(e).__name__})", flush=True)
+                continue
+            out.append({**full, "ms": ms})
+            print(f"  sweep {full}: {ms:.3f} ms", flush=True)
+    finally:
+        lora_concat.pick_config = default
+    return out
 
 
 def timed(fn, graphs: bool, iters: int) -> float:
@@ -147,6 +206,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=32)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: small shapes, 2 layers")
+    p.add_argument("--sweep", action="store_true", help="time the serve kernel's launch settings")
     args = p.parse_args()
     gpu = torch.cuda.is_available() and not args.tiny
     dev = "cuda" if gpu else "cpu"
@@ -185,6 +245,29 @@ def main() -> None:
                 timed(partial(step, kind, *bufs), gpu, args.iters)
                 for kind in ("base", "lora", "both", "concat")
             )
+            serve = {}
+            if lora_concat is not None:
+                states = [{n: L.serve_state() for n, L in layer.items()} for layer in layers]
+                patterns = {
+                    "mixed": slot,
+                    "runs": (torch.arange(tokens, device=dev) // 64) % slots,
+                    "none": torch.full((tokens,), -1, device=dev, dtype=slot.dtype),
+                }
+                for pat, sl in patterns.items():
+                    serve[pat] = timed(partial(serve_step, states, xs, sl), gpu, args.iters)
+                if args.sweep and gpu:
+                    serve["sweep"] = sweep(states, xs, slot, tokens, args.iters)
+                # the served output against base + the per-token reference, qkv of layer 0
+                L, st = layers[0]["qkv"], states[0]["qkv"]
+                got = lora_concat.concat_forward(xs["qkv"], st, slot).float()
+                want = (xs["qkv"].float() @ L.w.float()).to(dtype).float() + L.reference(
+                    xs["qkv"], slot
+                )
+                serve["max_abs_err"] = (got - want).abs().max().item()
+                assert serve["max_abs_err"] <= 2e-2 * max(1.0, want.abs().max().item()), (
+                    f"the served concat output differs by {serve['max_abs_err']:.3e}"
+                )
+                del states
             row = {
                 "tokens": tokens,
                 "slots": slots,
@@ -193,6 +276,9 @@ def main() -> None:
                 "dense_lora_ms": t_lora,
                 "base_plus_lora_ms": t_both,
                 "concat_ms": t_cat,
+                "serve_ms": {k: v for k, v in serve.items() if k not in ("sweep", "max_abs_err")},
+                "serve_max_abs_err": serve.get("max_abs_err"),
+                "serve_sweep": serve.get("sweep"),
                 "lora_weights_gb": lora_bytes / 1e9,
                 "launches_per_step": 3 * len(linears) * args.layers,
             }
@@ -204,6 +290,16 @@ def main() -> None:
                 f"all slots' weights {lora_bytes / 1e9:.2f} GB",
                 flush=True,
             )
+            if serve:
+                print(
+                    "  serve (Triton expand): "
+                    + ", ".join(
+                        f"{k} {serve[k]:6.3f} ms (x{t_base / serve[k]:.3f})"
+                        for k in ("mixed", "runs", "none")
+                    )
+                    + f"; max |served - reference| {serve['max_abs_err']:.3e}",
+                    flush=True,
+                )
             # correctness: one layer, dense delta vs the per-token reference
             L = layers[0]["qkv"]
             y = torch.zeros(tokens, sum(L.outs), **kw)

@@ -5,17 +5,21 @@ As `lora_expand_worker.py` and `lora_fused_worker.py` do for their kernels: lora
 process before the model loads, and the import calls `install()`, which wraps the LoRA linear
 layers' `create_lora_weights` (then `relayout`: the wide weight, vLLM's `lora_a_stacked` as views
 into it), `set_lora` / `reset_lora` (then `refresh_b`) and replaces `_apply_sync`, their forward,
-by `concat_forward`. Layers vLLM runs another way (its dual-stream option, sharded LoRA) keep
-vLLM's kernels, which read the same `lora_a_stacked`. Nothing else imports this module.
-"""
+by `concat_forward`. On a GPU, the expand's Triton kernel runs as a vLLM custom op
+(`torch.ops.vllm.loramux_concat_expand`): torch.compile keeps it opaque and CUDA graphs capture
+its launch. Layers vLLM runs another way (its dual-stream option, sharded LoRA) keep vLLM's
+kernels, which read the same `lora_a_stacked`. Nothing else imports this module.
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: torch infers the custom op's schema from the
+annotations of `_expand_op`.)
+"""
 
 import logging
 from typing import Any
 
 import torch
 
+from loramux.serve import lora_concat
 from loramux.serve.lora_concat import OPTION, ConcatState, concat_forward, refresh_b, relayout
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,47 @@ def _subclasses(cls: type[Any]) -> list[type[Any]]:
     return out
 
 
+def _expand_op(
+    both: torch.Tensor,
+    b: torch.Tensor,
+    slots: torch.Tensor,
+    bias: torch.Tensor | None,
+    out_size: int,
+    starts: list[int],
+    rank: int,
+    base: torch.Tensor | None,
+) -> torch.Tensor:
+    return lora_concat.concat_expand(both, b, slots, bias, out_size, starts, rank, base)
+
+
+def _expand_fake(
+    both: torch.Tensor,
+    b: torch.Tensor,
+    slots: torch.Tensor,
+    bias: torch.Tensor | None,
+    out_size: int,
+    starts: list[int],
+    rank: int,
+    base: torch.Tensor | None,
+) -> torch.Tensor:
+    """The op's shape function for torch.compile."""
+    return both.new_empty((both.size(0), out_size))
+
+
+def _gpu_expand(
+    both: torch.Tensor,
+    state: ConcatState,
+    slots: torch.Tensor,
+    bias: torch.Tensor | None,
+    base: torch.Tensor | None,
+) -> torch.Tensor:
+    op: Any = torch.ops.vllm.loramux_concat_expand
+    out: torch.Tensor = op(
+        both, state.b, slots, bias, state.out, list(state.starts), state.rank, base
+    )
+    return out
+
+
 _installed = False
 
 
@@ -80,6 +125,16 @@ def install() -> None:
     import vllm.lora.layers  # noqa: F401 - imports every LoRA layer class
     from vllm.lora.layers.base_linear import BaseLinearLayerWithLoRA
 
+    if lora_concat.HAS_TRITON and torch.cuda.is_available():
+        from vllm.utils.torch_utils import direct_register_custom_op
+
+        direct_register_custom_op(
+            op_name="loramux_concat_expand",
+            op_func=_expand_op,
+            mutates_args=[],
+            fake_impl=_expand_fake,
+        )
+        lora_concat.gpu_expand = _gpu_expand
     _original["_apply_sync"] = BaseLinearLayerWithLoRA._apply_sync
     BaseLinearLayerWithLoRA._apply_sync = _apply_sync
     for cls in dict.fromkeys(_subclasses(BaseLinearLayerWithLoRA)):

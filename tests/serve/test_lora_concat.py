@@ -1,4 +1,4 @@
-"""`lora_kernels: concat` (serve/lora_concat.py): the wide weight and the block-diagonal B.
+"""`lora_kernels: concat` (serve/lora_concat.py): the wide weight, B per slice, the torch expand.
 
 A stand-in for one of vLLM's LoRA linear layers (the attributes `relayout` reads: the base
 layer's weight and quant method, `lora_a_stacked`, `lora_b_stacked`, `output_slices`) checks the

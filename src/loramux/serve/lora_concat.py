@@ -150,12 +150,21 @@ if triton is not None:
         tl.store(out_ptr + rows[:, None] * out_d0 + cols[None, :], result, mask=ok)
 
 
-def pick_config(m: int) -> dict[str, int]:
-    """Launch settings for a batch of `m` rows: row tiles no larger than the batch (the best of
-    `bench/gpu/dense_lora_step.py --sweep` on an H200, 16 slots; within 5% of each other)."""
+def pick_config(m: int, rank: int = 16) -> dict[str, int]:
+    """Launch settings for a batch of `m` rows of LoRA rank `rank`: row tiles no larger than the
+    batch, and a K step of at most 128 (slot, rank) pairs, or one slot of a larger rank, so the
+    tiles fit in shared memory. The rank-16 settings are the best of `bench/gpu/dense_lora_step.py
+    --sweep` on an H200 with 16 slots (every setting within 5% of the others)."""
+    block_r = max(16, 1 << (rank - 1).bit_length())
     block_m = 16 if m <= 16 else 32 if m <= 32 else 64
-    block_n = 64 if m <= 16 else 128
-    return {"block_m": block_m, "block_n": block_n, "slots": 8, "num_warps": 4, "num_stages": 2}
+    block_n = 64 if m <= 16 or block_r >= 256 else 128
+    return {
+        "block_m": block_m,
+        "block_n": block_n,
+        "slots": max(1, 128 // block_r),
+        "num_warps": 4,
+        "num_stages": 1 if block_r >= 512 else 2,
+    }
 
 
 def concat_expand(
@@ -188,7 +197,7 @@ def concat_expand(
     out = torch.empty(m, out_size, dtype=both.dtype, device=both.device)
     if m == 0:
         return out
-    cfg = config or pick_config(m)
+    cfg = config or pick_config(m, rank)
     n_slices = len(starts)
     bounds = [*starts[1:], out_size, out_size][:2]
     head = 0 if base is not None else out_size

@@ -242,21 +242,10 @@ def torch_expand(
     return out
 
 
-def _launch(
-    both: torch.Tensor,
-    state: ConcatState,
-    slots: torch.Tensor,
-    bias: torch.Tensor | None,
-    base: torch.Tensor | None,
-) -> torch.Tensor:
-    return concat_expand(
-        both, state.b, slots, bias, state.out, list(state.starts), state.rank, base
-    )
-
-
-gpu_expand: Callable[..., torch.Tensor] = _launch
-"""The GPU expand `concat_forward` calls: `lora_concat_worker` replaces it by a vLLM custom op
-around the same kernel (opaque to torch.compile, captured by CUDA graphs)."""
+gpu_expand: Callable[..., torch.Tensor] = concat_expand
+"""The GPU expand `concat_forward` calls (`concat_expand`'s arguments): `lora_concat_worker`
+replaces it by a vLLM custom op around the same function (opaque to torch.compile, captured by
+CUDA graphs)."""
 
 
 def concat_forward(
@@ -282,7 +271,8 @@ def concat_forward(
     if base is not None:
         bias = None  # vLLM's GEMM added it already
     if x.is_cuda and triton is not None:
-        return gpu_expand(both, state, slots, bias, base)
+        starts = list(state.starts)
+        return gpu_expand(both, state.b, slots, bias, state.out, starts, state.rank, base)
     return torch_expand(both, state, slots, bias, base)
 
 

@@ -83,35 +83,16 @@ def _expand_op(
     rank: int,
     base: torch.Tensor | None,
 ) -> torch.Tensor:
+    """`concat_expand` with a schema torch can infer (its own signature has a dict argument and
+    string annotations)."""
     return lora_concat.concat_expand(both, b, slots, bias, out_size, starts, rank, base)
 
 
 def _expand_fake(
-    both: torch.Tensor,
-    b: torch.Tensor,
-    slots: torch.Tensor,
-    bias: torch.Tensor | None,
-    out_size: int,
-    starts: list[int],
-    rank: int,
-    base: torch.Tensor | None,
+    both: torch.Tensor, b: torch.Tensor, slots: torch.Tensor, bias: Any, out_size: int, *rest: Any
 ) -> torch.Tensor:
     """The op's shape function for torch.compile."""
     return both.new_empty((both.size(0), out_size))
-
-
-def _gpu_expand(
-    both: torch.Tensor,
-    state: ConcatState,
-    slots: torch.Tensor,
-    bias: torch.Tensor | None,
-    base: torch.Tensor | None,
-) -> torch.Tensor:
-    op: Any = torch.ops.vllm.loramux_concat_expand
-    out: torch.Tensor = op(
-        both, state.b, slots, bias, state.out, list(state.starts), state.rank, base
-    )
-    return out
 
 
 _installed = False
@@ -134,7 +115,7 @@ def install() -> None:
             mutates_args=[],
             fake_impl=_expand_fake,
         )
-        lora_concat.gpu_expand = _gpu_expand
+        lora_concat.gpu_expand = torch.ops.vllm.loramux_concat_expand
     _original["_apply_sync"] = BaseLinearLayerWithLoRA._apply_sync
     BaseLinearLayerWithLoRA._apply_sync = _apply_sync
     for cls in dict.fromkeys(_subclasses(BaseLinearLayerWithLoRA)):

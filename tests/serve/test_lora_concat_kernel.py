@@ -14,7 +14,7 @@ import importlib.util
 
 import pytest
 
-from tests.serve.test_lora_expand import run_in_interpreter
+from tests.serve.test_lora_expand import REPO, run_in_interpreter
 
 pytestmark = [
     pytest.mark.vllm,
@@ -143,3 +143,37 @@ def test_concat_linear_matches_a_per_token_loop() -> None:
     for name, err, shape_ok in rows:
         assert float(err) < 0.01, f"{name}: concat_linear vs the loop, {err}"
         assert shape_ok == "True", name
+
+
+EPILOGUE = r"""
+import importlib.util, torch
+spec = importlib.util.spec_from_file_location("fe", "bench/gpu/fused_epilogue.py")
+fe = importlib.util.module_from_spec(spec); spec.loader.exec_module(fe)
+torch.manual_seed(1)
+kw = {"device": "cpu", "dtype": torch.float16}
+cfg = {"block_n": 32, "block_k": 32, "num_warps": 4, "num_stages": 1}
+for name, (d, outs) in {"qkv": (64, (40, 24, 24)), "gate_up": (96, (64, 64))}.items():
+    layer = fe.dls.Layer(d, outs, 5, 8, **kw)
+    state = layer.serve_state()
+    x = torch.randn(40, d, **kw)
+    slot = torch.tensor([(3 * t) % 5 for t in range(40)])
+    slot[::7] = -1
+    with_lora = fe.check(layer, state, x, slot, cfg)
+    # the same kernel without its epilogue: the check must see the missing LoRA
+    base = fe.gemm_lora(x, state, slot, cfg, lora=False).float()
+    want = (x.float() @ layer.w.float()) + layer.reference(x, slot)
+    without = ((base - want).abs().max() / want.abs().max()).item()
+    print(name, f"{with_lora:.5f}", f"{without:.5f}")
+"""
+
+
+def test_bench_gemm_with_lora_epilogue_matches_the_reference() -> None:
+    """bench/gpu/fused_epilogue.py's probe kernel (base GEMM + LoRA epilogue), in the
+    interpreter: its output equals base + each row's own slot's LoRA, and without the epilogue
+    the same check fails."""
+    script = str(REPO / "bench" / "gpu" / "fused_epilogue.py")
+    rows = run_in_interpreter(EPILOGUE.replace("bench/gpu/fused_epilogue.py", script))
+    assert [r[0] for r in rows] == ["qkv", "gate_up"]
+    for name, with_lora, without in rows:
+        assert float(with_lora) < 0.01, f"{name}: fused vs reference, {with_lora}"
+        assert float(without) > 0.05, f"{name}: the check did not see a missing LoRA ({without})"

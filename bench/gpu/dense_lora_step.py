@@ -139,10 +139,11 @@ def base_step(states: list, xs: dict) -> None:
 
 
 SWEEP = [
-    {"block_n": bn, "slots": sl, "num_warps": w, "num_stages": st}
+    {"block_m": bm, "block_n": bn, "slots": sl, "num_warps": w, "num_stages": st}
+    for bm in (None, 128)  # None: pick_config's row tile for the batch
     for bn in (64, 128)
-    for sl in (2, 4, 8)
-    for w, st in ((4, 2), (8, 3))
+    for sl in (4, 8)
+    for w, st in ((4, 2), (8, 2), (8, 3))
 ]
 
 
@@ -164,7 +165,9 @@ def sweep(states: list, xs: dict, slot: torch.Tensor, tokens: int, iters: int) -
     out = []
     try:
         for cfg in SWEEP:
-            full = {"block_m": default(tokens)["block_m"], **cfg}
+            if (cfg["block_m"] or 0) > max(16, 1 << (tokens - 1).bit_length()):
+                continue  # a row tile larger than the batch
+            full = {**cfg, "block_m": cfg["block_m"] or default(tokens)["block_m"]}
             lora_concat.pick_config = lambda m, rank=16, full=full: full  # type: ignore[assignment]
             try:
                 ms = timed(partial(serve_step, states, xs, slot), True, iters)

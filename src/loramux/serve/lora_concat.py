@@ -295,7 +295,7 @@ def concat_forward(
     both = torch.nn.functional.linear(x, state.wide)
     if base is not None:
         bias = None  # vLLM's GEMM added it already
-    if x.is_cuda and triton is not None:
+    if x.is_cuda and triton is not None:  # the base apart on a GPU (vLLM packs only on CPUs)
         return concat_expand(both, state.b, slots, bias, state.out, starts, state.rank, base)
     return torch_expand(both, state, slots, bias, base)
 

@@ -39,6 +39,8 @@ assert _spec is not None
 assert _spec.loader is not None
 dls = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dls)
+lora_concat = dls.lora_concat  # loramux's concat layers (`src` on PYTHONPATH)
+_add_own_slots = lora_concat._add_own_slots
 
 
 @triton.jit
@@ -83,33 +85,12 @@ def _gemm_lora_kernel(
         acc = tl.dot(xk, wk, acc)
     # the base output rounded once, as cuBLAS writes it, then the LoRA in float32
     acc = acc.to(out_ptr.dtype.element_ty).to(tl.float32)
-    if HAS_LORA:
+    if HAS_LORA:  # the served expand's own loop: each row's slot, unused slots skipped
         slot = tl.load(slots_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
-        lo = pid_n * BLOCK_N
-        hi = lo + BLOCK_N
-        kk = tl.arange(0, SLOTS * BLOCK_R)
-        k_rank = kk % BLOCK_R
-        rank_ok = k_rank < R
-        for i in tl.static_range(NUM_SLICES):
-            start = 0 if i == 0 else (START1 if i == 1 else START2)
-            end = START1 if i == 0 else (START2 if i == 1 else N)
-            if (lo < end) & (hi > start):
-                in_slice = col_ok & (cols >= start) & (cols < end)
-                for first in range(0, S, SLOTS):
-                    k_slot = first + kk // BLOCK_R
-                    hit = (slot[:, None] == k_slot[None, :]) & rank_ok[None, :]
-                    if tl.max(hit.to(tl.int32)) > 0:
-                        h = tl.load(
-                            h_ptr + rows[:, None] * h_d0 + ((i * S + k_slot) * R + k_rank)[None, :],
-                            mask=hit & row_ok[:, None],
-                            other=0.0,
-                        )
-                        b = tl.load(
-                            b_ptr + (k_slot * R + k_rank)[:, None] * b_d0 + cols[None, :],
-                            mask=((k_slot < S) & rank_ok)[:, None] & in_slice[None, :],
-                            other=0.0,
-                        )
-                        acc = tl.dot(h, b, acc)
+        acc = _add_own_slots(
+            acc, h_ptr, h_d0, b_ptr, b_d0, rows, row_ok, slot, cols, col_ok, pid_n * BLOCK_N,
+            N, S, R, START1, START2, BLOCK_N, BLOCK_R, SLOTS, NUM_SLICES,
+        )  # fmt: skip
     ok = row_ok[:, None] & col_ok[None, :]
     tl.store(out_ptr + rows[:, None] * out_d0 + cols[None, :], acc.to(out_ptr.dtype.element_ty), ok)
 
@@ -152,8 +133,6 @@ def run(states, xs, slot, cfg, lora) -> None:
 
 
 def served(states, xs, slot) -> None:
-    from loramux.serve import lora_concat
-
     for layer in states:
         for n, st in layer.items():
             lora_concat.concat_linear(

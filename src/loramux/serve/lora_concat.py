@@ -78,6 +78,60 @@ class ConcatState:
 if triton is not None:
 
     @triton.jit
+    def _add_own_slots(
+        acc,  # [BLOCK_M, BLOCK_N] float32, returned with the LoRA added
+        h_ptr,  # [M, >= slices * S * R] from its first shrink column: every slot's shrink
+        h_d0,
+        b_ptr,  # [S * R, OUT]: ConcatState.b
+        b_d0,
+        rows,
+        row_ok,
+        slot,  # [BLOCK_M] int32: each row's slot, -1 for none
+        cols,
+        col_ok,
+        lo,  # the tile's first column
+        OUT,
+        S,
+        R,
+        START1,
+        START2,
+        BLOCK_N: tl.constexpr,
+        BLOCK_R: tl.constexpr,
+        SLOTS: tl.constexpr,
+        NUM_SLICES: tl.constexpr,
+    ):
+        """Each row's own slot's shrink times that slot's B, for this tile's columns, added to
+        `acc`; slots no row of the tile uses are skipped (the expand kernel here, and the
+        GEMM epilogue of bench/gpu/fused_epilogue.py)."""
+        hi = lo + BLOCK_N
+        # K runs over (slot, rank) pairs, SLOTS slots per step: column kk of a step is rank
+        # kk % BLOCK_R of slot first + kk // BLOCK_R
+        kk = tl.arange(0, SLOTS * BLOCK_R)
+        k_rank = kk % BLOCK_R
+        rank_ok = k_rank < R
+        for i in tl.static_range(NUM_SLICES):
+            start = 0 if i == 0 else (START1 if i == 1 else START2)
+            end = START1 if i == 0 else (START2 if i == 1 else OUT)
+            if (lo < end) & (hi > start):  # this tile holds columns of slice i
+                in_slice = col_ok & (cols >= start) & (cols < end)
+                for first in range(0, S, SLOTS):
+                    k_slot = first + kk // BLOCK_R
+                    hit = (slot[:, None] == k_slot[None, :]) & rank_ok[None, :]
+                    if tl.max(hit.to(tl.int32)) > 0:  # some row of the tile uses these slots
+                        h = tl.load(
+                            h_ptr + rows[:, None] * h_d0 + ((i * S + k_slot) * R + k_rank)[None, :],
+                            mask=hit & row_ok[:, None],
+                            other=0.0,
+                        )
+                        b = tl.load(
+                            b_ptr + (k_slot * R + k_rank)[:, None] * b_d0 + cols[None, :],
+                            mask=((k_slot < S) & rank_ok)[:, None] & in_slice[None, :],
+                            other=0.0,
+                        )
+                        acc = tl.dot(h, b, acc)
+        return acc
+
+    @triton.jit
     def _concat_expand_kernel(
         both_ptr,  # [M, >= out + slices * S * R]: base output columns, then every slot's shrink
         b_ptr,  # [S * R, out]: ConcatState.b
@@ -110,36 +164,11 @@ if triton is not None:
         slot = tl.load(slots_ptr + rows, mask=row_ok, other=-1).to(tl.int32)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         col_ok = cols < OUT
-        lo = pid_n * BLOCK_N
-        hi = lo + BLOCK_N
-
-        # K runs over (slot, rank) pairs, SLOTS slots per step: column kk of a step is rank
-        # kk % BLOCK_R of slot first + kk // BLOCK_R
-        kk = tl.arange(0, SLOTS * BLOCK_R)
-        k_rank = kk % BLOCK_R
-        rank_ok = k_rank < R
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for i in tl.static_range(NUM_SLICES):
-            start = 0 if i == 0 else (START1 if i == 1 else START2)
-            end = START1 if i == 0 else (START2 if i == 1 else OUT)
-            if (lo < end) & (hi > start):  # this tile holds columns of slice i
-                in_slice = col_ok & (cols >= start) & (cols < end)
-                for first in range(0, S, SLOTS):
-                    k_slot = first + kk // BLOCK_R
-                    hit = (slot[:, None] == k_slot[None, :]) & rank_ok[None, :]
-                    if tl.max(hit.to(tl.int32)) > 0:  # some row of the tile uses these slots
-                        h = tl.load(
-                            both_ptr + rows[:, None] * both_d0 + HEAD
-                            + ((i * S + k_slot) * R + k_rank)[None, :],
-                            mask=hit & row_ok[:, None],
-                            other=0.0,
-                        )  # fmt: skip
-                        b = tl.load(
-                            b_ptr + (k_slot * R + k_rank)[:, None] * b_d0 + cols[None, :],
-                            mask=((k_slot < S) & rank_ok)[:, None] & in_slice[None, :],
-                            other=0.0,
-                        )
-                        acc = tl.dot(h, b, acc)
+        acc = _add_own_slots(
+            acc, both_ptr + HEAD, both_d0, b_ptr, b_d0, rows, row_ok, slot, cols, col_ok,
+            pid_n * BLOCK_N, OUT, S, R, START1, START2, BLOCK_N, BLOCK_R, SLOTS, NUM_SLICES,
+        )  # fmt: skip
 
         ok = row_ok[:, None] & col_ok[None, :]
         base = tl.load(base_ptr + rows[:, None] * base_d0 + cols[None, :], mask=ok, other=0.0)

@@ -7,9 +7,9 @@ layers' `create_lora_weights` (then `relayout`: the wide weight, vLLM's `lora_a_
 into it), `set_lora` / `reset_lora` (then `refresh_b`) and replaces `_apply_sync`, their forward,
 by `concat_forward`. On a GPU, the layer (the wide GEMM and the Triton expand) runs as one vLLM
 custom op (`torch.ops.vllm.loramux_concat_linear`): torch.compile keeps it opaque and CUDA
-graphs capture its launches. Layers
-vLLM runs another way (its dual-stream option, sharded LoRA) keep vLLM's kernels, which read the
-same `lora_a_stacked`. Nothing else imports this module.
+graphs capture its launches. Layers vLLM runs another way (its dual-stream option, sharded
+LoRA) keep vLLM's kernels, which read the same `lora_a_stacked`. Nothing else imports this
+module.
 
 (No `from __future__ import annotations` here: torch infers the custom op's schema from the
 annotations of `_linear_op`.)
@@ -88,8 +88,9 @@ def _linear_op(
     return lora_concat.concat_linear(x, wide, b, slots, bias, out_size, starts, rank)
 
 
-def _linear_fake(x: torch.Tensor, wide: torch.Tensor, b: Any, s: Any, bias: Any, out_size: int,
-                 *rest: Any) -> torch.Tensor:  # fmt: skip
+def _linear_fake(
+    x: torch.Tensor, wide: torch.Tensor, b: Any, slots: Any, bias: Any, out_size: int, *rest: Any
+) -> torch.Tensor:
     """The op's shape function for torch.compile."""
     return x.new_empty((x.size(0), out_size))
 
